@@ -1,0 +1,316 @@
+"""Frozen configuration: one dataclass per concern, loaded from YAML with strict keys.
+
+An experiment is ``ExperimentConfig(data, model, optim, cluster, search)``. Every section is
+a frozen dataclass so a run's configuration cannot drift after it starts; ``to_dict()`` is
+what gets saved beside every checkpoint and result. A typo in a YAML key is an error that
+names the key and the valid ones, never a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration value or key that cannot be used; the message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the shards are and how training batches are drawn from them."""
+
+    shards: str = ""  # prepared shard folder (holds manifest.json); "" = the embedded demo set
+    ratio: str = "1:2"  # REAL:FAKE of the train split per epoch: "1:1", "1:2", "natural", "a:b"
+    hflip: bool = True
+    jpeg_prob: float = 0.0  # probability of a random JPEG re-compression (quality 30-95)
+    blur_prob: float = 0.0  # probability of a Gaussian blur (sigma 0.1-2.0)
+    color_jitter: float = 0.0  # max relative brightness/contrast/saturation change
+    decode_workers: int = 0  # actors decoding images; 0 = the CPUs Ray Data has left
+    prefetch_batches: int = 2
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture and layer configuration; see ``search.train.models`` for each param."""
+
+    arch: str = "custom_cnn"
+    pretrained: bool | str = False  # True = timm hub weights, a path = local weights file
+    input_size: int = 224  # the study's resize; ignored when native_input_size is true
+    native_input_size: bool = False  # use the architecture's own input size instead
+    # custom CNN
+    conv_blocks: int = 3
+    base_width: int = 32
+    kernel_size: int = 3
+    dense_units: int = 128
+    dropout: float = 0.5
+    batch_norm: bool = True
+    # timm families
+    frozen_stages: int = 0
+    head_dropout: float = 0.0
+    head_hidden: int = 0
+
+    def layer_kwargs(self) -> dict[str, Any]:
+        """The layer settings the chosen architecture accepts (others do not apply to it)."""
+        from search.train.models import model_params
+
+        return {name: getattr(self, name) for name in model_params(self.arch)
+                if hasattr(self, name)}
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Optimiser, schedule and training-loop settings of one trial."""
+
+    optimizer: str = "adamw"  # adamw | sgd
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    momentum: float = 0.9  # sgd only
+    schedule: str = "cosine"  # cosine | step | constant
+    warmup_epochs: int = 0
+    step_size: int = 3  # step schedule: decay every this many epochs
+    gamma: float = 0.1  # step schedule: decay factor
+    epochs: int = 10
+    batch_size: int = 64
+    grad_clip: float = 1.0  # max gradient norm; 0 = off
+    amp: bool = True  # bfloat16 autocast on GPU
+    channels_last: bool = True  # NHWC on GPU (faster convolutions)
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """How a trial maps onto the cluster and where results go."""
+
+    address: str = ""  # Ray address; "" = RAY_ADDRESS, a running local cluster, else a new one
+    num_workers: int = 1  # Ray Train workers (DDP) per trial
+    use_gpu: bool | None = None  # None = use GPUs when the cluster has them
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 1.0
+    data_cpus: float = 1.0  # CPUs per trial kept free for Ray Data decoding
+    max_concurrent_trials: int = 0  # 0 = as many as the cluster's resources allow
+    storage_path: str = "results"  # local folder or pyarrow URI (s3://, gs://, NFS path)
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """The search: what is optimised, how trials are sampled, stopped and retried."""
+
+    name: str = "demo"
+    metric: str = "val_auc"
+    mode: str = ""  # "" = inferred from the metric (max, except losses and error rates)
+    num_samples: int = 8
+    algorithm: str = "tpe"  # tpe | random
+    scheduler: str = "asha"  # asha | none
+    grace_period: int = 1  # ASHA: epochs every trial gets before it can be stopped
+    reduction_factor: int = 2
+    max_failures: int = 1  # retries of a failed trial, from its last checkpoint
+    space: Mapping[str, Any] = field(default_factory=dict)  # overrides of the default space
+    points_to_evaluate: tuple[Mapping[str, Any], ...] = ()
+    export: bool = False  # export the best trial when the search ends
+
+    def resolved_mode(self) -> str:
+        """``mode`` if set, else the right direction for the metric's name."""
+        if self.mode:
+            if self.mode not in ("max", "min"):
+                raise ConfigError(f"search.mode must be 'max' or 'min', not {self.mode!r}")
+            return self.mode
+        lowered = self.metric.lower()
+        return "min" if any(k in lowered for k in ("loss", "eer", "_fp", "_fn", "error")) else "max"
+
+
+SECTIONS: dict[str, type] = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "optim": OptimConfig,
+    "cluster": ClusterConfig,
+    "search": SearchConfig,
+}
+
+# Flat trial parameters (what the search samples) and the section each one lives in.
+TRIAL_SECTIONS = ("data", "model", "optim")
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """Everything one experiment needs; saved as ``config.json`` with every run."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict (tuples become lists)."""
+        return json.loads(json.dumps(dataclasses.asdict(self), default=list))
+
+    def __str__(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False).rstrip()
+
+    def with_params(self, params: Mapping[str, Any]) -> ExperimentConfig:
+        """Apply flat trial parameters (``{"arch": ..., "lr": ...}``) to their sections."""
+        updates: dict[str, dict[str, Any]] = {name: {} for name in TRIAL_SECTIONS}
+        for key, value in params.items():
+            if key == "seed":
+                continue
+            updates[trial_param_section(key)][key] = value
+        cfg = self
+        for section, values in updates.items():
+            if values:
+                cfg = replace(cfg, **{section: _coerce(getattr(cfg, section), values)})
+        if "seed" in params:
+            cfg = replace(cfg, seed=int(params["seed"]))
+        return cfg
+
+    def with_overrides(self, overrides: Iterable[str]) -> ExperimentConfig:
+        """Apply ``section.key=value`` strings (values parsed as YAML), e.g. ``optim.lr=3e-4``."""
+        tree = self.to_dict()
+        for item in overrides:
+            if "=" not in item:
+                raise ConfigError(f"override {item!r} is not of the form section.key=value")
+            dotted, raw = item.split("=", 1)
+            parts = dotted.strip().split(".")
+            if len(parts) == 1 and parts[0] in tree and parts[0] not in SECTIONS:
+                tree[parts[0]] = yaml.safe_load(raw)
+                continue
+            if len(parts) == 1:
+                parts = [trial_param_section(parts[0]), parts[0]]
+            if len(parts) != 2:
+                raise ConfigError(f"override {item!r}: use section.key=value")
+            section, key = parts
+            _check_keys(section, [section], list(SECTIONS), "section")
+            tree[section][key] = yaml.safe_load(raw)
+        return config_from_dict(tree)
+
+
+def trial_param_section(name: str) -> str:
+    """The section ('data', 'model' or 'optim') that a flat trial parameter belongs to."""
+    for section in TRIAL_SECTIONS:
+        if name in {f.name for f in fields(SECTIONS[section])}:
+            return section
+    valid = sorted({f.name for s in TRIAL_SECTIONS for f in fields(SECTIONS[s])})
+    _check_keys("trial parameters", [name], valid, "parameter")
+    raise AssertionError  # _check_keys raised
+
+
+def _check_keys(where: str, keys: Iterable[str], valid: Iterable[str], what: str = "key") -> None:
+    valid = list(valid)
+    for key in keys:
+        if key not in valid:
+            close = difflib.get_close_matches(key, valid, n=3)
+            hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            raise ConfigError(
+                f"unknown {what} {key!r} in {where}.{hint} Valid: {', '.join(sorted(valid))}"
+            )
+
+
+def _coerce(section: Any, values: Mapping[str, Any]) -> Any:
+    """A copy of ``section`` with ``values`` applied, type-checked against the field types."""
+    kinds = {f.name: f for f in fields(section)}
+    name = type(section).__name__
+    _check_keys(name, values, kinds)
+    out = {}
+    for key, value in values.items():
+        default = getattr(section, key)
+        out[key] = _convert(f"{name}.{key}", value, default)
+    return replace(section, **out)
+
+
+def _convert(where: str, value: Any, default: Any) -> Any:
+    """Convert YAML/JSON values to the type of the field's default (int 3 -> 3.0 for floats)."""
+    if value is None or default is None:
+        return value
+    if isinstance(default, bool):
+        if isinstance(value, bool) or (isinstance(value, str) and not isinstance(default, str)):
+            return value  # bool | str fields (pretrained) keep strings
+        raise ConfigError(f"{where} must be true or false, not {value!r}")
+    if isinstance(default, int):
+        if isinstance(value, bool) or not float(value).is_integer():
+            raise ConfigError(f"{where} must be an integer, not {value!r}")
+        return int(value)
+    if isinstance(default, float):
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where} must be a number, not {value!r}") from None
+    if isinstance(default, str):
+        if isinstance(value, (dict, list)):
+            raise ConfigError(f"{where} must be a string, not {value!r}")
+        return str(value)
+    if isinstance(default, tuple):
+        return tuple(value)
+    if isinstance(default, Mapping):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where} must be a mapping, not {value!r}")
+        return dict(value)
+    return value
+
+
+def config_from_dict(tree: Mapping[str, Any]) -> ExperimentConfig:
+    """Build an :class:`ExperimentConfig` from a nested dict, rejecting unknown keys."""
+    tree = dict(tree or {})
+    _check_keys("the experiment config", tree, [*SECTIONS, "seed"], "section")
+    kwargs: dict[str, Any] = {}
+    for section, cls in SECTIONS.items():
+        values = tree.get(section) or {}
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"section {section!r} must be a mapping of keys to values")
+        kwargs[section] = _coerce(cls(), values)
+    cfg = ExperimentConfig(**kwargs, seed=int(tree.get("seed", 0)))
+    return cfg
+
+
+def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> ExperimentConfig:
+    """Load an experiment YAML (or the defaults when ``path`` is None) and apply overrides."""
+    tree: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            tree = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path} is not valid YAML: {err}") from None
+        if not isinstance(tree, Mapping):
+            raise ConfigError(f"{path} must hold a mapping of sections (data, model, ...)")
+    try:
+        return config_from_dict(tree).with_overrides(overrides)
+    except ConfigError as err:
+        raise ConfigError(f"{path or 'config'}: {err}") from None
+
+
+def parse_ratio(ratio: str) -> tuple[float, float] | None:
+    """Parse a REAL:FAKE ratio: ``"1:2"`` -> (1.0, 2.0); ``"natural"`` -> None."""
+    text = str(ratio).strip().lower()
+    if text in ("natural", "none", ""):
+        return None
+    try:
+        real, fake = (float(x) for x in text.split(":"))
+    except ValueError:
+        raise ConfigError(f"ratio {ratio!r} must be 'natural' or REAL:FAKE such as '1:2'") from None
+    if real <= 0 or fake <= 0:
+        raise ConfigError(f"ratio {ratio!r}: both parts must be positive")
+    return real, fake
+
+
+__all__ = [
+    "ClusterConfig",
+    "ConfigError",
+    "DataConfig",
+    "ExperimentConfig",
+    "ModelConfig",
+    "OptimConfig",
+    "SearchConfig",
+    "config_from_dict",
+    "load_config",
+    "parse_ratio",
+    "trial_param_section",
+]

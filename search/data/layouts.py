@@ -1,0 +1,198 @@
+"""Source readers: turn a downloaded image set into records (file, label, identity group).
+
+Each layout knows one on-disk convention. A reader never decodes images (``prepare`` does
+that in parallel); it reports every file or metadata row it cannot use in ``skipped`` with a
+reason, so nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REAL, FAKE = 0, 1
+LABEL_NAMES = {REAL: "REAL", FAKE: "FAKE"}
+SPLITS = ("train", "val", "test")
+
+
+class SourceError(ValueError):
+    """The source cannot be read as the layout asked for; the message names the fix."""
+
+
+@dataclass(frozen=True)
+class Record:
+    """One image file of a source, before decoding."""
+
+    path: Path  # absolute
+    id: str  # path relative to the source root (unique)
+    label: int  # 1 = FAKE, 0 = REAL
+    group: str  # identity group: records of one group never straddle splits
+    split: str | None = None  # set when the source has its own split
+
+
+@dataclass
+class Scan:
+    """What a layout reader found: usable records and (path, reason) for everything else."""
+
+    records: list[Record] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _files(root: Path) -> list[Path]:
+    """Every regular, non-hidden file below root, in a stable order."""
+    return sorted(p for p in root.rglob("*")
+                  if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts))
+
+
+def _label_of(name: str, class_map: Mapping[str, str] | None) -> int | None:
+    key = name.strip().lower()
+    if class_map:
+        mapped = {k.strip().lower(): v.strip().lower() for k, v in class_map.items()}
+        key = mapped.get(key, key)
+    return {"real": REAL, "fake": FAKE}.get(key)
+
+
+def _grouper(group_regex: str | None) -> Callable[[str], str]:
+    """Group from a regex over the relative path (first capture group), else the file itself."""
+    if not group_regex:
+        return lambda rel: rel
+    pattern = re.compile(group_regex)
+
+    def group(rel: str) -> str:
+        m = pattern.search(rel)
+        if not m:
+            return rel
+        return m.group(1) if m.groups() else m.group(0)
+
+    return group
+
+
+def scan_deepfake_faces(root: Path, **_: object) -> Scan:
+    """Kaggle 'deepfake_faces' (dagnelies): ``metadata.csv`` + ``faces_224/<video>.jpg``.
+
+    A FAKE's group is the REAL video it was made from (``original``), a REAL's is its own
+    video, so one person's real and fake faces always land in the same split.
+    """
+    meta = root / "metadata.csv"
+    faces = root / "faces_224"
+    if not meta.is_file() or not faces.is_dir():
+        raise SourceError(
+            f"{root} is not in the deepfake_faces layout: expected {meta.name} and {faces.name}/ "
+            "inside it (download the Kaggle set 'dagnelies/deepfake-faces' and unzip it there), "
+            "or pick another --layout (real_vs_fake, folders)"
+        )
+    scan = Scan()
+    files = {p.relative_to(faces).with_suffix("").as_posix(): p for p in _files(faces)}
+    seen: set[str] = set()
+    listed: set[str] = set()  # stems named by any row, usable or not (reported via the row)
+    with meta.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        missing_cols = {"videoname", "label"} - set(reader.fieldnames or ())
+        if missing_cols:
+            raise SourceError(f"{meta} lacks the column(s) {sorted(missing_cols)}; "
+                              "is it the deepfake_faces metadata.csv?")
+        for line, row in enumerate(reader, start=2):
+            stem = Path((row.get("videoname") or "").strip()).stem
+            listed.add(stem)
+            where = f"metadata.csv:{line}"
+            if not stem:
+                scan.skipped.append((where, "metadata row without a videoname"))
+                continue
+            label = _label_of(row.get("label") or "", None)
+            if label is None:
+                scan.skipped.append((f"{where} ({stem})", f"unknown label value {row.get('label')!r}"))
+                continue
+            if stem in seen:
+                scan.skipped.append((f"{where} ({stem})", "duplicate id: videoname listed twice"))
+                continue
+            path = files.get(stem)
+            if path is None:
+                scan.skipped.append((f"faces_224/{stem}.jpg", "missing file: metadata row has no image"))
+                continue
+            seen.add(stem)
+            original = Path((row.get("original") or "").strip()).stem
+            group = original if label == FAKE and original else stem
+            scan.records.append(Record(path, path.relative_to(root).as_posix(), label, group))
+    for stem in sorted(set(files) - listed):
+        scan.skipped.append((files[stem].relative_to(root).as_posix(), "no metadata row for this file"))
+    return scan
+
+
+_SPLIT_NAMES = {"train": "train", "training": "train", "validation": "val", "val": "val",
+                "valid": "val", "test": "test", "testing": "test"}
+
+
+def scan_real_vs_fake(root: Path, *, group_regex: str | None = None,
+                      class_map: Mapping[str, str] | None = None, **_: object) -> Scan:
+    """Kaggle 'deepfake and real images' (manjilkarki): ``Dataset/{Train,Validation,Test}/{Real,Fake}/``.
+
+    The set's own split is kept. ``root`` may be the ``Dataset`` folder or its parent.
+    """
+    if (root / "Dataset").is_dir():
+        root = root / "Dataset"
+    split_dirs = {_SPLIT_NAMES[d.name.lower()]: d for d in sorted(root.iterdir())
+                  if d.is_dir() and d.name.lower() in _SPLIT_NAMES} if root.is_dir() else {}
+    if not split_dirs:
+        raise SourceError(
+            f"{root} is not in the real_vs_fake layout: expected Train/, Validation/ and Test/ "
+            "folders (each with Real/ and Fake/) in it or in its Dataset/ folder; for a plain "
+            "REAL/FAKE tree use --layout folders"
+        )
+    group_of = _grouper(group_regex)
+    scan = Scan()
+    for split, split_dir in split_dirs.items():
+        sub = _scan_class_dirs(root, split_dir, group_of, class_map, split=split)
+        scan.records += sub.records
+        scan.skipped += sub.skipped
+    return scan
+
+
+def _scan_class_dirs(root: Path, base: Path, group_of: Callable[[str], str],
+                     class_map: Mapping[str, str] | None, split: str | None = None) -> Scan:
+    scan = Scan()
+    for path in _files(base):
+        rel = path.relative_to(root).as_posix()
+        parts = path.relative_to(base).parts
+        if len(parts) < 2:
+            scan.skipped.append((rel, "file outside a class folder (expected <class>/<file>)"))
+            continue
+        label = _label_of(parts[0], class_map)
+        if label is None:
+            scan.skipped.append((rel, f"unknown label folder {parts[0]!r} (use real/fake or --class-map)"))
+            continue
+        scan.records.append(Record(path, rel, label, group_of(rel), split))
+    return scan
+
+
+def scan_folders(root: Path, *, group_regex: str | None = None,
+                 class_map: Mapping[str, str] | None = None, **_: object) -> Scan:
+    """Any ``ROOT/<class>/...`` tree; classes named real/fake in any case, or mapped."""
+    if not root.is_dir():
+        raise SourceError(f"source folder {root} does not exist")
+    return _scan_class_dirs(root, root, _grouper(group_regex), class_map)
+
+
+LAYOUTS: dict[str, Callable[..., Scan]] = {
+    "deepfake_faces": scan_deepfake_faces,
+    "real_vs_fake": scan_real_vs_fake,
+    "folders": scan_folders,
+}
+
+
+def scan_source(layout: str, root: str | Path, **options: object) -> Scan:
+    """Read ``root`` with the named layout."""
+    if layout not in LAYOUTS:
+        raise SourceError(f"unknown layout {layout!r}; choose one of "
+                          f"{', '.join([*LAYOUTS, 'demo'])}")
+    root = Path(root).expanduser().resolve()
+    if not root.exists():
+        raise SourceError(f"source {root} does not exist: download the data set there first "
+                          "(see datasets/README.md) or pass --source")
+    return LAYOUTS[layout](root, **options)
+
+
+__all__ = ["FAKE", "LABEL_NAMES", "LAYOUTS", "REAL", "SPLITS", "Record", "Scan",
+           "SourceError", "scan_source"]
