@@ -1,0 +1,164 @@
+"""One configuration, one ``TorchTrainer``: the layer between the worker loop and Tune.
+
+``build_trainer`` wires the streamed datasets, the scaling and the storage into a
+``TorchTrainer``; ``train_one`` runs it alone (``deepfake-search train``), and
+``run_trial`` is the Tune function trainable that does the same inside a search and forwards
+each epoch's report to Tune.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import ray
+import ray.train
+from ray.train import DataConfig as RayDataConfig
+
+from search.config import ExperimentConfig, config_from_dict
+from search.data.layouts import SourceError
+from search.data.stream import eval_dataset, train_dataset
+from search.paths import default_results_dir, default_shards_dir
+from search.train.worker import input_spec, train_loop
+
+EVAL_SPLITS = ("val", "test")
+
+
+class ShardedEvalDataConfig(RayDataConfig):
+    """Split train equally between workers, but evaluation splits with ``equal=False``.
+
+    Ray's default ``equal=True`` may drop rows to even the shards out; metrics must be
+    computed on every validation image, so evaluation sets are split without dropping.
+    """
+
+    def configure(self, datasets, world_size, worker_handles, worker_node_ids, **kwargs):
+        evals = {k: v for k, v in datasets.items() if k in EVAL_SPLITS}
+        rest = {k: v for k, v in datasets.items() if k not in EVAL_SPLITS}
+        output = (super().configure(rest, world_size, worker_handles, worker_node_ids, **kwargs)
+                  if rest else [{} for _ in range(world_size)])
+        for name, ds in evals.items():
+            ds = ds.copy(ds)
+            ds.context.execution_options = self._resolve_execution_options(name)
+            for i, split in enumerate(ds.streaming_split(world_size, equal=False)):
+                output[i][name] = split
+        return output
+
+
+def resolve_shards(cfg: ExperimentConfig) -> str:
+    """Absolute path of the shards to train on (the demo set when none is configured)."""
+    shards = Path(cfg.data.shards).expanduser() if cfg.data.shards else default_shards_dir("demo")
+    shards = shards.resolve()
+    if not (shards / "manifest.json").is_file():
+        raise SourceError(f"no prepared shards at {shards} (manifest.json missing): run "
+                          "'deepfake-search prepare --layout ... --out' first, or set data.shards")
+    return str(shards)
+
+
+def use_gpu(cfg: ExperimentConfig) -> bool:
+    """Configured, else whether the cluster has GPUs."""
+    if cfg.cluster.use_gpu is not None:
+        return bool(cfg.cluster.use_gpu)
+    return ray.is_initialized() and ray.cluster_resources().get("GPU", 0) > 0
+
+
+def build_datasets(cfg: ExperimentConfig, *, splits: Sequence[str] = ("train", "val")) -> dict:
+    """Lazy Ray datasets for the trainer (nothing is read until a worker iterates)."""
+    shards = resolve_shards(cfg)
+    spec = input_spec(cfg)
+    common = {"size": spec["input_size"], "mean": tuple(spec["mean"]), "std": tuple(spec["std"])}
+    workers = cfg.data.decode_workers or max(1, int(cfg.cluster.data_cpus))
+    out: dict[str, Any] = {}
+    for split in splits:
+        if split == "train":
+            out[split] = train_dataset(shards, cfg.data, seed=cfg.seed, batch_size=cfg.optim.batch_size,
+                                       **common)
+        else:
+            out[split] = eval_dataset(shards, split, decode_workers=workers,
+                                      batch_size=cfg.optim.batch_size, **common)
+    return out
+
+
+def build_trainer(cfg: ExperimentConfig, *, name: str, storage_path: str,
+                  callbacks: Sequence[Any] = (), max_failures: int = 0,
+                  metric: str | None = None, mode: str = "max") -> ray.train.torch.TorchTrainer:
+    """A ``TorchTrainer`` for one configuration (shards resolved, storage absolute)."""
+    from ray.train.torch import TorchTrainer
+
+    cfg = _with_resolved_shards(cfg)
+    gpu = use_gpu(cfg)
+    resources = {"CPU": cfg.cluster.cpus_per_worker}
+    if gpu:
+        resources["GPU"] = cfg.cluster.gpus_per_worker
+    checkpointing = ray.train.CheckpointConfig(
+        num_to_keep=2, checkpoint_score_attribute=metric, checkpoint_score_order=mode,
+    ) if metric else ray.train.CheckpointConfig(num_to_keep=2)
+    return TorchTrainer(
+        train_loop,
+        train_loop_config={"experiment": cfg.to_dict()},
+        scaling_config=ray.train.ScalingConfig(num_workers=cfg.cluster.num_workers, use_gpu=gpu,
+                                               resources_per_worker=resources),
+        datasets=build_datasets(cfg),
+        dataset_config=ShardedEvalDataConfig(datasets_to_split="all"),
+        run_config=ray.train.RunConfig(
+            name=name, storage_path=storage_path, callbacks=list(callbacks),
+            failure_config=ray.train.FailureConfig(max_failures=max_failures),
+            checkpoint_config=checkpointing,
+            worker_runtime_env={"env_vars": {"OMP_NUM_THREADS": str(_threads(cfg))}},
+        ),
+    )
+
+
+def _threads(cfg: ExperimentConfig) -> int:
+    return max(1, int(cfg.cluster.cpus_per_worker))
+
+
+def _with_resolved_shards(cfg: ExperimentConfig) -> ExperimentConfig:
+    from dataclasses import replace
+
+    return replace(cfg, data=replace(cfg.data, shards=resolve_shards(cfg)))
+
+
+def _storage(cfg: ExperimentConfig) -> str:
+    path = cfg.cluster.storage_path
+    if "://" in path:
+        return path
+    base = Path(path).expanduser()
+    if not base.is_absolute():
+        base = default_results_dir() if path == "results" else Path.cwd() / base
+    return str(base.resolve())
+
+
+def train_one(cfg: ExperimentConfig, *, name: str | None = None) -> Any:
+    """Train one configuration without Tune; returns Ray Train's ``Result``."""
+    name = name or f"train-{cfg.model.arch}"
+    trainer = build_trainer(cfg, name=name, storage_path=_storage(cfg),
+                            metric=None)
+    return trainer.fit()
+
+
+def run_trial(params: dict[str, Any], base: dict[str, Any], storage_path: str,
+              metric: str, mode: str, max_failures: int = 0) -> None:
+    """Tune function trainable (the "driver"): one trial = one ``TorchTrainer.fit()``.
+
+    Named after the trial id so a retried or restored trial finds its own checkpoints.
+    """
+    from ray import tune
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    cfg = config_from_dict(base).with_params(params)
+    trial_id = tune.get_context().get_trial_id()
+    trainer = build_trainer(cfg, name=f"trial_{trial_id}", storage_path=storage_path,
+                            callbacks=[TuneReportCallback()], max_failures=max_failures,
+                            metric=metric, mode=mode)
+    trainer.fit()
+
+
+def experiment_dir(cfg: ExperimentConfig) -> str:
+    """``<storage>/<experiment name>``: where the search writes everything."""
+    return os.path.join(_storage(cfg), cfg.search.name)
+
+
+__all__ = ["ShardedEvalDataConfig", "build_datasets", "build_trainer", "experiment_dir",
+           "resolve_shards", "run_trial", "train_one", "use_gpu"]

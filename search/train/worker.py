@@ -1,0 +1,231 @@
+"""The per-worker training loop run by Ray Train's ``TorchTrainer``.
+
+It knows nothing of Tune: it trains one configuration, evaluates the whole validation split
+each epoch (predictions gathered from every worker before any metric is computed) and
+reports once per epoch with a checkpoint. Resuming from ``ray.train.get_checkpoint()`` makes
+retried and restored trials continue where they stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from search.config import ExperimentConfig, OptimConfig, config_from_dict
+from search.train.metrics import detector_metrics
+from search.train.models import create_model
+
+WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+STATE = "trainer_state.pt"
+PREDICTIONS = "val_predictions.csv"
+
+
+def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
+    """AdamW or SGD over the trainable parameters; no weight decay on norms and biases."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim <= 1 else decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
+    raise ValueError(f"optim.optimizer {cfg.optimizer!r}: choose adamw or sgd")
+
+
+def lr_factor(cfg: OptimConfig, epoch: int) -> float:
+    """Learning-rate multiplier for ``epoch`` (0-based): linear warm-up then the schedule."""
+    if cfg.warmup_epochs and epoch < cfg.warmup_epochs:
+        return (epoch + 1) / (cfg.warmup_epochs + 1)
+    if cfg.schedule == "cosine":
+        span = max(1, cfg.epochs - cfg.warmup_epochs)
+        return 0.5 * (1 + math.cos(math.pi * (epoch - cfg.warmup_epochs) / span))
+    if cfg.schedule == "step":
+        return cfg.gamma ** (epoch // max(1, cfg.step_size))
+    if cfg.schedule == "constant":
+        return 1.0
+    raise ValueError(f"optim.schedule {cfg.schedule!r}: choose cosine, step or constant")
+
+
+def input_spec(cfg: ExperimentConfig) -> dict[str, Any]:
+    """Input size, mean and std the model is trained with (saved with every checkpoint)."""
+    from search.train.models import data_config
+
+    size = None if cfg.model.native_input_size else cfg.model.input_size
+    spec = data_config(cfg.model.arch, input_size=size)
+    return {"input_size": int(spec["input_size"]), "mean": [float(v) for v in spec["mean"]],
+            "std": [float(v) for v in spec["std"]]}
+
+
+def build_model(cfg: ExperimentConfig, pretrained: bool | str | None = None) -> nn.Module:
+    """The configured architecture (``pretrained`` overrides the config, e.g. for reloading)."""
+    return create_model(cfg.model.arch,
+                        pretrained=cfg.model.pretrained if pretrained is None else pretrained,
+                        input_size=input_spec(cfg)["input_size"], **cfg.model.layer_kwargs())
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return model.module if hasattr(model, "module") else model
+
+
+def save_checkpoint(directory: Path, model: nn.Module, cfg: ExperimentConfig,
+                    extra: dict[str, Any]) -> None:
+    """Weights as safetensors + the resolved config; a checkpoint is self-describing."""
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().contiguous().cpu() for k, v in _unwrap(model).state_dict().items()}
+    save_file(state, str(directory / WEIGHTS))
+    (directory / CONFIG).write_text(json.dumps(
+        {"experiment": cfg.to_dict(), "input": input_spec(cfg), **extra}, indent=1))
+
+
+def load_weights(model: nn.Module, directory: str | Path) -> nn.Module:
+    """Load ``model.safetensors`` from a checkpoint folder into ``model`` (strict)."""
+    from safetensors.torch import load_file
+
+    _unwrap(model).load_state_dict(load_file(str(Path(directory) / WEIGHTS)))
+    return model
+
+
+def _gather(values: list[Any]) -> list[Any]:
+    """Concatenate per-worker lists on every worker (identity when not distributed)."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return values
+    parts: list[Any] = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(parts, values)
+    return [v for part in parts for v in part]
+
+
+@torch.no_grad()
+def predict_split(model: nn.Module, shard: Any, *, batch_size: int, device: torch.device,
+                  amp: bool, channels_last: bool) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(ids, labels, p_fake) of every row of an evaluation shard, gathered across workers."""
+    model.eval()
+    ids: list[str] = []
+    labels: list[np.ndarray] = []
+    probs: list[np.ndarray] = []
+    for batch in shard.iter_batches(batch_size=batch_size, batch_format="numpy", prefetch_batches=2):
+        x = torch.from_numpy(batch["image"]).to(device, non_blocking=True)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            logits = model(x).float().squeeze(1)
+        probs.append(torch.sigmoid(logits).cpu().numpy())
+        labels.append(batch["label"].astype(np.int64))
+        ids.extend(str(i) for i in batch["id"])
+    rows = _gather(list(zip(ids, np.concatenate(labels).tolist() if labels else [],
+                            np.concatenate(probs).tolist() if probs else [])))
+    rows.sort()  # a fixed order, whatever the split between workers
+    return ([r[0] for r in rows], np.asarray([r[1] for r in rows], np.int64),
+            np.asarray([r[2] for r in rows], np.float64))
+
+
+def train_loop(config: dict[str, Any]) -> None:
+    """Ray Train entry point: ``config = {"experiment": ExperimentConfig.to_dict()}``."""
+    import ray.train
+    import ray.train.torch
+
+    cfg = config_from_dict(config["experiment"])
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    torch.manual_seed(cfg.seed * 1009 + rank)
+    np.random.seed((cfg.seed * 1009 + rank) % 2**32)
+    if not torch.cuda.is_available():
+        torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
+    device = ray.train.torch.get_device()
+    on_gpu = device.type == "cuda"
+    amp = cfg.optim.amp and on_gpu
+    channels_last = cfg.optim.channels_last and on_gpu
+
+    model = build_model(cfg)
+    start_epoch = 0
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d:
+            load_weights(model, d)
+            state = torch.load(Path(d) / STATE, weights_only=True)
+            start_epoch = int(state["epoch"])
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    model = ray.train.torch.prepare_model(model)
+    optimizer = build_optimizer(model, cfg.optim)
+    if checkpoint is not None:
+        optimizer.load_state_dict(state["optimizer"])
+
+    train_shard = ray.train.get_dataset_shard("train")
+    val_shard = ray.train.get_dataset_shard("val")
+    base_lrs = [g["lr"] for g in optimizer.param_groups]
+    for epoch in range(start_epoch, cfg.optim.epochs):
+        t0 = time.perf_counter()
+        factor = lr_factor(cfg.optim, epoch)
+        for group, lr in zip(optimizer.param_groups, base_lrs):
+            group["lr"] = lr * factor
+        model.train()
+        loss_sum = torch.zeros((), device=device)
+        seen = 0
+        for batch in train_shard.iter_torch_batches(
+            batch_size=cfg.optim.batch_size, prefetch_batches=cfg.data.prefetch_batches,
+            local_shuffle_buffer_size=4 * cfg.optim.batch_size,
+            local_shuffle_seed=(cfg.seed * 7919 + epoch) * max(world, 1) + rank,
+            device=device, dtypes={"image": torch.float32, "label": torch.float32},
+        ):
+            x, y = batch["image"], batch["label"]
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                logits = model(x).float().squeeze(1)
+            loss = F.binary_cross_entropy_with_logits(logits, y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.optim.grad_clip > 0:
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+            optimizer.step()
+            loss_sum += loss.detach() * len(y)  # no .item(): keeps the GPU queue full
+            seen += len(y)
+        train_time = time.perf_counter() - t0
+        totals = _gather([(float(loss_sum), seen)])
+        n_train = sum(n for _, n in totals)
+        train_loss = sum(s for s, _ in totals) / max(n_train, 1)
+
+        ids, labels, probs = predict_split(model, val_shard, batch_size=cfg.optim.batch_size,
+                                           device=device, amp=amp, channels_last=channels_last)
+        metrics: dict[str, Any] = {"epoch": epoch + 1, "train_loss": train_loss,
+                                   "train_images": n_train,
+                                   "lr": base_lrs[0] * factor, "epoch_time_s": 0.0,
+                                   "train_time_s": train_time}
+        if len(labels):
+            metrics.update({f"val_{k}": v for k, v in detector_metrics(labels, probs).items()})
+        metrics["epoch_time_s"] = time.perf_counter() - t0
+
+        with tempfile.TemporaryDirectory() as tmp:
+            ckpt = None
+            if rank == 0:
+                tmp_path = Path(tmp)
+                save_checkpoint(tmp_path, model, cfg, {"epoch": epoch + 1, "metrics": metrics})
+                torch.save({"epoch": epoch + 1, "optimizer": optimizer.state_dict()}, tmp_path / STATE)
+                _write_predictions(tmp_path / PREDICTIONS, ids, labels, probs)
+                ckpt = ray.train.Checkpoint.from_directory(tmp)
+            ray.train.report(metrics, checkpoint=ckpt)
+
+
+def _write_predictions(path: Path, ids: list[str], labels: np.ndarray, probs: np.ndarray) -> None:
+    import pandas as pd
+
+    pd.DataFrame({"id": ids, "label": labels, "p_fake": probs}).to_csv(path, index=False)
+
+
+__all__ = ["CONFIG", "PREDICTIONS", "WEIGHTS", "build_model", "build_optimizer", "input_spec",
+           "load_weights", "lr_factor", "predict_split", "save_checkpoint", "train_loop"]
