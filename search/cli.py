@@ -9,6 +9,11 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from search.config import ExperimentConfig
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
@@ -81,7 +86,118 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
 
 
 COMMANDS["prepare"] = _cmd_prepare
-_PARSERS: list[Callable[[argparse._SubParsersAction], None]] = [_add_prepare]
+
+
+# ---------------------------------------------------------------- train / run
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", default=None, help="experiment YAML (see examples/)")
+    p.add_argument("--data", default=None, help="prepared shard folder (overrides data.shards)")
+    p.add_argument("overrides", nargs="*", metavar="SECTION.KEY=VALUE",
+                   help="config overrides, e.g. optim.lr=3e-4 model.arch=resnet50")
+
+
+def _load(args: argparse.Namespace) -> ExperimentConfig:
+    from search.config import load_config
+
+    overrides = list(args.overrides)
+    if args.data:
+        overrides.append(f"data.shards={args.data}")
+    return load_config(args.config, overrides)
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train one configuration and print the per-epoch table")
+    _add_config_args(p)
+    p.add_argument("--name", default=None, help="run name (default train-<arch>)")
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    import ray
+
+    from search.train.driver import train_one
+    from search.tune.tuner import ensure_demo_shards
+
+    cfg = ensure_demo_shards(_load(args))
+    print(cfg)
+    if not ray.is_initialized():
+        import logging
+
+        ray.init(address=cfg.cluster.address or None, logging_level=logging.WARNING,
+                 log_to_driver=False)
+    result = train_one(cfg, name=args.name)
+    cols = ["epoch", "train_loss", "val_accuracy", "val_precision", "val_recall", "val_f1",
+            "val_auc", "val_eer", "val_tp", "val_tn", "val_fp", "val_fn", "epoch_time_s"]
+    frame = result.metrics_dataframe
+    print(frame[[c for c in cols if c in frame]].to_string(index=False, float_format="%.4f"))
+    print(f"checkpoint: {result.checkpoint.path if result.checkpoint else '-'}")
+    return 0
+
+
+def _add_run(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="run the search (no arguments: the embedded demo)",
+                       description="Ray Tune + Optuna search over architecture, ratio, learning "
+                                   "rate and layers, with ASHA early stopping.")
+    _add_config_args(p)
+    p.add_argument("--name", default=None, help="experiment name (default from the config)")
+    p.add_argument("--num-samples", type=int, default=None, help="number of trials")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted experiment")
+    p.add_argument("--verbose", action="store_true", help="Ray's full logs and status tables")
+    p.add_argument("--no-test", action="store_true", help="skip the finalists' test evaluation")
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from search.tune.tuner import run_search
+
+    cfg = _load(args)
+    if args.config is None and not args.overrides and not args.data:
+        cfg = demo_experiment(cfg)
+    search = cfg.search
+    if args.name:
+        search = replace(search, name=args.name)
+    if args.num_samples:
+        search = replace(search, num_samples=args.num_samples)
+    cfg = replace(cfg, search=search)
+    if args.resume:
+        cfg = _saved_experiment(cfg)
+    outcome = run_search(cfg, resume=args.resume, verbose=args.verbose)
+    print(outcome.summary())
+    return 0
+
+
+def demo_experiment(cfg: ExperimentConfig) -> ExperimentConfig:
+    """The embedded default: a small search on the demo set that ends in minutes on a laptop."""
+    from search.config import config_from_dict
+
+    tree = cfg.to_dict()
+    tree["model"].update({"input_size": 64})
+    tree["optim"].update({"epochs": 3, "batch_size": 64})
+    tree["cluster"].update({"max_concurrent_trials": 0})
+    tree["search"].update({
+        "name": "demo", "num_samples": 6, "grace_period": 1, "reduction_factor": 2,
+        "space": {"arch": ["custom_cnn", "resnet18"], "batch_size": 64,
+                  "lr": {"low": 1e-4, "high": 3e-2, "log": True}},
+    })
+    return config_from_dict(tree)
+
+
+def _saved_experiment(cfg: ExperimentConfig) -> ExperimentConfig:
+    """The configuration an interrupted experiment was started with."""
+    import json
+
+    from search.config import ConfigError, config_from_dict
+    from search.train.driver import experiment_dir
+    from search.tune.tuner import CONFIG_FILE
+
+    path = Path(experiment_dir(cfg)) / CONFIG_FILE
+    if not path.is_file():
+        raise ConfigError(f"nothing to resume: {path} not found (check --name and storage_path)")
+    return config_from_dict(json.loads(path.read_text()))
+
+
+COMMANDS.update({"train": _cmd_train, "run": _cmd_run})
+_PARSERS: list[Callable[[argparse._SubParsersAction], None]] = [_add_prepare, _add_train, _add_run]
 
 
 def build_parser() -> argparse.ArgumentParser:

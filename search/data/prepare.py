@@ -122,10 +122,11 @@ def select(records: Sequence[Record], limit: int | None, max_per_class: int | No
 
 
 def assign_splits(records: Sequence[Record], fractions: Sequence[float], seed: int) -> list[str]:
-    """Stratified, grouped split: whole groups go to the split whose per-label quota lags most.
+    """Stratified, grouped split: whole groups, each placed where it keeps every label closest
+    to the target fractions so far.
 
-    Groups are visited largest first (ties in a seeded random order), which fills the
-    quotas closely; the result depends only on records, fractions and seed.
+    Groups are visited largest first (ties in a seeded random order) so the small ones can
+    fill the gaps at the end; the result depends only on records, fractions and seed.
     """
     if all(r.split for r in records):
         return [r.split for r in records]  # the source's own split (real_vs_fake)
@@ -134,16 +135,21 @@ def assign_splits(records: Sequence[Record], fractions: Sequence[float], seed: i
     for r in records:
         groups.setdefault(r.group, Counter())[r.label] += 1
     order = sorted(groups, key=lambda g: (-sum(groups[g].values()), _stable_key(seed, g)))
+    candidates = [s for s in range(len(SPLITS)) if fractions[s] > 0]
     filled = [Counter() for _ in SPLITS]
+    placed: Counter = Counter()
     where: dict[str, int] = {}
     for g in order:
         counts = groups[g]
+        placed.update(counts)
 
-        def lag(s: int, counts: Counter = counts) -> float:
-            return sum(n * (fractions[s] * totals[lab] - filled[s][lab]) / max(totals[lab], 1)
-                       for lab, n in counts.items())
+        def cost(target: int, counts: Counter = counts) -> float:
+            # squared distance of each (split, label) share from its fraction of what is placed
+            return sum(((filled[s][lab] + (counts[lab] if s == target else 0))
+                        - fractions[s] * placed[lab]) ** 2 / max(totals[lab], 1)
+                       for s in candidates for lab in placed)
 
-        best = max((s for s in range(len(SPLITS)) if fractions[s] > 0), key=lag)
+        best = min(candidates, key=cost)
         where[g] = best
         filled[best].update(counts)
     return [SPLITS[where[r.group]] for r in records]

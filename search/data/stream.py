@@ -175,17 +175,23 @@ def _read(shards: str | Path, split: str, *, shuffle_seed: int | None) -> Any:
                                  shuffle=shuffle)
 
 
-def _decode_compute(workers: int) -> dict[str, Any]:
-    """map_batches arguments for decoding: an actor pool of ``workers``, else stateless tasks."""
+def _decode_compute(workers: int, cpus: float) -> dict[str, Any]:
+    """map_batches arguments for decoding: an actor pool of ``workers`` sharing ``cpus``.
+
+    A trial's train and evaluation pools can be alive at once, and its Tune driver holds
+    0.01 CPU: each pool asks for just under half the trial's data CPUs, so a trial needs
+    exactly its share and never waits on a CPU fraction that no one can free.
+    """
     import ray.data
 
-    if workers > 0:
-        return {"compute": ray.data.ActorPoolStrategy(size=workers), "num_cpus": 1}
-    return {"num_cpus": 1}
+    workers = max(1, workers)
+    return {"compute": ray.data.ActorPoolStrategy(size=workers),
+            "num_cpus": round(0.49 * cpus / workers, 4)}
 
 
 def train_dataset(shards: str | Path, cfg: DataConfig, *, size: int, mean: tuple[float, ...],
-                  std: tuple[float, ...], seed: int, batch_size: int = 64) -> Any:
+                  std: tuple[float, ...], seed: int, batch_size: int = 64,
+                  data_cpus: float = 1.0) -> Any:
     """The train split: shuffled files, undersampled to the ratio, decoded and augmented."""
     counts = load_manifest(shards)["counts"]["train"]
     p_real, p_fake = keep_probabilities(counts, cfg.ratio)
@@ -196,18 +202,21 @@ def train_dataset(shards: str | Path, cfg: DataConfig, *, size: int, mean: tuple
     return ds.map_batches(
         DecodeBatch, fn_constructor_kwargs={"size": size, "mean": mean, "std": std,
                                             "augment": Augment.from_config(cfg), "seed": seed},
-        batch_format="numpy", batch_size=batch_size, **_decode_compute(cfg.decode_workers or 1),
+        batch_format="numpy", batch_size=batch_size,
+        **_decode_compute(cfg.decode_workers or max(1, int(data_cpus)), data_cpus),
     )
 
 
 def eval_dataset(shards: str | Path, split: str, *, size: int, mean: tuple[float, ...],
-                 std: tuple[float, ...], decode_workers: int = 0, batch_size: int = 64) -> Any:
+                 std: tuple[float, ...], decode_workers: int = 0, batch_size: int = 64,
+                 data_cpus: float = 1.0) -> Any:
     """Validation or test: every row, in file order, decoded without augmentation."""
     ds = _read(shards, split, shuffle_seed=None)
     return ds.map_batches(
         DecodeBatch, fn_constructor_kwargs={"size": size, "mean": mean, "std": std,
                                             "keep_ids": True},
-        batch_format="numpy", batch_size=batch_size, **_decode_compute(decode_workers or 1),
+        batch_format="numpy", batch_size=batch_size,
+        **_decode_compute(decode_workers or max(1, int(data_cpus)), data_cpus),
     )
 
 

@@ -68,14 +68,14 @@ def build_datasets(cfg: ExperimentConfig, *, splits: Sequence[str] = ("train", "
     shards = resolve_shards(cfg)
     spec = input_spec(cfg)
     common = {"size": spec["input_size"], "mean": tuple(spec["mean"]), "std": tuple(spec["std"])}
-    workers = cfg.data.decode_workers or max(1, int(cfg.cluster.data_cpus))
+    common["data_cpus"] = cfg.cluster.data_cpus
     out: dict[str, Any] = {}
     for split in splits:
         if split == "train":
             out[split] = train_dataset(shards, cfg.data, seed=cfg.seed, batch_size=cfg.optim.batch_size,
                                        **common)
         else:
-            out[split] = eval_dataset(shards, split, decode_workers=workers,
+            out[split] = eval_dataset(shards, split, decode_workers=cfg.data.decode_workers,
                                       batch_size=cfg.optim.batch_size, **common)
     return out
 

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from search.config import TRIAL_SECTIONS, SECTIONS, ConfigError
+from search.config import SECTIONS, TRIAL_SECTIONS, ConfigError
 from search.train.models import STUDY_ARCHS, model_params
 
 CUSTOM = "custom"  # condition: only when arch == custom_cnn

@@ -1,0 +1,81 @@
+"""Score a trained checkpoint on any prepared split with the full detector metric set.
+
+Used after a search for the finalists' test-split numbers (the test split is never seen
+while choosing) and by ``deepfake-search evaluate``. Runs as a Ray task so that on a GPU
+cluster the evaluation lands on a GPU node, not on the head.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from search.config import config_from_dict
+from search.train.metrics import detector_metrics
+from search.train.worker import CONFIG
+
+
+def load_checkpoint_model(checkpoint_dir: str | Path) -> tuple[Any, dict[str, Any]]:
+    """Rebuild a model from a checkpoint folder (safetensors + config.json), in eval mode."""
+    from search.train.worker import build_model, load_weights
+
+    checkpoint_dir = Path(checkpoint_dir)
+    meta = json.loads((checkpoint_dir / CONFIG).read_text())
+    cfg = config_from_dict(meta["experiment"])
+    model = load_weights(build_model(cfg, pretrained=False), checkpoint_dir).eval()
+    return model, meta
+
+
+def predict_shards(model: Any, meta: dict[str, Any], shards: str | Path, split: str,
+                   *, batch_size: int = 128) -> pd.DataFrame:
+    """``id, label, p_fake`` for every row of ``split``, streamed through Ray Data."""
+    import numpy as np
+    import torch
+
+    from search.data.stream import eval_dataset
+
+    spec = meta["input"]
+    ds = eval_dataset(shards, split, size=spec["input_size"], mean=tuple(spec["mean"]),
+                      std=tuple(spec["std"]), batch_size=batch_size)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = model.to(device)
+    ids, labels, probs = [], [], []
+    with torch.no_grad():
+        for batch in ds.iter_batches(batch_size=batch_size, batch_format="numpy"):
+            x = torch.from_numpy(batch["image"]).to(device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                logits = model(x).float().squeeze(1)
+            probs.append(torch.sigmoid(logits).cpu().numpy())
+            labels.append(batch["label"].astype(np.int64))
+            ids.extend(str(i) for i in batch["id"])
+    frame = pd.DataFrame({"id": ids, "label": np.concatenate(labels) if labels else [],
+                          "p_fake": np.concatenate(probs) if probs else []})
+    return frame.sort_values("id", ignore_index=True)
+
+
+def evaluate_checkpoint(checkpoint_dir: str | Path, shards: str | Path, split: str = "test",
+                        *, threshold: float | None = None) -> tuple[dict[str, Any], pd.DataFrame]:
+    """Metrics and predictions of one checkpoint on one split (in this process)."""
+    model, meta = load_checkpoint_model(checkpoint_dir)
+    if threshold is None:
+        threshold = meta.get("metrics", {}).get("val_threshold")
+    preds = predict_shards(model, meta, shards, split)
+    metrics = detector_metrics(preds["label"].to_numpy(), preds["p_fake"].to_numpy(),
+                               threshold=threshold)
+    return metrics, preds
+
+
+def evaluate_remote(checkpoint_dir: str, shards: str, split: str = "test",
+                    threshold: float | None = None) -> tuple[dict[str, Any], pd.DataFrame]:
+    """:func:`evaluate_checkpoint` as a Ray task, on a GPU when the cluster has one."""
+    import ray
+
+    gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
+    task = ray.remote(num_cpus=1, num_gpus=gpus)(evaluate_checkpoint)
+    return ray.get(task.remote(checkpoint_dir, shards, split, threshold=threshold))
+
+
+__all__ = ["evaluate_checkpoint", "evaluate_remote", "load_checkpoint_model", "predict_shards"]

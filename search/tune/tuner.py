@@ -1,0 +1,283 @@
+"""The search: Ray Tune over ``driver.run_trial`` with OptunaSearch (TPE) and ASHA.
+
+``run_search(cfg)`` starts or resumes an experiment under ``<storage>/<name>/`` and, when
+Tune is done, writes the tables, the leaderboard (with the finalists' test-split metrics)
+and keeps the Optuna study and TensorBoard logs beside them.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+import time
+import warnings
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from search.config import ConfigError, ExperimentConfig
+from search.train.driver import experiment_dir, resolve_shards, run_trial, use_gpu
+from search.tune import tables
+from search.tune.space import Param, build_space, describe, sample
+
+OPTUNA_DB = "optuna.db"
+CONFIG_FILE = "experiment.json"
+
+
+@dataclass
+class SearchOutcome:
+    """Where a finished search put things, and its tables."""
+
+    experiment_dir: Path
+    trials: pd.DataFrame
+    history: pd.DataFrame
+    leaderboard: str
+    test: dict[str, dict[str, Any]]
+
+    def summary(self) -> str:
+        d = self.experiment_dir
+        return "\n".join([
+            self.leaderboard.split("## Parameter importances")[0].rstrip(), "",
+            f"results:     {d}  (trials.parquet/.csv, history.parquet, leaderboard.md)",
+            f"optuna:      sqlite:///{d / OPTUNA_DB}  (optuna-dashboard, optuna.visualization)",
+            f"tensorboard: tensorboard --logdir {d}",
+        ])
+
+
+class ProgressPrinter:
+    """One concise line per trial event, instead of Tune's full status tables."""
+
+    def __init__(self, metric: str, max_epochs: int, stream: Any = None):
+        from ray.tune import Callback
+
+        self._base = Callback
+        self.metric = metric
+        self.max_epochs = max_epochs
+        self.stream = stream or sys.stdout
+        self.t0 = time.monotonic()
+
+    def callback(self) -> Any:
+        """A real ``ray.tune.Callback`` bound to this printer."""
+        printer = self
+
+        class _Callback(self._base):
+            def on_trial_start(self, iteration, trials, trial, **info):
+                printer.line(trial, "started " + printer.params(trial.config))
+
+            def on_trial_result(self, iteration, trials, trial, result, **info):
+                printer.line(trial, f"epoch {result.get('epoch', '?')}/{printer.max_epochs}  "
+                             f"{printer.metric} {printer.num(result.get(printer.metric))}  "
+                             f"f1 {printer.num(result.get('val_f1'))}  "
+                             f"loss {printer.num(result.get('train_loss'))}")
+
+            def on_trial_complete(self, iteration, trials, trial, **info):
+                last = trial.last_result or {}
+                epochs = last.get("epoch", 0)
+                how = "finished" if epochs >= printer.max_epochs else "stopped early (ASHA)"
+                printer.line(trial, f"{how} after {epochs} epoch(s), "
+                             f"{printer.metric} {printer.num(last.get(printer.metric))}")
+
+            def on_trial_error(self, iteration, trials, trial, **info):
+                printer.line(trial, f"FAILED: see {trial.local_path}/error.txt")
+
+        return _Callback()
+
+    def line(self, trial: Any, text: str) -> None:
+        elapsed = time.monotonic() - self.t0
+        print(f"[{elapsed:7.1f}s] {trial.trial_id}  {text}", file=self.stream, flush=True)
+
+    @staticmethod
+    def num(value: Any) -> str:
+        return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+    @staticmethod
+    def params(config: dict[str, Any]) -> str:
+        keys = ("arch", "ratio", "lr", "batch_size")
+        return ", ".join(f"{k}={ProgressPrinter.num(config[k]) if k != 'lr' else f'{config[k]:.2e}'}"
+                         for k in keys if k in config)
+
+
+def _init_ray(cfg: ExperimentConfig, verbose: bool) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    # Workers' logs (Ray Data progress, Train's checkpoint lines) only with --verbose;
+    # errors still reach the driver as trial errors, with their error.txt.
+    ray.init(address=cfg.cluster.address or None,
+             logging_level=logging.INFO if verbose else logging.WARNING, log_to_driver=verbose)
+
+
+def max_concurrent(cfg: ExperimentConfig) -> int:
+    """How many trials fit the cluster at once (GPUs and CPUs per trial, data CPUs kept free)."""
+    import ray
+
+    if cfg.cluster.max_concurrent_trials:
+        return cfg.cluster.max_concurrent_trials
+    res = ray.cluster_resources()
+    cpu_per_trial = cfg.cluster.num_workers * cfg.cluster.cpus_per_worker + cfg.cluster.data_cpus
+    fits = int(res.get("CPU", 1) // max(cpu_per_trial, 1e-3))
+    if use_gpu(cfg):
+        fits = min(fits, int(res.get("GPU", 0) // (cfg.cluster.num_workers * cfg.cluster.gpus_per_worker)))
+    return max(1, fits)
+
+
+def _searcher(cfg: ExperimentConfig, space: dict[str, Param], mode: str, exp_dir: Path) -> Any:
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    seed = cfg.seed
+    if cfg.search.algorithm == "tpe":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            # multivariate + group: TPE's recommended setting for conditional spaces.
+            sampler = optuna.samplers.TPESampler(
+                seed=seed, n_startup_trials=max(2, min(10, cfg.search.num_samples // 4)),
+                multivariate=True, group=True, constant_liar=True)
+    elif cfg.search.algorithm == "random":
+        sampler = optuna.samplers.RandomSampler(seed=seed)
+    else:
+        raise ConfigError(f"search.algorithm {cfg.search.algorithm!r}: choose tpe or random")
+    storage = optuna.storages.RDBStorage(f"sqlite:///{exp_dir / OPTUNA_DB}")
+    return OptunaSearch(space=functools.partial(sample, space=space), metric=cfg.search.metric,
+                        mode=mode, points_to_evaluate=[dict(p) for p in cfg.search.points_to_evaluate]
+                        or None, sampler=sampler, study_name=cfg.search.name, storage=storage)
+
+
+def _scheduler(cfg: ExperimentConfig) -> Any:
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    if cfg.search.scheduler == "none":
+        return FIFOScheduler()
+    if cfg.search.scheduler != "asha":
+        raise ConfigError(f"search.scheduler {cfg.search.scheduler!r}: choose asha or none")
+    # "epoch" rather than training_iteration: a resumed trial continues its epoch count.
+    return ASHAScheduler(time_attr="epoch", max_t=max(cfg.optim.epochs, 1),
+                         grace_period=min(cfg.search.grace_period, cfg.optim.epochs),
+                         reduction_factor=cfg.search.reduction_factor)
+
+
+def _max_epochs(space: dict[str, Param], cfg: ExperimentConfig) -> int:
+    p = space.get("epochs")
+    if p is None:
+        return cfg.optim.epochs
+    if p.fixed:
+        return int(p.value)
+    return int(max(p.choices) if p.choices is not None else p.high)
+
+
+def build_tuner(cfg: ExperimentConfig, *, resume: bool = False, verbose: bool = False) -> Any:
+    """The ``Tuner`` for an experiment (new, or restored from its folder)."""
+    from ray import tune
+
+    mode = cfg.search.resolved_mode()
+    space = build_space(cfg.search.space)
+    exp_dir = Path(experiment_dir(cfg))
+    max_epochs = _max_epochs(space, cfg)
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial, base=cfg.to_dict(), storage_path=str(exp_dir / tables.TRAIN_RUNS),
+                             metric=cfg.search.metric, mode=mode,
+                             max_failures=0),
+        # The driver only waits on fit(); its workers hold the real resources.
+        {"cpu": 0.01},
+    )
+    if resume:
+        if not tune.Tuner.can_restore(str(exp_dir)):
+            raise ConfigError(f"nothing to resume at {exp_dir}: no interrupted experiment there")
+        return tune.Tuner.restore(str(exp_dir), trainable=trainable, resume_unfinished=True,
+                                  resume_errored=True)
+    if tune.Tuner.can_restore(str(exp_dir)):
+        raise ConfigError(f"{exp_dir} already holds an experiment: pass --resume to continue it "
+                          "or --name NEW to start another")
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    (exp_dir / CONFIG_FILE).write_text(json.dumps(cfg.to_dict(), indent=1))
+    (exp_dir / "space.txt").write_text(describe(space) + "\n")
+    printer = ProgressPrinter(cfg.search.metric, max_epochs)
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            metric=cfg.search.metric, mode=mode, num_samples=cfg.search.num_samples,
+            search_alg=_searcher(cfg, space, mode, exp_dir), scheduler=_scheduler(cfg),
+            max_concurrent_trials=max_concurrent(cfg),
+        ),
+        run_config=tune.RunConfig(
+            name=cfg.search.name, storage_path=str(exp_dir.parent),
+            failure_config=tune.FailureConfig(max_failures=cfg.search.max_failures),
+            callbacks=[printer.callback()], verbose=1 if verbose else 0,
+        ),
+    )
+
+
+def _importances(exp_dir: Path, name: str) -> dict[str, float] | str:
+    import optuna
+
+    try:
+        study = optuna.load_study(study_name=name, storage=f"sqlite:///{exp_dir / OPTUNA_DB}")
+        done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+        if len(done) < 2:
+            return f"{len(done)} completed trial(s); importances need at least 2"
+        imp = optuna.importance.get_param_importances(study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0))
+        return {k: float(v) for k, v in imp.items()}
+    except Exception as err:  # importances are a nicety: never lose the tables over them
+        return f"{type(err).__name__}: {err}"
+
+
+def finish(cfg: ExperimentConfig, results: Any, *, evaluate_test: bool = True) -> SearchOutcome:
+    """Write trials/history tables, evaluate finalists on test, write the leaderboard."""
+    from search.evaluate import evaluate_remote
+
+    mode = cfg.search.resolved_mode()
+    space = build_space(cfg.search.space)
+    exp_dir = Path(experiment_dir(cfg))
+    trials, history = tables.collect(
+        list(results), experiment_dir=exp_dir, metric=cfg.search.metric, mode=mode,
+        max_epochs=_max_epochs(space, cfg), param_names=list(space))
+    trials.to_parquet(exp_dir / "trials.parquet", index=False)
+    trials.to_csv(exp_dir / "trials.csv", index=False)
+    history.to_parquet(exp_dir / "history.parquet", index=False)
+    test: dict[str, dict[str, Any]] = {}
+    if evaluate_test and len(trials):
+        shards = resolve_shards(cfg)
+        for _, row in tables.finalists(trials, cfg.search.metric).iterrows():
+            metrics, preds = evaluate_remote(row["checkpoint"], shards, "test")
+            test[str(row["trial_id"])] = metrics
+            preds.to_csv(Path(row["checkpoint"]) / "test_predictions.csv", index=False)
+        (exp_dir / "test_metrics.json").write_text(json.dumps(test, indent=1))
+    board = tables.leaderboard(trials, metric=cfg.search.metric, mode=mode, test=test,
+                               importances=_importances(exp_dir, cfg.search.name),
+                               title=cfg.search.name)
+    (exp_dir / "leaderboard.md").write_text(board + "\n")
+    return SearchOutcome(exp_dir, trials, history, board, test)
+
+
+def ensure_demo_shards(cfg: ExperimentConfig, *, size: int = 64) -> ExperimentConfig:
+    """With no shards configured, prepare the embedded demo set once and use it."""
+    if cfg.data.shards:
+        return cfg
+    from search.data.prepare import PrepareOptions, prepare
+    from search.paths import default_shards_dir
+
+    out = default_shards_dir("demo")
+    if not (out / "manifest.json").is_file():
+        print(f"preparing the embedded demo set into {out} ...", flush=True)
+        print(prepare(PrepareOptions(layout="demo", size=size), progress=False).summary(), flush=True)
+    return replace(cfg, data=replace(cfg.data, shards=str(out)))
+
+
+def run_search(cfg: ExperimentConfig, *, resume: bool = False, verbose: bool = False) -> SearchOutcome:
+    """Run (or resume) a search end to end; see the module docstring."""
+    cfg = ensure_demo_shards(cfg)
+    resolve_shards(cfg)
+    build_space(cfg.search.space)  # reject typos before any cluster starts
+    _init_ray(cfg, verbose)
+    tuner = build_tuner(cfg, resume=resume, verbose=verbose)
+    results = tuner.fit()
+    return finish(cfg, results)
+
+
+__all__ = ["SearchOutcome", "build_tuner", "ensure_demo_shards", "finish", "max_concurrent",
+           "run_search"]
