@@ -112,18 +112,12 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    import ray
-
-    from search.train.driver import train_one
+    from search.train.driver import init_ray, train_one
     from search.tune.tuner import ensure_demo_shards
 
     cfg = ensure_demo_shards(_load(args))
     print(cfg)
-    if not ray.is_initialized():
-        import logging
-
-        ray.init(address=cfg.cluster.address or None, logging_level=logging.WARNING,
-                 log_to_driver=False)
+    init_ray(cfg)
     result = train_one(cfg, name=args.name)
     cols = ["epoch", "train_loss", "val_accuracy", "val_precision", "val_recall", "val_f1",
             "val_auc", "val_eer", "val_tp", "val_tn", "val_fp", "val_fn", "epoch_time_s"]

@@ -93,7 +93,7 @@ class ClusterConfig:
     use_gpu: bool | None = None  # None = use GPUs when the cluster has them
     cpus_per_worker: float = 1.0
     gpus_per_worker: float = 1.0
-    data_cpus: float = 1.0  # CPUs per trial kept free for Ray Data decoding
+    data_cpus: float = 2.0  # CPUs per trial kept free for Ray Data (1 for reads, rest decoding)
     max_concurrent_trials: int = 0  # 0 = as many as the cluster's resources allow
     storage_path: str = "results"  # local folder or pyarrow URI (s3://, gs://, NFS path)
 

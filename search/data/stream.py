@@ -176,17 +176,18 @@ def _read(shards: str | Path, split: str, *, shuffle_seed: int | None) -> Any:
 
 
 def _decode_compute(workers: int, cpus: float) -> dict[str, Any]:
-    """map_batches arguments for decoding: an actor pool of ``workers`` sharing ``cpus``.
+    """map_batches arguments for decoding: an actor pool of ``workers`` within ``cpus``.
 
-    A trial's train and evaluation pools can be alive at once, and its Tune driver holds
-    0.01 CPU: each pool asks for just under half the trial's data CPUs, so a trial needs
-    exactly its share and never waits on a CPU fraction that no one can free.
+    Ray Data's own list/read tasks each need one whole CPU, and a trial's train and
+    evaluation pools can be alive at the same time: the pools share what is left after one
+    CPU for those tasks, so a trial never waits on a CPU that its own pools hold.
     """
     import ray.data
 
     workers = max(1, workers)
+    pool_cpus = max(0.2, cpus - 1.0) / 2
     return {"compute": ray.data.ActorPoolStrategy(size=workers),
-            "num_cpus": round(0.49 * cpus / workers, 4)}
+            "num_cpus": round(pool_cpus / workers, 4)}
 
 
 def train_dataset(shards: str | Path, cfg: DataConfig, *, size: int, mean: tuple[float, ...],

@@ -8,6 +8,7 @@ each epoch's report to Tune.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,6 +25,7 @@ from search.paths import default_results_dir, default_shards_dir
 from search.train.worker import input_spec, train_loop
 
 EVAL_SPLITS = ("val", "test")
+DRIVER_CPU = 0.01  # a trial's driver only waits on fit(); {"cpu": 0} is refused by Tune
 
 
 class ShardedEvalDataConfig(RayDataConfig):
@@ -128,6 +130,35 @@ def _storage(cfg: ExperimentConfig) -> str:
     if not base.is_absolute():
         base = default_results_dir() if path == "results" else Path.cwd() / base
     return str(base.resolve())
+
+
+def init_ray(cfg: ExperimentConfig, *, verbose: bool = False) -> None:
+    """Join the configured cluster, or start a local one sized for at least one trial."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    # Workers' logs (Ray Data progress, Train's checkpoint lines) only with --verbose;
+    # errors still reach the driver as trial errors, with their error.txt.
+    kwargs: dict[str, Any] = {}
+    if not cfg.cluster.address and not os.environ.get("RAY_ADDRESS"):
+        # A new single-node cluster: one trial needs a worker CPU, a CPU for Ray Data's
+        # read tasks and some for decoding, so small machines get logical CPUs to match.
+        kwargs["num_cpus"] = max(os.cpu_count() or 1, local_cpus(cfg))
+    common = {"address": cfg.cluster.address or None, "log_to_driver": verbose,
+              "logging_level": logging.INFO if verbose else logging.WARNING}
+    try:
+        ray.init(**common, **kwargs)
+    except ValueError:  # a local cluster is already running: join it as it is
+        ray.init(**common)
+
+
+def local_cpus(cfg: ExperimentConfig) -> int:
+    """Logical CPUs one trial needs on a single node (rounded up)."""
+    import math
+
+    need = cfg.cluster.num_workers * cfg.cluster.cpus_per_worker + cfg.cluster.data_cpus + DRIVER_CPU
+    return math.ceil(need)
 
 
 def train_one(cfg: ExperimentConfig, *, name: str | None = None) -> Any:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import json
-import logging
 import sys
 import time
 import warnings
@@ -20,7 +19,14 @@ from typing import Any
 import pandas as pd
 
 from search.config import ConfigError, ExperimentConfig
-from search.train.driver import experiment_dir, resolve_shards, run_trial, use_gpu
+from search.train.driver import (
+    DRIVER_CPU,
+    experiment_dir,
+    init_ray,
+    resolve_shards,
+    run_trial,
+    use_gpu,
+)
 from search.tune import tables
 from search.tune.space import Param, build_space, describe, sample
 
@@ -101,17 +107,6 @@ class ProgressPrinter:
                          for k in keys if k in config)
 
 
-def _init_ray(cfg: ExperimentConfig, verbose: bool) -> None:
-    import ray
-
-    if ray.is_initialized():
-        return
-    # Workers' logs (Ray Data progress, Train's checkpoint lines) only with --verbose;
-    # errors still reach the driver as trial errors, with their error.txt.
-    ray.init(address=cfg.cluster.address or None,
-             logging_level=logging.INFO if verbose else logging.WARNING, log_to_driver=verbose)
-
-
 def max_concurrent(cfg: ExperimentConfig) -> int:
     """How many trials fit the cluster at once (GPUs and CPUs per trial, data CPUs kept free)."""
     import ray
@@ -119,7 +114,8 @@ def max_concurrent(cfg: ExperimentConfig) -> int:
     if cfg.cluster.max_concurrent_trials:
         return cfg.cluster.max_concurrent_trials
     res = ray.cluster_resources()
-    cpu_per_trial = cfg.cluster.num_workers * cfg.cluster.cpus_per_worker + cfg.cluster.data_cpus
+    cpu_per_trial = (cfg.cluster.num_workers * cfg.cluster.cpus_per_worker
+                     + cfg.cluster.data_cpus + DRIVER_CPU)
     fits = int(res.get("CPU", 1) // max(cpu_per_trial, 1e-3))
     if use_gpu(cfg):
         fits = min(fits, int(res.get("GPU", 0) // (cfg.cluster.num_workers * cfg.cluster.gpus_per_worker)))
@@ -170,6 +166,10 @@ def _max_epochs(space: dict[str, Param], cfg: ExperimentConfig) -> int:
     return int(max(p.choices) if p.choices is not None else p.high)
 
 
+def _trial_dirname(trial: Any) -> str:
+    return f"{tables.TRIAL_PREFIX}{trial.trial_id}"
+
+
 def build_tuner(cfg: ExperimentConfig, *, resume: bool = False, verbose: bool = False) -> Any:
     """The ``Tuner`` for an experiment (new, or restored from its folder)."""
     from ray import tune
@@ -183,7 +183,7 @@ def build_tuner(cfg: ExperimentConfig, *, resume: bool = False, verbose: bool = 
                              metric=cfg.search.metric, mode=mode,
                              max_failures=0),
         # The driver only waits on fit(); its workers hold the real resources.
-        {"cpu": 0.01},
+        {"cpu": DRIVER_CPU},
     )
     if resume:
         if not tune.Tuner.can_restore(str(exp_dir)):
@@ -203,6 +203,7 @@ def build_tuner(cfg: ExperimentConfig, *, resume: bool = False, verbose: bool = 
             metric=cfg.search.metric, mode=mode, num_samples=cfg.search.num_samples,
             search_alg=_searcher(cfg, space, mode, exp_dir), scheduler=_scheduler(cfg),
             max_concurrent_trials=max_concurrent(cfg),
+            trial_dirname_creator=_trial_dirname,  # short names: TensorBoard shows them
         ),
         run_config=tune.RunConfig(
             name=cfg.search.name, storage_path=str(exp_dir.parent),
@@ -273,7 +274,7 @@ def run_search(cfg: ExperimentConfig, *, resume: bool = False, verbose: bool = F
     cfg = ensure_demo_shards(cfg)
     resolve_shards(cfg)
     build_space(cfg.search.space)  # reject typos before any cluster starts
-    _init_ray(cfg, verbose)
+    init_ray(cfg, verbose=verbose)
     tuner = build_tuner(cfg, resume=resume, verbose=verbose)
     results = tuner.fit()
     return finish(cfg, results)
