@@ -52,15 +52,41 @@ def demo_shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "shards"
 
 
-@pytest.fixture(scope="module")
+CLUSTER_CPUS = 5  # logical CPUs over the 2 cores: two tiny trials at once (2.01 CPUs each)
+
+
+@pytest.fixture(scope="session")
 def ray_cluster():
-    """A real local Ray cluster (4 logical CPUs over the 2 cores), with its dashboard:
-    ray[default]'s State API is what frees placement groups of stopped trials."""
+    """A real local Ray cluster shared by the session, with its dashboard: ray[default]'s
+    State API is what frees the placement groups of stopped trials."""
     import ray
 
     if ray.is_initialized():
         ray.shutdown()
-    ray.init(num_cpus=4, include_dashboard=True, log_to_driver=False,
+    ray.init(num_cpus=CLUSTER_CPUS, include_dashboard=True, log_to_driver=False,
              logging_level="WARNING")
     yield ray
     ray.shutdown()
+
+
+def tiny_config(shards: Path, storage: Path, *overrides: str):
+    """examples/tiny.yaml on the given shards, results under ``storage``."""
+    from search.config import load_config
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "tiny.yaml"
+    return load_config(example, [f"data.shards={shards}", f"cluster.storage_path={storage}",
+                                 *overrides])
+
+
+@pytest.fixture(scope="session")
+def tiny_search(tmp_path_factory: pytest.TempPathFactory, demo_shards: Path, ray_cluster) -> Path:
+    """A finished tiny search (4 trials, 2 epochs, ASHA, two architectures) on the demo set."""
+    from search.tune.tuner import run_search
+
+    storage = tmp_path_factory.mktemp("results")
+    # Seeded with two sound configurations and a hopeless one (lr 1e-7), so that ASHA has
+    # something to stop at its first rung whatever the sampler draws next.
+    seeds = ('search.points_to_evaluate=[{arch: custom_cnn, lr: 0.003}, '
+             '{arch: resnet10t, lr: 0.003}, {arch: custom_cnn, lr: 1.0e-7}]')
+    outcome = run_search(tiny_config(demo_shards, storage, seeds))
+    return outcome.experiment_dir

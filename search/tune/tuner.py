@@ -57,20 +57,19 @@ class SearchOutcome:
 class ProgressPrinter:
     """One concise line per trial event, instead of Tune's full status tables."""
 
-    def __init__(self, metric: str, max_epochs: int, stream: Any = None):
-        from ray.tune import Callback
-
-        self._base = Callback
+    def __init__(self, metric: str, max_epochs: int):
+        # No stream or class object kept: the Tuner pickles its callbacks with the experiment.
         self.metric = metric
         self.max_epochs = max_epochs
-        self.stream = stream or sys.stdout
         self.t0 = time.monotonic()
 
     def callback(self) -> Any:
         """A real ``ray.tune.Callback`` bound to this printer."""
+        from ray.tune import Callback
+
         printer = self
 
-        class _Callback(self._base):
+        class _Callback(Callback):
             def on_trial_start(self, iteration, trials, trial, **info):
                 printer.line(trial, "started " + printer.params(trial.config))
 
@@ -94,7 +93,7 @@ class ProgressPrinter:
 
     def line(self, trial: Any, text: str) -> None:
         elapsed = time.monotonic() - self.t0
-        print(f"[{elapsed:7.1f}s] {trial.trial_id}  {text}", file=self.stream, flush=True)
+        print(f"[{elapsed:7.1f}s] {trial.trial_id}  {text}", file=sys.stdout, flush=True)
 
     @staticmethod
     def num(value: Any) -> str:
@@ -144,7 +143,7 @@ def _searcher(cfg: ExperimentConfig, space: dict[str, Param], mode: str, exp_dir
                         or None, sampler=sampler, study_name=cfg.search.name, storage=storage)
 
 
-def _scheduler(cfg: ExperimentConfig) -> Any:
+def _scheduler(cfg: ExperimentConfig, max_epochs: int) -> Any:
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     if cfg.search.scheduler == "none":
@@ -152,8 +151,10 @@ def _scheduler(cfg: ExperimentConfig) -> Any:
     if cfg.search.scheduler != "asha":
         raise ConfigError(f"search.scheduler {cfg.search.scheduler!r}: choose asha or none")
     # "epoch" rather than training_iteration: a resumed trial continues its epoch count.
-    return ASHAScheduler(time_attr="epoch", max_t=max(cfg.optim.epochs, 1),
-                         grace_period=min(cfg.search.grace_period, cfg.optim.epochs),
+    # max_t is one past the last epoch: a trial that reaches its last epoch ends by itself
+    # (fit() returns and Train releases its workers) instead of being killed by the scheduler.
+    return ASHAScheduler(time_attr="epoch", max_t=max(max_epochs, 1) + 1,
+                         grace_period=min(cfg.search.grace_period, max_epochs),
                          reduction_factor=cfg.search.reduction_factor)
 
 
@@ -201,7 +202,7 @@ def build_tuner(cfg: ExperimentConfig, *, resume: bool = False, verbose: bool = 
         trainable,
         tune_config=tune.TuneConfig(
             metric=cfg.search.metric, mode=mode, num_samples=cfg.search.num_samples,
-            search_alg=_searcher(cfg, space, mode, exp_dir), scheduler=_scheduler(cfg),
+            search_alg=_searcher(cfg, space, mode, exp_dir), scheduler=_scheduler(cfg, max_epochs),
             max_concurrent_trials=max_concurrent(cfg),
             trial_dirname_creator=_trial_dirname,  # short names: TensorBoard shows them
         ),
@@ -269,7 +270,8 @@ def ensure_demo_shards(cfg: ExperimentConfig, *, size: int = 64) -> ExperimentCo
     return replace(cfg, data=replace(cfg.data, shards=str(out)))
 
 
-def run_search(cfg: ExperimentConfig, *, resume: bool = False, verbose: bool = False) -> SearchOutcome:
+def run_search(cfg: ExperimentConfig, *, resume: bool = False, verbose: bool = False,
+               evaluate_test: bool = True) -> SearchOutcome:
     """Run (or resume) a search end to end; see the module docstring."""
     cfg = ensure_demo_shards(cfg)
     resolve_shards(cfg)
@@ -277,7 +279,7 @@ def run_search(cfg: ExperimentConfig, *, resume: bool = False, verbose: bool = F
     init_ray(cfg, verbose=verbose)
     tuner = build_tuner(cfg, resume=resume, verbose=verbose)
     results = tuner.fit()
-    return finish(cfg, results)
+    return finish(cfg, results, evaluate_test=evaluate_test)
 
 
 __all__ = ["SearchOutcome", "build_tuner", "ensure_demo_shards", "finish", "max_concurrent",

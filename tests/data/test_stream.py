@@ -1,0 +1,84 @@
+"""The training stream: per-epoch undersampling to a ratio, validation untouched, decoding."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from search.config import ConfigError, DataConfig
+from search.data import stream
+from search.data.stream import (
+    DecodeBatch,
+    Undersample,
+    eval_dataset,
+    keep_probabilities,
+    train_dataset,
+)
+
+
+@pytest.mark.parametrize("ratio, expected", [
+    ("1:1", (1.0, 0.5)), ("1:2", (1.0, 1.0)), ("natural", (1.0, 1.0)), ("2:1", (1.0, 0.25)),
+    ("1:4", (0.5, 1.0)),
+])
+def test_keep_probabilities(ratio, expected):
+    assert keep_probabilities({"REAL": 1000, "FAKE": 2000}, ratio) == pytest.approx(expected)
+
+
+def test_bad_ratio_is_a_clear_error():
+    with pytest.raises(ConfigError, match="REAL:FAKE"):
+        keep_probabilities({"REAL": 1, "FAKE": 2}, "one to one")
+
+
+def test_undersampling_over_many_epochs(monkeypatch):
+    """Each epoch redraws; across epochs the realised ratio matches the requested one."""
+    n_real, n_fake = 3000, 6000
+    ids = np.array([f"img{i:05d}" for i in range(n_real + n_fake)], dtype=object)
+    labels = np.array([0] * n_real + [1] * n_fake, dtype=np.int8)
+    p_real, p_fake = keep_probabilities({"REAL": n_real, "FAKE": n_fake}, "1:1")
+    fn = Undersample(p_real, p_fake, seed=7)
+    kept_sets, ratios = [], []
+    for epoch in range(20):
+        monkeypatch.setattr(stream, "_execution_index", lambda e=epoch: e)
+        # batch boundaries must not matter: split the rows into uneven batches
+        out = [fn({"id": ids[a:b], "label": labels[a:b]}) for a, b in ((0, 1234), (1234, 9000))]
+        kept = np.concatenate([o["id"] for o in out])
+        lab = np.concatenate([o["label"] for o in out])
+        ratios.append((lab == 1).sum() / max((lab == 0).sum(), 1))
+        kept_sets.append(set(kept))
+        assert abs(len(kept) - 6000) < 300
+    assert np.mean(ratios) == pytest.approx(1.0, abs=0.03)
+    assert all(abs(r - 1.0) < 0.1 for r in ratios)
+    assert kept_sets[0] != kept_sets[1]  # a new draw every epoch
+    monkeypatch.setattr(stream, "_execution_index", lambda: 0)
+    again = set(fn({"id": ids, "label": labels})["id"])
+    assert again == kept_sets[0]  # ... reproducible by seed
+
+
+def test_decode_normalises_to_nchw(demo_shards):
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(next(demo_shards.glob("val-*.parquet"))).slice(0, 8).to_pydict()
+    batch = {k: np.asarray(v, dtype=object) for k, v in table.items()}
+    out = DecodeBatch(24, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), keep_ids=True)(batch)
+    assert out["image"].shape == (8, 3, 24, 24) and out["image"].dtype == np.float32
+    assert -2.01 <= out["image"].min() and out["image"].max() <= 2.01
+    assert list(out["id"]) == list(table["id"])
+
+
+def test_ray_stream_ratio_and_untouched_validation(demo_shards, ray_cluster):
+    import json
+
+    counts = json.loads((demo_shards / "manifest.json").read_text())["counts"]
+    ds = train_dataset(demo_shards, DataConfig(ratio="1:1"), size=16, mean=(0.5,) * 3,
+                       std=(0.5,) * 3, seed=3, batch_size=32, data_cpus=1)
+    epochs = []
+    for _ in range(2):
+        labels = np.concatenate([b["label"] for b in ds.iter_batches(batch_format="numpy")])
+        epochs.append(labels)
+    for labels in epochs:
+        real = (labels == 0).sum()
+        assert real == counts["train"]["REAL"]  # the smaller class is kept whole
+        assert abs((labels == 1).sum() / real - 1.0) < 0.15
+    ev = eval_dataset(demo_shards, "val", size=16, mean=(0.5,) * 3, std=(0.5,) * 3, data_cpus=1)
+    labels = np.concatenate([b["label"] for b in ev.iter_batches(batch_format="numpy")])
+    assert (labels == 1).sum() == counts["val"]["FAKE"] and (labels == 0).sum() == counts["val"]["REAL"]

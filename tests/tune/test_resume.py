@@ -1,0 +1,73 @@
+"""--resume after the search's driver is killed mid-search: no finished trial rerun, none lost.
+
+The driver runs as a separate process joined to the session's cluster (as on a real cluster,
+where the head outlives a crashed driver) and is killed with SIGKILL, no clean-up at all.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+
+def _config(path: Path, shards: Path, storage: Path, address: str) -> Path:
+    tiny = yaml.safe_load((Path(__file__).resolve().parents[2] / "examples" / "tiny.yaml").read_text())
+    tiny["data"] = {"shards": str(shards)}
+    tiny["cluster"] = {"storage_path": str(storage), "address": address, "data_cpus": 1,
+                       "max_concurrent_trials": 1}
+    tiny["search"].update({"name": "resume", "num_samples": 3, "scheduler": "none"})
+    path.write_text(yaml.safe_dump(tiny))
+    return path
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-c", "import sys; from search.cli import main; sys.exit(main(sys.argv[1:]))", *args]
+
+
+def test_resume_after_driver_killed(tmp_path, demo_shards, ray_cluster):
+    address = ray_cluster.get_runtime_context().gcs_address
+    cfg = _config(tmp_path / "exp.yaml", demo_shards, tmp_path / "results", address)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(_cli("run", "--config", str(cfg), "--no-test"), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True)
+    finished, started_after, lines = None, None, []
+    deadline = time.time() + 600
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            m = re.search(r"\] (\w+)\s+finished after", line)
+            if m and finished is None:
+                finished = m.group(1)
+            m = re.search(r"\] (\w+)\s+epoch 1/2", line)
+            if finished and m and m.group(1) != finished:
+                started_after = m.group(1)  # a second trial is mid-way: kill now
+                break
+            assert time.time() < deadline, "".join(lines[-30:])
+    finally:
+        time.sleep(3)  # let Tune write its experiment state, as it would before a crash
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert finished and started_after, "".join(lines[-30:])
+    exp = tmp_path / "results" / "resume"
+    done_ckpts = sorted(p.name for p in (exp / "_train" / f"trial_{finished}").glob("checkpoint_*"))
+
+    resumed = subprocess.run(_cli("run", "--config", str(cfg), "--resume", "--no-test"),
+                             capture_output=True, text=True, env=env, timeout=900)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert f"{finished}  started" not in resumed.stdout  # the finished trial is not rerun
+    trials = pd.read_parquet(exp / "trials.parquet")
+    assert len(trials) == 3 and trials["trial_id"].is_unique  # none lost, none duplicated
+    assert (trials["status"] == "COMPLETED").all(), trials[["trial_id", "status", "epochs"]]
+    assert sorted(p.name for p in (exp / "_train" / f"trial_{finished}").glob("checkpoint_*")) == done_ckpts
+    history = pd.read_parquet(exp / "history.parquet")
+    assert sorted(history[history.trial_id == finished]["epoch"]) == [1, 2]
+    # the interrupted trial continued from its checkpoint: every epoch once in the history
+    assert sorted(history[history.trial_id == started_after]["epoch"]) == [1, 2]

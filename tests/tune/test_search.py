@@ -1,0 +1,186 @@
+"""End-to-end search on a real local Ray cluster: tables, leaderboard, Optuna, TensorBoard,
+resource release; and the search space on its own."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+
+from search.config import ConfigError
+from search.tune.space import DEFAULT_SPACE, build_space, sample
+
+METRICS = ("val_accuracy", "val_precision", "val_recall", "val_f1", "val_auc", "val_ap",
+           "val_eer", "val_balanced_accuracy", "val_tp", "val_tn", "val_fp", "val_fn")
+
+
+# ------------------------------------------------------------------ the space
+def test_default_space_is_the_studys():
+    assert set(DEFAULT_SPACE["arch"].choices) == {"custom_cnn", "resnet50", "resnext50_32x4d",
+                                                  "resnext101_32x8d", "xception"}
+    assert set(DEFAULT_SPACE["ratio"].choices) == {"1:1", "1:2"}
+    assert DEFAULT_SPACE["lr"].log
+
+
+def test_define_by_run_is_conditional_and_respects_overrides():
+    space = build_space({"arch": ["custom_cnn", "resnet50"], "ratio": "1:2",
+                         "conv_blocks": {"low": 2, "high": 3}, "lr": {"low": 1e-4, "high": 1e-2, "log": True}})
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = set()
+    for _ in range(30):
+        trial = study.ask()
+        constants = sample(trial, space)
+        arch = trial.params["arch"]
+        seen.add(arch)
+        assert constants["ratio"] == "1:2"  # fixed values come back as constants
+        if arch == "custom_cnn":
+            assert 2 <= trial.params["conv_blocks"] <= 3
+            assert isinstance(trial.params["conv_blocks"], int)
+            assert "frozen_stages" not in trial.params
+        else:
+            assert "conv_blocks" not in trial.params and "frozen_stages" in trial.params
+        assert 1e-4 <= trial.params["lr"] <= 1e-2
+        study.tell(trial, 0.5)
+    assert seen == {"custom_cnn", "resnet50"}
+
+
+@pytest.mark.parametrize("space, message", [
+    ({"wieght_decay": {"low": 1, "high": 2}}, "unknown parameter 'wieght_decay'.*Did you mean 'weight_decay'"),
+    ({"lr": {"low": 1e-3, "hihg": 1e-2}}, "unknown key 'hihg'.*'high'"),
+    ({"arch": ["resnet5"]}, "resnet50"),
+    ({"lr": {"low": 1e-2, "high": 1e-3}}, "above high"),
+])
+def test_space_typos_are_errors(space, message):
+    with pytest.raises((ConfigError, ValueError), match=message):
+        build_space(space)
+
+
+def test_cluster_yaml_validates_with_rays_schema():
+    import yaml
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    text = (Path(__file__).resolve().parents[2] / "cluster.yaml").read_text()
+    config = yaml.safe_load(text)
+    validate_config(prepare_config(config))
+    assert config["available_node_types"]["gpu_worker"]["node_config"]["InstanceType"].startswith("g")
+    assert any("pip install" in c and "deepfake-search" in c for c in config["setup_commands"])
+    bad = {**config, "head_node_typ": "head"}
+    from jsonschema.exceptions import ValidationError
+
+    with pytest.raises(ValidationError, match="head_node_typ"):
+        validate_config(prepare_config(bad))
+
+
+# ------------------------------------------------------------------ one real search
+def test_tables(tiny_search):
+    trials = pd.read_parquet(tiny_search / "trials.parquet")
+    assert len(trials) == 4 and trials["trial_id"].is_unique
+    assert pd.read_csv(tiny_search / "trials.csv")["trial_id"].tolist() == trials["trial_id"].tolist()
+    for col in ("trial_id", "status", "arch", "ratio", "lr", "epochs", "wall_time_s",
+                *METRICS, *(f"best_{m}" for m in METRICS)):
+        assert col in trials, col
+    assert set(trials["arch"]) <= {"custom_cnn", "resnet10t"}
+    assert set(trials["status"]) <= {"COMPLETED", "STOPPED_EARLY"}
+    for _, t in trials.iterrows():
+        n = t.val_tp + t.val_tn + t.val_fp + t.val_fn
+        assert n == 402  # the demo's whole validation split, every epoch, never undersampled
+        assert t.val_accuracy == pytest.approx((t.val_tp + t.val_tn) / n)
+        if t.val_tp + t.val_fp:
+            assert t.val_precision == pytest.approx(t.val_tp / (t.val_tp + t.val_fp))
+        assert t.val_recall == pytest.approx(t.val_tp / (t.val_tp + t.val_fn))
+        for m in ("val_accuracy", "val_f1", "val_auc", "val_ap", "val_eer"):
+            assert 0.0 <= t[m] <= 1.0
+        assert 1 <= t.epochs <= 2 and Path(t.checkpoint).is_dir()
+    history = pd.read_parquet(tiny_search / "history.parquet")
+    assert set(history["trial_id"]) == set(trials["trial_id"])
+    assert len(history) == trials["epochs"].sum()
+    # the best epoch's metrics are the history's best
+    best = history.groupby("trial_id")["val_auc"].max()
+    for _, t in trials.iterrows():
+        assert t.best_val_auc == pytest.approx(best[t.trial_id])
+
+
+def test_leaderboard_and_test_split(tiny_search):
+    board = (tiny_search / "leaderboard.md").read_text()
+    trials = pd.read_parquet(tiny_search / "trials.parquet")
+    for arch in set(trials["arch"]):
+        assert f"| {arch} |" in board
+    for word in ("accuracy", "precision", "recall", "f1", "auc", "eer", "baseline_accuracy",
+                 "ratio", "lr", "validation", "test", "Parameter importances"):
+        assert word in board
+    test = json.loads((tiny_search / "test_metrics.json").read_text())
+    finalists = trials.drop_duplicates("arch")
+    assert set(test) == set(finalists["trial_id"])
+    for metrics in test.values():
+        assert metrics["tp"] + metrics["tn"] + metrics["fp"] + metrics["fn"] == 399  # test split
+
+
+def test_optuna_study_persisted(tiny_search):
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tiny_search / 'optuna.db'}")
+    assert len(study.trials) == 4
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(done) == 4 and all(0 <= t.value <= 1 for t in done)
+    assert all({"arch", "ratio", "lr"} <= set(t.params) for t in done)
+    assert study.direction == optuna.study.StudyDirection.MAXIMIZE
+
+
+def test_tensorboard_files_and_server(tiny_search):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    runs = sorted(p.parent for p in tiny_search.glob("trial_*/events.out.tfevents.*"))
+    assert len(runs) == 4
+    acc = EventAccumulator(str(runs[0]), size_guidance={"scalars": 0, "tensors": 0})
+    acc.Reload()
+    tags = acc.Tags()["scalars"]
+    for tag in ("ray/tune/val_auc", "ray/tune/val_f1", "ray/tune/train_loss", "ray/tune/val_eer"):
+        assert tag in tags, tags
+    assert [e.step for e in acc.Scalars("ray/tune/val_auc")][0] == 1
+    plugins = acc.PluginTagToContent("hparams")
+    assert "_hparams_/session_start_info" in plugins  # the HParams tab compares trials
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "tensorboard.main", "--logdir", str(tiny_search),
+                             "--host", "127.0.0.1", "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 90
+        runs_seen: list = []
+        while time.time() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/data/runs", timeout=5) as r:
+                    runs_seen = json.loads(r.read())
+                if len(runs_seen) >= 4:
+                    break
+            except OSError:
+                pass
+            time.sleep(1)
+        assert len([r for r in runs_seen if r.startswith("trial_")]) == 4, runs_seen
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/data/plugin/scalars/tags", timeout=10) as r:
+            tags = json.loads(r.read())
+        assert all("ray/tune/val_auc" in tags[run] for run in runs_seen if run.startswith("trial_"))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_resources_released_after_search(tiny_search, ray_cluster):
+    trials = pd.read_parquet(tiny_search / "trials.parquet")
+    total = ray_cluster.cluster_resources()["CPU"]
+    deadline = time.time() + 60
+    while time.time() < deadline and ray_cluster.available_resources().get("CPU", 0) < total:
+        time.sleep(1)
+    assert ray_cluster.available_resources().get("CPU", 0) == total
+    # it was a search with early stopping on
+    exp = json.loads((tiny_search / "experiment.json").read_text())
+    assert exp["search"]["scheduler"] == "asha"
+    assert (trials["status"] == "STOPPED_EARLY").any()
