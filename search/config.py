@@ -11,12 +11,31 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML without YAML 1.1's base-60 integers, so ``ratio: 1:2`` stays the string '1:2'."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    ch: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:int"]
+    for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:int", re.compile(r"^[-+]?(0|[1-9][0-9_]*|0x[0-9a-fA-F_]+|0o?[0-7_]+)$"),
+    list("-+0123456789"))
+
+
+def yaml_load(text: str) -> Any:
+    """Parse YAML the way a reader expects (see :class:`_Loader`)."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
 
 
 class ConfigError(ValueError):
@@ -34,6 +53,7 @@ class DataConfig:
     blur_prob: float = 0.0  # probability of a Gaussian blur (sigma 0.1-2.0)
     color_jitter: float = 0.0  # max relative brightness/contrast/saturation change
     decode_workers: int = 0  # actors decoding images; 0 = the CPUs Ray Data has left
+    cache_eval: bool = True  # decode validation once per trial when it fits the object store
     prefetch_batches: int = 2
 
 
@@ -179,7 +199,7 @@ class ExperimentConfig:
             dotted, raw = item.split("=", 1)
             parts = dotted.strip().split(".")
             if len(parts) == 1 and parts[0] in tree and parts[0] not in SECTIONS:
-                tree[parts[0]] = yaml.safe_load(raw)
+                tree[parts[0]] = yaml_load(raw)
                 continue
             if len(parts) == 1:
                 parts = [trial_param_section(parts[0]), parts[0]]
@@ -187,7 +207,7 @@ class ExperimentConfig:
                 raise ConfigError(f"override {item!r}: use section.key=value")
             section, key = parts
             _check_keys(section, [section], list(SECTIONS), "section")
-            tree[section][key] = yaml.safe_load(raw)
+            tree[section][key] = yaml_load(raw)
         return config_from_dict(tree)
 
 
@@ -276,7 +296,7 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist")
         try:
-            tree = yaml.safe_load(path.read_text()) or {}
+            tree = yaml_load(path.read_text()) or {}
         except yaml.YAMLError as err:
             raise ConfigError(f"{path} is not valid YAML: {err}") from None
         if not isinstance(tree, Mapping):

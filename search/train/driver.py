@@ -77,9 +77,24 @@ def build_datasets(cfg: ExperimentConfig, *, splits: Sequence[str] = ("train", "
             out[split] = train_dataset(shards, cfg.data, seed=cfg.seed, batch_size=cfg.optim.batch_size,
                                        **common)
         else:
-            out[split] = eval_dataset(shards, split, decode_workers=cfg.data.decode_workers,
-                                      batch_size=cfg.optim.batch_size, **common)
+            ds = eval_dataset(shards, split, decode_workers=cfg.data.decode_workers,
+                              batch_size=cfg.optim.batch_size, **common)
+            if _cache_fits(cfg, shards, split, spec["input_size"]):
+                # Evaluation images never change: decode them once per trial, not per epoch.
+                ds = ds.materialize()
+            out[split] = ds
     return out
+
+
+def _cache_fits(cfg: ExperimentConfig, shards: str, split: str, size: int) -> bool:
+    """Whether a decoded evaluation split fits in a quarter of the object store."""
+    if not cfg.data.cache_eval or not ray.is_initialized():
+        return False
+    from search.data.prepare import load_manifest
+
+    rows = sum(load_manifest(shards)["counts"][split].values())
+    decoded = rows * 3 * size * size * 4  # float32 NCHW
+    return decoded < 0.25 * ray.cluster_resources().get("object_store_memory", 0)
 
 
 def build_trainer(cfg: ExperimentConfig, *, name: str, storage_path: str,

@@ -1,0 +1,70 @@
+"""Configuration: strict YAML keys, overrides, trial parameters, printable and saved."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from search.cli import main as cli
+from search.config import ConfigError, ExperimentConfig, load_config, parse_ratio
+
+
+def test_defaults_are_the_studys():
+    cfg = ExperimentConfig()
+    assert cfg.model.input_size == 224 and cfg.data.ratio == "1:2"
+    assert cfg.search.metric == "val_auc" and cfg.search.resolved_mode() == "max"
+    assert "arch: custom_cnn" in str(cfg)  # printable as YAML
+
+
+def test_yaml_and_overrides(tmp_path):
+    path = tmp_path / "exp.yaml"
+    path.write_text("model:\n  arch: resnet50\n  frozen_stages: 2\noptim:\n  lr: 3.0e-4\n")
+    cfg = load_config(path, ["optim.epochs=3", "data.ratio=1:1", "seed=5"])
+    assert (cfg.model.arch, cfg.model.frozen_stages, cfg.optim.lr) == ("resnet50", 2, 3e-4)
+    assert (cfg.optim.epochs, cfg.data.ratio, cfg.seed) == (3, "1:1", 5)
+    assert load_config(None, []).to_dict() == ExperimentConfig().to_dict()
+    assert json.loads(json.dumps(cfg.to_dict()))["model"]["arch"] == "resnet50"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("optim:\n  learning_rate: 0.1\n", "unknown key 'learning_rate'"),
+    ("optimizer:\n  lr: 0.1\n", "unknown section 'optimizer'.*'optim'"),
+    ("model:\n  arch: resnet50\n  frozen_stage: 1\n", "Did you mean 'frozen_stages'"),
+    ("optim:\n  epochs: 2.5\n", "must be an integer"),
+    ("- a\n- b\n", "must hold a mapping"),
+])
+def test_typos_are_errors_naming_the_key(tmp_path, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_config(path)
+
+
+def test_trial_params_land_in_their_sections():
+    cfg = ExperimentConfig().with_params({"arch": "xception", "lr": 0.01, "ratio": "1:1",
+                                          "head_dropout": 0.2, "batch_size": 32})
+    assert cfg.model.arch == "xception" and cfg.model.head_dropout == 0.2
+    assert cfg.optim.lr == 0.01 and cfg.optim.batch_size == 32 and cfg.data.ratio == "1:1"
+    with pytest.raises(ConfigError, match="unknown parameter 'lr_rate'"):
+        ExperimentConfig().with_params({"lr_rate": 1})
+
+
+def test_metric_mode_inference():
+    assert load_config(None, ["search.metric=val_eer"]).search.resolved_mode() == "min"
+    assert load_config(None, ["search.metric=val_log_loss"]).search.resolved_mode() == "min"
+    assert load_config(None, ["search.metric=val_f1"]).search.resolved_mode() == "max"
+
+
+def test_ratio_parsing():
+    assert parse_ratio("1:2") == (1.0, 2.0) and parse_ratio("natural") is None
+    with pytest.raises(ConfigError):
+        parse_ratio("0:1")
+
+
+def test_cli_reports_config_errors_without_traceback(tmp_path, capsys):
+    path = tmp_path / "bad.yaml"
+    path.write_text("search:\n  nmae: x\n")
+    assert cli(["train", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown key 'nmae'" in err and "Traceback" not in err
