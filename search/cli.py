@@ -22,11 +22,14 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from search.config import ConfigError
     from search.data.layouts import SourceError
 
-    errors: list[type[BaseException]] = [ConfigError, SourceError, FileNotFoundError]
+    errors: list[type[BaseException]] = [ConfigError, SourceError, FileNotFoundError, ValueError]
     try:
         from search.train.models import PretrainedWeightsUnavailable, UnknownModelError
 
         errors += [PretrainedWeightsUnavailable, UnknownModelError]
+        from search.export import ExportError
+
+        errors.append(ExportError)
     except ImportError:  # pragma: no cover - models need torch, prepare does not
         pass
     return tuple(errors)
@@ -137,6 +140,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue an interrupted experiment")
     p.add_argument("--verbose", action="store_true", help="Ray's full logs and status tables")
     p.add_argument("--no-test", action="store_true", help="skip the finalists' test evaluation")
+    p.add_argument("--export", action="store_true",
+                   help="export the best trial as a model folder at the end (demo: always)")
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -155,23 +160,39 @@ def _cmd_run(args: argparse.Namespace) -> int:
     cfg = replace(cfg, search=search)
     if args.resume:
         cfg = _saved_experiment(cfg)
-    outcome = run_search(cfg, resume=args.resume, verbose=args.verbose)
+    outcome = run_search(cfg, resume=args.resume, verbose=args.verbose,
+                         evaluate_test=not args.no_test)
     print(outcome.summary())
+    from search.report import write_report
+
+    print(f"report:      {write_report(outcome.experiment_dir)}")
+    if args.export or cfg.search.export:
+        from search.export import export_model
+
+        print(f"exported:    {export_model(outcome.experiment_dir)}")
     return 0
 
 
 def demo_experiment(cfg: ExperimentConfig) -> ExperimentConfig:
-    """The embedded default: a small search on the demo set that ends in minutes on a laptop."""
+    """The embedded default: a small search on the demo set that ends in minutes on a laptop.
+
+    The custom CNN against a small ResNet (timm's resnet10t, the light end of the study's
+    ResNet family), the study's two ratios and a wide learning-rate range: enough for the
+    leaderboard to separate good configurations from bad ones on 2 CPU cores.
+    """
     from search.config import config_from_dict
 
     tree = cfg.to_dict()
     tree["model"].update({"input_size": 64})
     tree["optim"].update({"epochs": 3, "batch_size": 64})
-    tree["cluster"].update({"max_concurrent_trials": 0})
+    tree["cluster"].update({"data_cpus": 1})
     tree["search"].update({
-        "name": "demo", "num_samples": 6, "grace_period": 1, "reduction_factor": 2,
-        "space": {"arch": ["custom_cnn", "resnet18"], "batch_size": 64,
-                  "lr": {"low": 1e-4, "high": 3e-2, "log": True}},
+        "name": "demo", "num_samples": 5, "grace_period": 1, "reduction_factor": 2,
+        "export": True,
+        "space": {"arch": ["custom_cnn", "resnet10t"], "ratio": ["1:1", "1:2"], "batch_size": 64,
+                  "lr": {"low": 1e-4, "high": 3e-2, "log": True}, "frozen_stages": 0,
+                  "conv_blocks": {"low": 2, "high": 4}, "dense_units": [64, 128]},
+        "points_to_evaluate": [{"arch": "custom_cnn", "lr": 1e-3, "ratio": "1:2"}],
     })
     return config_from_dict(tree)
 
@@ -203,6 +224,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for add in _PARSERS:
         add(sub)
+    from search import cli_tools  # export, predict, evaluate, report
+
+    cli_tools.add_parsers(sub)
+    COMMANDS.update(cli_tools.COMMANDS)
     return parser
 
 

@@ -45,7 +45,7 @@ def predict_shards(model: Any, meta: dict[str, Any], shards: str | Path, split: 
     ids, labels, probs = [], [], []
     with torch.no_grad():
         for batch in ds.iter_batches(batch_size=batch_size, batch_format="numpy"):
-            x = torch.from_numpy(batch["image"]).to(device)
+            x = torch.from_numpy(np.ascontiguousarray(batch["image"])).to(device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
                 logits = model(x).float().squeeze(1)
             probs.append(torch.sigmoid(logits).cpu().numpy())
@@ -73,8 +73,11 @@ def evaluate_remote(checkpoint_dir: str, shards: str, split: str = "test",
     """:func:`evaluate_checkpoint` as a Ray task, on a GPU when the cluster has one."""
     import ray
 
-    gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
-    task = ray.remote(num_cpus=1, num_gpus=gpus)(evaluate_checkpoint)
+    if ray.cluster_resources().get("GPU", 0) < 1:
+        # No GPU to move to: evaluate here rather than hold a CPU that Ray Data's own read
+        # tasks need (on a small cluster that wait never ends).
+        return evaluate_checkpoint(checkpoint_dir, shards, split, threshold=threshold)
+    task = ray.remote(num_cpus=0.01, num_gpus=1)(evaluate_checkpoint)
     return ray.get(task.remote(checkpoint_dir, shards, split, threshold=threshold))
 
 

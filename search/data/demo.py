@@ -3,9 +3,10 @@
 With no data downloadable the tool still needs something realistic to search over, so this
 module paints face-like REAL images (head, hair, eyes, mouth, lighting, camera noise) and
 derives FAKE images from them the way face-swaps do: the inner face is re-synthesised at a
-lower resolution, slightly mis-warped, colour-shifted and blended back with a feathered mask,
-so its noise/sharpness differ from the surroundings. Global colour statistics carry no label
-information; a CNN has to look at local texture and seams.
+lower resolution, slightly mis-warped, blended back with a feathered mask, colour-transferred
+(histogram-matched) and left with a colour mismatch of random sign, so its noise/sharpness
+differ from the surroundings while global colour statistics carry (almost) no label
+information: a model has to look at local texture and seams.
 
 The set is written in the Kaggle "deepfake_faces" layout that ``prepare`` understands::
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import os
 import time
 from pathlib import Path
@@ -26,6 +28,8 @@ from PIL import Image
 
 __all__ = ["DEFAULT_DIFFICULTY", "make_fake", "make_real", "write_demo_source"]
 
+log = logging.getLogger(__name__)
+
 DEFAULT_DIFFICULTY = 0.5
 FACES_DIR = "faces_224"
 METADATA_FILE = "metadata.csv"
@@ -33,11 +37,23 @@ METADATA_COLUMNS = ("videoname", "original_width", "original_height", "label", "
 
 # Skin tones from light to dark (RGB in [0, 1]); a real tone is interpolated between them.
 _SKIN = np.array(
-    [[0.96, 0.80, 0.69], [0.87, 0.67, 0.54], [0.74, 0.53, 0.39], [0.55, 0.37, 0.26], [0.36, 0.24, 0.17]]
+    [
+        [0.96, 0.80, 0.69],
+        [0.87, 0.67, 0.54],
+        [0.74, 0.53, 0.39],
+        [0.55, 0.37, 0.26],
+        [0.36, 0.24, 0.17],
+    ]
 )
 _HAIR = np.array(
-    [[0.07, 0.06, 0.06], [0.20, 0.13, 0.08], [0.40, 0.26, 0.14], [0.78, 0.64, 0.40],
-     [0.55, 0.22, 0.10], [0.62, 0.62, 0.62]]
+    [
+        [0.07, 0.06, 0.06],
+        [0.20, 0.13, 0.08],
+        [0.40, 0.26, 0.14],
+        [0.78, 0.64, 0.40],
+        [0.55, 0.22, 0.10],
+        [0.62, 0.62, 0.62],
+    ]
 )
 _IRIS = np.array([[0.30, 0.18, 0.08], [0.20, 0.35, 0.55], [0.25, 0.40, 0.25], [0.12, 0.08, 0.05]])
 
@@ -64,8 +80,9 @@ def _smooth_noise(rng: np.random.Generator, size: int, cells: int, channels: int
     return out
 
 
-def _ellipse_r(x: np.ndarray, y: np.ndarray, cx: float, cy: float, ax: float, ay: float,
-               theta: float = 0.0) -> np.ndarray:
+def _ellipse_r(
+    x: np.ndarray, y: np.ndarray, cx: float, cy: float, ax: float, ay: float, theta: float = 0.0
+) -> np.ndarray:
     """Normalised elliptical radius (1 on the ellipse boundary)."""
     u, v = x - cx, y - cy
     c, s = np.cos(theta), np.sin(theta)
@@ -98,8 +115,12 @@ def _to_uint8(img: np.ndarray) -> np.ndarray:
 
 def _resize(img: np.ndarray, size: tuple[int, int], resample: int) -> np.ndarray:
     """Resize a float HxWx3 image in [0, 255] with PIL (per channel, in float precision)."""
-    chans = [np.asarray(Image.fromarray(img[..., k], mode="F").resize(size, resample))
-             for k in range(3)]
+    chans = [
+        np.asarray(
+            Image.fromarray(np.ascontiguousarray(img[..., k], np.float32)).resize(size, resample)
+        )
+        for k in range(3)
+    ]
     return np.stack(chans, axis=-1)
 
 
@@ -180,8 +201,10 @@ def make_real(rng: np.random.Generator, size: int) -> np.ndarray:
         rv = (vr - ey) / ery
         eye = _soft(np.sqrt(ru**2 + rv**2), 0.35)
         _paint(img, eye, np.array([0.92, 0.90, 0.87], np.float32) * shade3)
-        ri = np.sqrt(((ur - sgn * ex - gaze[0]) / (ery * 1.1 * b / a)) ** 2
-                     + ((vr - ey - gaze[1]) / (ery * 1.1)) ** 2)
+        ri = np.sqrt(
+            ((ur - sgn * ex - gaze[0]) / (ery * 1.1 * b / a)) ** 2
+            + ((vr - ey - gaze[1]) / (ery * 1.1)) ** 2
+        )
         _paint(img, eye * _soft(ri, 0.3), iris)
         _paint(img, eye * _soft(ri / 0.45, 0.5), np.array([0.03, 0.03, 0.03], np.float32))
         brow_v = ey - rng.uniform(0.16, 0.22) + 0.5 * ((ur - sgn * ex) / (erx * 1.4)) ** 2 * 0.12
@@ -229,10 +252,10 @@ def _gauss_blur(img: np.ndarray, sigma: float) -> np.ndarray:
     k /= k.sum()
     p = np.pad(img, ((rad, rad), (0, 0), (0, 0)), mode="reflect")
     h = img.shape[0]
-    out = sum(k[i] * p[i:i + h] for i in range(2 * rad + 1))
+    out = sum(k[i] * p[i : i + h] for i in range(2 * rad + 1))
     p = np.pad(out, ((0, 0), (rad, rad), (0, 0)), mode="reflect")
     w = img.shape[1]
-    return sum(k[i] * p[:, i:i + w] for i in range(2 * rad + 1))
+    return sum(k[i] * p[:, i : i + w] for i in range(2 * rad + 1))
 
 
 # --------------------------------------------------------------------------- FAKE
@@ -243,8 +266,8 @@ def make_fake(real: np.ndarray, rng: np.random.Generator, difficulty: float) -> 
 
     The inner face (an ellipse around eyes, nose and mouth) is re-synthesised the way swap
     pipelines do it: rendered at a lower resolution and upscaled (lost detail and noise), slightly
-    mis-aligned (warp), colour/brightness shifted, given a different noise level, and blended back
-    with a feathered mask. ``difficulty`` in [0, 1]: 0 = obvious (strong blur, big colour shift,
+    mis-aligned (warp), given a cleaner noise level, blended back with a feathered mask,
+    histogram-matched to the original face and colour/brightness shifted. ``difficulty`` in [0, 1]: 0 = obvious (strong blur, big colour shift,
     narrow seam), 1 = subtle (nearly invisible).
     """
     d = float(np.clip(difficulty, 0.0, 1.0))
@@ -263,27 +286,43 @@ def make_fake(real: np.ndarray, rng: np.random.Generator, difficulty: float) -> 
     mask = mask * mask * (3 - 2 * mask)
 
     # Re-synthesised face: low-resolution render, upscaled, slightly mis-warped.
-    factor = max(1.0, (1.0 + 3.0 * s**1.5) * rng.uniform(0.85, 1.15))
+    factor = max(1.0, (1.0 + 3.0 * s**1.2) * rng.uniform(0.85, 1.15))
     lw, lh = max(4, round(w / factor)), max(4, round(h / factor))
     low = _resize(src, (lw, lh), Image.BILINEAR)
     scale = 1.0 + rng.normal(0, 0.02 + 0.04 * s)
     shift = rng.normal(0, 0.3 + 1.2 * s, 2)
     swap = _warp_up(low, (w, h), scale, shift)
 
-    # Colour/brightness mismatch (random sign, so global colour statistics stay uninformative).
-    gain = 1.0 + rng.normal(0, 0.01 + 0.10 * s, 3) + rng.normal(0, 0.01 + 0.06 * s)
-    offset = rng.normal(0, 1.0 + 8.0 * s)
-    swap = swap * gain.astype(np.float32) + offset
+    # A donor face's blotchy skin texture.
+    swap *= 1.0 + 0.06 * s * _smooth_noise(rng, max(h, w), 5)[:h, :w]
 
     # Different noise statistics: the generator's output is cleaner than the camera's. Measure
     # the camera noise outside the region (robust MAD of a high-pass residual) and re-add only a
     # fraction of it inside (all of it at difficulty 1).
     sigma_out = _noise_sigma(src, r > 1.1)
-    sigma_in = sigma_out * (0.2 + 0.8 * d) * rng.uniform(0.85, 1.1)
-    swap = swap + sigma_in * rng.standard_normal(swap.shape, dtype=np.float32)
+    sigma_in = sigma_out * (0.1 + 0.9 * d**1.5) * rng.uniform(0.85, 1.1)
+    swap += sigma_in * rng.standard_normal(swap.shape, dtype=np.float32)
 
-    out = mask[..., None] * swap + (1.0 - mask[..., None]) * src
+    # Blend back with the feathered mask, then colour transfer as swap tools do it (histogram
+    # matching to the target face), so the colour distribution stays that of a REAL; finally an
+    # imperfect-transfer colour/brightness mismatch of random sign, fading out over the feather.
+    m = mask[..., None]
+    out = m * swap + (1.0 - m) * src
+    inside = mask > 0.0
+    out[inside] = _match_histograms(out[inside], src[inside])
+    gain = 1.0 + rng.normal(0, 0.01 + 0.10 * s, 3) + rng.normal(0, 0.01 + 0.06 * s)
+    offset = rng.normal(0, 1.0 + 8.0 * s)
+    out = out * (1.0 + m * (gain.astype(np.float32) - 1.0)) + m * np.float32(offset)
     return _to_uint8(out)
+
+
+def _match_histograms(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Per-channel rank mapping of ``values`` (N x 3) onto the sorted ``reference`` (N x 3)."""
+    out = np.empty_like(values)
+    for c in range(values.shape[1]):
+        order = np.argsort(values[:, c], kind="stable")
+        out[order, c] = np.sort(reference[:, c], kind="stable")
+    return out
 
 
 def _noise_sigma(img: np.ndarray, where: np.ndarray) -> float:
@@ -321,13 +360,15 @@ def _warp_up(low: np.ndarray, size: tuple[int, int], scale: float, shift: np.nda
 
 def _identity_rngs(seed: int, ident: int, fakes_per_real: int) -> list[np.random.Generator]:
     """Independent generators for one identity's REAL (0) and FAKEs (1..k), keyed by index."""
-    return [np.random.default_rng(np.random.SeedSequence([seed, ident, j]))
-            for j in range(fakes_per_real + 1)]
+    return [
+        np.random.default_rng(np.random.SeedSequence([seed, ident, j]))
+        for j in range(fakes_per_real + 1)
+    ]
 
 
 def _jpeg(img: np.ndarray, quality: int) -> bytes:
     buf = io.BytesIO()
-    Image.fromarray(img, mode="RGB").save(buf, format="JPEG", quality=quality)
+    Image.fromarray(img).save(buf, format="JPEG", quality=quality)
     return buf.getvalue()
 
 
@@ -346,9 +387,11 @@ def write_demo_source(
     ``n_images`` counts REAL + FAKE; there are ``round(n_images / (1 + fakes_per_real))``
     identities, each with one REAL and ``fakes_per_real`` FAKEs made from it. Deterministic:
     same args -> byte-identical files (every image has its own RNG keyed by (seed, identity, k)).
+    Files of the same name are overwritten; ``metadata.csv`` is written last (atomically) and is
+    the index of the set.
     """
-    if n_images < 1 + fakes_per_real or fakes_per_real < 0:
-        raise ValueError(f"need n_images >= {1 + fakes_per_real} and fakes_per_real >= 0")
+    if n_images < 1 or fakes_per_real < 0:
+        raise ValueError("need n_images >= 1 and fakes_per_real >= 0")
     if size < 16:
         raise ValueError("size must be >= 16")
     root = Path(root)
@@ -376,5 +419,11 @@ def write_demo_source(
         wr.writerow(METADATA_COLUMNS)
         wr.writerows(rows)
     os.replace(tmp, root / METADATA_FILE)
-    _ = time.perf_counter() - t0
+    log.info(
+        "wrote %d demo images (%d identities) to %s in %.1f s",
+        len(rows),
+        n_ids,
+        root,
+        time.perf_counter() - t0,
+    )
     return root

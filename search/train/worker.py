@@ -200,7 +200,8 @@ def train_loop(config: dict[str, Any]) -> None:
         n_train = sum(n for _, n in totals)
         train_loss = sum(s for s, _ in totals) / max(n_train, 1)
 
-        ids, labels, probs = predict_split(model, val_shard, batch_size=cfg.optim.batch_size,
+        # The bare module: ranks hold different numbers of validation rows, so no DDP hooks.
+        ids, labels, probs = predict_split(_unwrap(model), val_shard, batch_size=cfg.optim.batch_size,
                                            device=device, amp=amp, channels_last=channels_last)
         metrics: dict[str, Any] = {"epoch": epoch + 1, "train_loss": train_loss,
                                    "train_images": n_train,

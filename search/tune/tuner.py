@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 import time
 import warnings
@@ -277,6 +278,12 @@ def run_search(cfg: ExperimentConfig, *, resume: bool = False, verbose: bool = F
     resolve_shards(cfg)
     build_space(cfg.search.space)  # reject typos before any cluster starts
     init_ray(cfg, verbose=verbose)
+    if not verbose:
+        import optuna
+
+        # Our ProgressPrinter replaces Tune's banner and status tables, and Optuna's INFO lines.
+        os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
     tuner = build_tuner(cfg, resume=resume, verbose=verbose)
     results = tuner.fit()
     return finish(cfg, results, evaluate_test=evaluate_test)

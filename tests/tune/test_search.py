@@ -80,6 +80,11 @@ def test_cluster_yaml_validates_with_rays_schema():
 
 
 # ------------------------------------------------------------------ one real search
+def _manifest_counts(experiment_dir: Path) -> dict:
+    shards = Path(json.loads((experiment_dir / "experiment.json").read_text())["data"]["shards"])
+    return json.loads((shards / "manifest.json").read_text())["counts"]
+
+
 def test_tables(tiny_search):
     trials = pd.read_parquet(tiny_search / "trials.parquet")
     assert len(trials) == 4 and trials["trial_id"].is_unique
@@ -89,9 +94,11 @@ def test_tables(tiny_search):
         assert col in trials, col
     assert set(trials["arch"]) <= {"custom_cnn", "resnet10t"}
     assert set(trials["status"]) <= {"COMPLETED", "STOPPED_EARLY"}
+    counts = _manifest_counts(tiny_search)
     for _, t in trials.iterrows():
         n = t.val_tp + t.val_tn + t.val_fp + t.val_fn
-        assert n == 402  # the demo's whole validation split, every epoch, never undersampled
+        assert n == sum(counts["val"].values())  # the whole validation split, never undersampled
+        assert t.val_tp + t.val_fn == counts["val"]["FAKE"]
         assert t.val_accuracy == pytest.approx((t.val_tp + t.val_tn) / n)
         if t.val_tp + t.val_fp:
             assert t.val_precision == pytest.approx(t.val_tp / (t.val_tp + t.val_fp))
@@ -119,8 +126,10 @@ def test_leaderboard_and_test_split(tiny_search):
     test = json.loads((tiny_search / "test_metrics.json").read_text())
     finalists = trials.drop_duplicates("arch")
     assert set(test) == set(finalists["trial_id"])
+    counts = _manifest_counts(tiny_search)
     for metrics in test.values():
-        assert metrics["tp"] + metrics["tn"] + metrics["fp"] + metrics["fn"] == 399  # test split
+        assert metrics["tp"] + metrics["fn"] == counts["test"]["FAKE"]
+        assert metrics["tn"] + metrics["fp"] == counts["test"]["REAL"]
 
 
 def test_optuna_study_persisted(tiny_search):

@@ -1,0 +1,76 @@
+"""Benchmark search efficiency: TPE + ASHA against random search without early stopping.
+
+    python -m bench.efficiency [--trials 8] [--epochs 3]
+
+Same data (demo set, 32 px), same space and trial count. The budget is counted in epochs
+trained (the resource both spend). Reports the budget TPE+ASHA needed to reach random
+search's best validation AUC. Goal (issue: search): at most a third.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from bench._common import write_table
+
+
+def budget_to_reach(history: pd.DataFrame, trials: pd.DataFrame, target: float) -> float:
+    """Epochs spent, in trial start order, until some epoch's val_auc reached target."""
+    spent = 0
+    order = trials.sort_values("trial_id")["trial_id"]  # Tune ids increase with start order
+    for tid in order:
+        h = history[history.trial_id == tid].sort_values("epoch")
+        for _, row in h.iterrows():
+            spent += 1
+            if row["val_auc"] >= target:
+                return spent
+    return float("inf")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--trials", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=3)
+    args = parser.parse_args()
+    from search.config import load_config
+    from search.data.prepare import PrepareOptions, prepare
+    from search.tune.tuner import run_search
+
+    space = ("search.space={arch: [custom_cnn, resnet10t], ratio: ['1:1', '1:2'], "
+             "lr: {low: 1.0e-5, high: 1.0e-1, log: true}, batch_size: 64, frozen_stages: 0}")
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        prepare(PrepareOptions(layout="demo", source=str(tmp / "src"), out=str(tmp / "shards"),
+                               size=32, demo_images=900), progress=False)
+        out = {}
+        for name, algo, sched in (("random", "random", "none"), ("tpe_asha", "tpe", "asha")):
+            cfg = load_config(None, [
+                f"data.shards={tmp / 'shards'}", f"cluster.storage_path={tmp / 'results'}",
+                "model.input_size=32", f"optim.epochs={args.epochs}", "cluster.data_cpus=1",
+                f"search.name={name}", f"search.num_samples={args.trials}",
+                f"search.algorithm={algo}", f"search.scheduler={sched}", "seed=1", space])
+            o = run_search(cfg, evaluate_test=False)
+            out[name] = (o.trials, o.history)
+    rand_trials, rand_hist = out["random"]
+    target = float(rand_hist["val_auc"].max())
+    rand_budget = budget_to_reach(rand_hist, rand_trials, target)
+    tpe_trials, tpe_hist = out["tpe_asha"]
+    tpe_budget = budget_to_reach(tpe_hist, tpe_trials, target)
+    rows = [
+        ["random, no early stopping", len(rand_hist), float(rand_hist["val_auc"].max()), rand_budget, "-"],
+        ["TPE + ASHA", len(tpe_hist), float(tpe_hist["val_auc"].max()), tpe_budget,
+         f"{tpe_budget / rand_budget:.2f}" if tpe_budget != float("inf") else "not reached"],
+    ]
+    write_table("efficiency", f"Search efficiency: {args.trials} trials x up to {args.epochs} epochs, demo set 32 px",
+                ["search", "epochs spent in all", "best val AUC", "epochs to reach random's best",
+                 "ratio"], rows,
+                [f"Target: random search's best validation AUC, {target:.4f}.",
+                 "Goal: ratio <= 0.33. One seed on a small set: a single run, not a distribution."])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,157 @@
+"""The after-the-search subcommands: ``export``, ``predict``, ``evaluate`` and ``report``.
+
+``add_parsers(sub)`` adds them to ``deepfake-search``'s subparsers and ``COMMANDS`` maps each
+name to a function of the parsed arguments returning an exit code. Library imports happen
+inside the commands so ``deepfake-search --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="export the best (or a chosen) trial as a model folder",
+                       description="Write model.safetensors, config.json, metrics.json, a "
+                                   "checked model.onnx and a model card README.md.")
+    p.add_argument("results", metavar="RESULTS_DIR", help="a finished search's results folder")
+    p.add_argument("--trial", default=None, metavar="ID", help="export this trial id")
+    p.add_argument("--metric", default=None, metavar="M",
+                   help="pick the best trial by this validation metric (default: the search's)")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="output folder (default RESULTS_DIR/export)")
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from search.export import export_model
+
+    out = export_model(args.results, trial_id=args.trial, metric=args.metric, out=args.out)
+    print(f"exported to {out}  (model card: {out / 'README.md'})")
+    return 0
+
+
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="score image files, folders or globs with a model",
+                       description="Print p_fake and the FAKE/REAL label of every image; "
+                                   "unreadable files are listed with the reason.")
+    p.add_argument("model", metavar="MODEL_DIR", help="an exported model or a checkpoint folder")
+    p.add_argument("paths", metavar="PATHS", nargs="+",
+                   help="image files, folders (recursive) or glob patterns (quote them)")
+    p.add_argument("--out", default=None, metavar="FILE", help="write a .csv or .json file too")
+    p.add_argument("--threshold", type=float, default=None, metavar="T",
+                   help="FAKE when p_fake >= T (default: the model's own threshold)")
+    p.add_argument("--batch-size", type=int, default=64, metavar="N")
+    p.add_argument("--backend", choices=("torch", "onnx"), default="torch",
+                   help="torch (safetensors) or onnx (onnxruntime on model.onnx)")
+    p.add_argument("--quiet", action="store_true", help="no table and no progress bar")
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from search.predict import format_predictions, predict_paths, write_predictions
+
+    if args.out and Path(args.out).suffix.lower() not in (".csv", ".json"):
+        raise ValueError(f"--out {args.out}: use a .csv or .json file name")
+    frame = predict_paths(args.model, args.paths, threshold=args.threshold,
+                          batch_size=args.batch_size, backend=args.backend,
+                          progress=not args.quiet and sys.stderr.isatty())
+    if not args.quiet:
+        print(format_predictions(frame))
+    if args.out:
+        print(f"wrote {write_predictions(frame, args.out)}")
+    return 0
+
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="full metrics of a model on prepared data sets",
+                       description="Metrics, confusion matrix and majority baseline on a "
+                                   "prepared split; --cross writes the cross-dataset matrix.")
+    p.add_argument("model", metavar="MODEL_DIR", help="an exported model or a checkpoint folder")
+    p.add_argument("--data", required=True, metavar="SHARDS", help="a prepared shard folder")
+    p.add_argument("--split", default="test", choices=("train", "val", "test"))
+    p.add_argument("--cross", nargs="+", default=[], metavar="SHARDS",
+                   help="more prepared sets: writes cross_dataset.md (trained-on x tested-on)")
+    p.add_argument("--threshold", type=float, default=None, metavar="T",
+                   help="decision threshold (default: the model's own)")
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from search.predict import (
+        cross_dataset,
+        ensure_ray,
+        evaluate_model,
+        format_metrics,
+        read_model_info,
+    )
+
+    info = read_model_info(args.model)
+    print(f"model: {info.directory} ({info.arch}, {info.kind}; trained on {info.train_name})")
+    _quiet_ray_data()
+    ensure_ray()
+    if args.cross:
+        sets = [args.data, *(s for s in args.cross if s != args.data)]
+        matrix, path = cross_dataset(info.directory, sets, args.split, threshold=args.threshold)
+        for metrics in matrix["rows"][info.train_name]["cells"].values():
+            print()
+            print(format_metrics(_nan(metrics), info))
+        print()
+        print(path.read_text().split("## Details")[0].rstrip())
+        print(f"\nwrote {path}")
+        return 0
+    metrics, _ = evaluate_model(info.directory, args.data, args.split, threshold=args.threshold)
+    print(format_metrics(metrics, info))
+    return 0
+
+
+def _nan(metrics: dict) -> dict:
+    """JSON nulls back to NaN for printing."""
+    return {k: float("nan") if v is None else v for k, v in metrics.items()}
+
+
+def _quiet_ray_data() -> None:
+    """No Ray Data progress bars on the terminal (the command prints its own results)."""
+    import logging
+
+    logging.getLogger("ray.data").setLevel(logging.ERROR)  # "execution finished" lines
+    try:
+        from ray.data import DataContext
+
+        ctx = DataContext.get_current()
+        ctx.enable_progress_bars = False
+        ctx.print_on_execution_start = False
+    except Exception:  # an older Ray without these settings just prints more
+        pass
+
+
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="write an HTML report of a finished search",
+                       description="report/report.html with the leaderboard, confusion "
+                                   "matrices, ROC/PR and learning curves, parameter "
+                                   "importances and the cross-dataset matrix (opens offline).")
+    p.add_argument("results", metavar="RESULTS_DIR", help="a finished search's results folder")
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from search.report import write_report
+
+    path = write_report(args.results)
+    print(f"wrote {path}  (open file://{path})")
+    return 0
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    """Add the export, predict, evaluate and report subparsers."""
+    for add in (_add_export, _add_predict, _add_evaluate, _add_report):
+        add(sub)
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "export": _cmd_export,
+    "predict": _cmd_predict,
+    "evaluate": _cmd_evaluate,
+    "report": _cmd_report,
+}
+
+__all__ = ["COMMANDS", "add_parsers"]

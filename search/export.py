@@ -1,0 +1,448 @@
+"""Export a finished search's best (or a chosen) trial as a self-contained model folder.
+
+The folder is what leaves the project: ``model.safetensors`` (the trial's weights, copied
+byte for byte), ``config.json`` (how to rebuild and feed the model, its threshold and the
+exact training data by manifest hash), ``metrics.json``, ``model.onnx`` (checked against
+PyTorch before it is kept) and a model card ``README.md`` saying what the numbers mean and
+where they stop meaning it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import io
+import json
+import math
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from search.config import ExperimentConfig, SearchConfig, config_from_dict
+from search.predict import EXPORT_FORMAT, ONNX_FILE, _json_safe, dataset_name
+from search.train.worker import CONFIG, WEIGHTS
+
+EXPORT_DIR = "export"
+ONNX_OPSET = 18
+ONNX_TOLERANCE = 1e-4
+THRESHOLD_RULE = "F1-optimal on validation"
+METRICS_FILE = "metrics.json"
+CARD = "README.md"
+
+
+class ExportError(RuntimeError):
+    """The exported model does not behave like the trained one (e.g. ONNX parity failed)."""
+
+
+# ------------------------------------------------------------------ choosing the trial
+def load_trials(results_dir: Path) -> pd.DataFrame:
+    """The search's trials table (parquet, else csv), with trial ids as strings."""
+    for name, reader in (("trials.parquet", pd.read_parquet), ("trials.csv", pd.read_csv)):
+        if (results_dir / name).is_file():
+            trials = reader(results_dir / name)
+            trials["trial_id"] = trials["trial_id"].astype(str)
+            return trials
+    raise FileNotFoundError(f"{results_dir} has no trials.parquet or trials.csv: is it the "
+                            "results folder of a finished search (results/<experiment>)?")
+
+
+def load_experiment(results_dir: Path) -> ExperimentConfig:
+    """The experiment configuration saved by the search."""
+    path = results_dir / "experiment.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: is {results_dir} a search's results folder?")
+    return config_from_dict(json.loads(path.read_text()))
+
+
+def _metric_name(metric: str) -> str:
+    return metric if metric.startswith("val_") else f"val_{metric}"
+
+
+def choose_trial(results_dir: str | Path, *, trial_id: str | None = None,
+                 metric: str | None = None) -> tuple[pd.Series, Path, str, str]:
+    """(trials row, checkpoint folder, metric, mode) of the trial to export.
+
+    The best trial by the validation ``metric`` (default the search's own, in its mode),
+    or the one named by ``trial_id``. With a metric other than the search's, the trial's
+    kept checkpoint that is best by that metric is used.
+    """
+    from search.tune.tables import best_checkpoint
+
+    results_dir = Path(results_dir)
+    cfg = load_experiment(results_dir)
+    trials = load_trials(results_dir)
+    metric = _metric_name(metric or cfg.search.metric)
+    if metric == cfg.search.metric:
+        mode = cfg.search.resolved_mode()
+    else:
+        mode = SearchConfig(metric=metric).resolved_mode()
+    column = f"best_{metric}"
+    usable = trials[(trials["status"] != "ERROR") & trials["checkpoint"].fillna("").astype(bool)]
+    if trial_id is not None:
+        row = trials[trials["trial_id"] == str(trial_id)]
+        if row.empty:
+            raise ValueError(f"no trial {trial_id!r} in {results_dir}; trials: "
+                             + ", ".join(trials["trial_id"]))
+        if str(trial_id) not in set(usable["trial_id"]):
+            raise ValueError(f"trial {trial_id} has no checkpoint to export "
+                             f"(status {row.iloc[0]['status']})")
+        best = row.iloc[0]
+    else:
+        if column not in usable or usable[column].notna().sum() == 0:
+            valid = sorted(c[len("best_"):] for c in trials if c.startswith("best_val_"))
+            raise ValueError(f"metric {metric!r} is not in {results_dir}'s trials table; "
+                             f"choose one of: {', '.join(valid)}")
+        ranked = usable[usable[column].notna()].sort_values(
+            column, ascending=(mode == "min"), kind="stable")
+        best = ranked.iloc[0]
+    checkpoint = Path(str(best["checkpoint"]))
+    if metric != cfg.search.metric:
+        other, _ = best_checkpoint(results_dir, best["trial_id"], metric, mode)
+        checkpoint = other or checkpoint
+    if not (checkpoint / WEIGHTS).is_file():
+        raise FileNotFoundError(f"trial {best['trial_id']}'s checkpoint {checkpoint} has no "
+                                f"{WEIGHTS}: was the results folder moved or cleaned?")
+    return best, checkpoint, metric, mode
+
+
+# ------------------------------------------------------------------ what goes in the folder
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _training_data(cfg: ExperimentConfig) -> dict[str, Any]:
+    """What the model was trained on, from the shards' manifest (best effort)."""
+    from search.data.prepare import load_manifest, manifest_hash
+
+    shards = cfg.data.shards
+    info: dict[str, Any] = {"shards": shards, "name": dataset_name(shards) if shards else "unknown"}
+    try:
+        manifest = load_manifest(shards)
+    except Exception as err:  # shards on another machine: export anyway, say so
+        info["note"] = f"manifest not readable at export time: {err}"
+        return info
+    opts = manifest.get("options", {})
+    info.update({
+        "manifest_hash": manifest_hash(shards), "layout": manifest.get("layout"),
+        "source": opts.get("source"), "image_size": manifest.get("image_size"),
+        "counts": manifest.get("counts"), "groups": manifest.get("groups"),
+        "skipped": len(manifest.get("skipped", [])), "splits": opts.get("splits"),
+        "seed": opts.get("seed"), "ratio": cfg.data.ratio,
+    })
+    return info
+
+
+def _strip(metrics: dict[str, Any], prefix: str = "val_") -> dict[str, Any]:
+    return {k[len(prefix):]: v for k, v in metrics.items() if k.startswith(prefix)}
+
+
+def _test_metrics(results_dir: Path, trial_id: str, checkpoint: Path,
+                  finalist_checkpoint: str, threshold: float) -> dict[str, Any] | None:
+    """The trial's test-split metrics, when the search evaluated this very checkpoint."""
+    from search.train.metrics import detector_metrics
+
+    path = results_dir / "test_metrics.json"
+    if path.is_file() and str(checkpoint) == finalist_checkpoint:
+        test = json.loads(path.read_text()).get(trial_id)
+        if test:
+            return test
+    preds = checkpoint / "test_predictions.csv"
+    if preds.is_file():
+        frame = pd.read_csv(preds)
+        return detector_metrics(frame["label"].to_numpy(), frame["p_fake"].to_numpy(),
+                                threshold=threshold)
+    return None
+
+
+def _with_probabilities(model: Any) -> Any:
+    """``model`` wrapped so the ONNX graph has two outputs: the logit and p_fake."""
+    import torch
+
+    class WithProbabilities(torch.nn.Module):
+        def __init__(self, inner: torch.nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            logit = self.inner(image)
+            return logit, torch.sigmoid(logit)
+
+    return WithProbabilities(model).eval()
+
+
+def export_onnx(model: Any, input_size: int, path: Path) -> float:
+    """Write ``model`` as ONNX (dynamic batch, exported at batch 2 in eval mode) and return
+    the max abs logit difference to PyTorch on random inputs; raises ExportError above 1e-4."""
+    import onnxruntime as ort
+    import torch
+
+    wrapped = _with_probabilities(model.eval())
+    example = torch.randn(2, 3, input_size, input_size, generator=torch.Generator().manual_seed(0))
+    names = {"input_names": ["image"], "output_names": ["logit", "p_fake"]}
+    log = io.StringIO()
+    try:  # the torch.export-based exporter first; the TorchScript one if it cannot trace
+        with warnings.catch_warnings(), contextlib.redirect_stdout(log):
+            warnings.simplefilter("ignore")
+            torch.onnx.export(wrapped, (example,), str(path), **names, opset_version=ONNX_OPSET,
+                              dynamo=True, external_data=False, verbose=False,
+                              dynamic_shapes={"image": {0: torch.export.Dim("batch")}})
+    except Exception as first:
+        try:
+            with warnings.catch_warnings(), contextlib.redirect_stdout(log):
+                warnings.simplefilter("ignore")
+                torch.onnx.export(wrapped, (example,), str(path), **names, opset_version=17,
+                                  dynamo=False, dynamic_axes={"image": {0: "batch"},
+                                                              "logit": {0: "batch"},
+                                                              "p_fake": {0: "batch"}})
+        except Exception as second:
+            raise ExportError(f"ONNX export failed: {first}; the TorchScript exporter too: "
+                              f"{second}") from second
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    gen = torch.Generator().manual_seed(1)
+    worst = 0.0
+    for batch in (2, 5, 1):  # other batch sizes than the traced one prove the dynamic axis
+        x = torch.randn(batch, 3, input_size, input_size, generator=gen)
+        with torch.inference_mode():
+            ref = model(x).float().numpy()
+        got = session.run(["logit"], {"image": x.numpy()})[0]
+        if got.shape != ref.shape:
+            raise ExportError(f"ONNX output shape {got.shape} != PyTorch {ref.shape} at batch {batch}")
+        worst = max(worst, float(np.max(np.abs(got - ref))))
+    if not math.isfinite(worst) or worst > ONNX_TOLERANCE:
+        raise ExportError(f"ONNX and PyTorch disagree: max abs logit difference {worst:.3g} > "
+                          f"{ONNX_TOLERANCE:g}; the ONNX model was not kept")
+    return worst
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _metrics_table(splits: dict[str, dict[str, Any]]) -> list[str]:
+    names = ["accuracy", "precision", "recall", "f1", "balanced_accuracy"]
+    lines = ["| split | rule | " + " | ".join(names) + " | AUC | AP | EER |",
+             "|---|---|" + "---|" * (len(names) + 3)]
+    for split, m in splits.items():
+        lines.append(f"| {split} | model threshold {_fmt(m.get('threshold'))} | "
+                     + " | ".join(_fmt(m.get(f"{n}_at_threshold")) for n in names)
+                     + f" | {_fmt(m.get('auc'))} | {_fmt(m.get('ap'))} | {_fmt(m.get('eer'))} |")
+        lines.append(f"| {split} | threshold 0.5 | "
+                     + " | ".join(_fmt(m.get(n)) for n in names) + " | | | |")
+        lines.append(f"| {split} | majority class (baseline) | "
+                     + " | ".join(_fmt(m.get(f"baseline_{n}")) for n in names[:4])
+                     + f" | 0.500 | 0.500 | {_fmt(m.get('positive_rate'))} | 0.500 |")
+    return lines
+
+
+def _confusion(split: str, m: dict[str, Any]) -> list[str]:
+    return [f"{split.capitalize()} at threshold {_fmt(m.get('threshold'))} "
+            f"(n = {m.get('n')}, FAKE share {_fmt(m.get('positive_rate'))}):", "",
+            "| | predicted REAL | predicted FAKE |", "|---|---|---|",
+            f"| **true REAL** | {m.get('tn_at_threshold')} (TN) | {m.get('fp_at_threshold')} (FP) |",
+            f"| **true FAKE** | {m.get('fn_at_threshold')} (FN) | {m.get('tp_at_threshold')} (TP) |",
+            ""]
+
+
+def model_card(config: dict[str, Any], metrics: dict[str, Any], files: dict[str, str]) -> str:
+    """The README.md of an exported model: data, metrics, limits, use."""
+    data = config["training_data"]
+    val, test = metrics["validation"], metrics.get("test")
+    splits = {"validation": val, **({"test": test} if test else {})}
+    counts = data.get("counts") or {}
+    layers = ", ".join(f"{k}={v}" for k, v in config["layers"].items()) or "defaults"
+    lines = [
+        f"# Deepfake detector: `{config['arch']}` (trial {config['trial_id']} of "
+        f"`{config['experiment']}`)", "",
+        "A binary image classifier that scores a face image as REAL (0) or DEEPFAKE (1, the "
+        "positive class). It outputs one logit; `p_fake = sigmoid(logit)`, and an image is "
+        f"called FAKE when `p_fake >= {config['threshold']:.4g}` (the threshold, "
+        f"{config['threshold_rule']}).", "",
+        "## Intended use", "",
+        "- Research and triage: ranking face crops for human review, and comparing detectors "
+        "on data prepared like the training data.",
+        "- Not for deciding on its own whether a person, video or document is genuine: a "
+        "score is evidence for a reviewer, not a verdict.",
+        f"- Inputs: RGB face crops, resized to {data.get('image_size') or config['input']['input_size']} px "
+        f"squares as in training and then to the model input of {config['input']['input_size']} px. "
+        "Whole frames, non-face images and other crops are outside what it was trained on.", "",
+        "## Training data", "",
+        f"- Set: **{data.get('name')}**, layout `{data.get('layout')}`, source `{data.get('source')}`",
+        f"- Manifest hash (SHA-256 over the shards): `{data.get('manifest_hash', 'unknown')}`",
+        f"- Images were squared to {data.get('image_size')} px by `deepfake-search prepare`; "
+        f"{data.get('skipped', 0)} unusable file(s) were skipped.",
+        f"- Training batches drawn at REAL:FAKE = {data.get('ratio')} per epoch.", "",
+        "| split | REAL | FAKE | identity groups |", "|---|---|---|---|",
+        *[f"| {s} | {c.get('REAL')} | {c.get('FAKE')} | {(data.get('groups') or {}).get(s, '—')} |"
+          for s, c in counts.items()], "",
+        "## Model", "",
+        f"- Architecture `{config['arch']}` ({config['parameters']:,} parameters), layers: {layers}",
+        f"- Input: `float32[batch, 3, {config['input']['input_size']}, {config['input']['input_size']}]`, "
+        f"RGB scaled to [0, 1] then normalised with mean {config['input']['mean']} and std "
+        f"{config['input']['std']}",
+        f"- Checkpoint: epoch {config['epoch']} of trial {config['trial_id']}, chosen by "
+        f"validation `{config['selected_by']['metric']}` ({config['selected_by']['mode']}) = "
+        f"{_fmt(config['selected_by']['value'], 4)}", "",
+        "## Metrics", "",
+        "FAKE is the positive class. The majority-class baseline (always answering the more "
+        "common class) is the bar to clear: accuracy alone flatters a detector on imbalanced "
+        "data. The threshold was chosen on validation; validation numbers at that threshold "
+        "are therefore optimistic, "
+        + ("while the test split was scored once, after the search, and never used to choose."
+           if test else "and no test-split numbers are available for this checkpoint."), "",
+        *_metrics_table(splits), "",
+        "### Confusion matrices", "",
+        *[line for split, m in splits.items() for line in _confusion(split, m)],
+        "## Known limits", "",
+        "- **Cross-dataset drop.** Deepfake detectors generalise poorly to data sets, "
+        "manipulation methods and compression levels they were not trained on: in the "
+        "literature AUC typically falls to about 0.7 on unseen sets (e.g. FaceForensics++ to "
+        "Celeb-DF), and the study this project reproduces saw about 40% accuracy when a model "
+        "trained on one of its two sets was tested on the other. Expect the numbers above only "
+        "on data like the training set; measure on yours with `deepfake-search evaluate "
+        "--cross`.",
+        "- **Threshold and prevalence.** The threshold was tuned on a validation split with a "
+        f"FAKE share of {_fmt(val.get('positive_rate'))}; precision and the best threshold "
+        "change with the share of fakes in the data it is used on.",
+        "- **Resolution and compression.** Images are resized to "
+        f"{config['input']['input_size']} px; artefacts finer than that, heavy re-compression, "
+        "filters or adversarial edits can hide a manipulation or fake one.",
+        "- **Coverage.** Generators newer than the training data, other face crops or "
+        "alignments, and demographic groups under-represented in the training set are not "
+        "measured here.", "",
+        "## How to use", "",
+        "```bash",
+        "deepfake-search predict . path/to/images/ --out predictions.csv      # PyTorch",
+        "deepfake-search predict . path/to/images/ --backend onnx              # onnxruntime",
+        "deepfake-search evaluate . --data prepared/shards --split test       # full metrics",
+        "```", "",
+        f"`{ONNX_FILE}` (opset {config['onnx']['opset']}, dynamic batch) takes `image` and "
+        "returns `logit` and `p_fake`, both `[batch, 1]`; it matched PyTorch to "
+        f"{config['onnx']['max_abs_diff']:.2g} on random inputs. Preprocess exactly as above "
+        "(resize, RGB, /255, normalise, NCHW).", "",
+        "## Files", "",
+        "| file | SHA-256 |", "|---|---|",
+        *[f"| `{name}` | `{digest}` |" for name, digest in files.items()], "",
+    ]
+    return "\n".join(lines)
+
+
+def _check_out(out: Path) -> None:
+    """Refuse to replace a folder that is not a previous export."""
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not _is_export(out))):
+        raise ValueError(f"{out} exists and is not an exported model folder; choose another "
+                         "--out (an earlier export there would be replaced)")
+
+
+def _is_export(path: Path) -> bool:
+    try:
+        return str(json.loads((path / CONFIG).read_text()).get("format", "")).startswith(
+            "deepfake-search-model")
+    except (OSError, ValueError):
+        return False
+
+
+def export_model(results_dir: str | Path, *, trial_id: str | None = None,
+                 metric: str | None = None, out: str | Path | None = None,
+                 verbose: bool = True) -> Path:
+    """Export the best trial by validation ``metric`` (or ``trial_id``) to ``out``
+    (default ``<results_dir>/export``) and return that folder; see the module docstring."""
+    from search.evaluate import load_checkpoint_model
+    from search.predict import build_torch_model, read_model_info
+
+    results_dir = Path(results_dir).expanduser().resolve()
+    if not results_dir.is_dir():
+        raise FileNotFoundError(f"results folder {results_dir} does not exist")
+    row, checkpoint, metric, mode = choose_trial(results_dir, trial_id=trial_id, metric=metric)
+    out = Path(out).expanduser().resolve() if out else results_dir / EXPORT_DIR
+    _check_out(out)
+    model, meta = load_checkpoint_model(checkpoint)
+    cfg = config_from_dict(meta["experiment"])
+    epoch_metrics = meta.get("metrics", {})
+    threshold = epoch_metrics.get("val_threshold")
+    rule = THRESHOLD_RULE
+    if threshold is None or not math.isfinite(float(threshold)):
+        threshold, rule = 0.5, "default 0.5 (validation had no FAKE image to tune on)"
+    tid = str(row["trial_id"])
+    validation = _strip(epoch_metrics)
+    test = _test_metrics(results_dir, tid, checkpoint, str(row["checkpoint"]), float(threshold))
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        shutil.copyfile(checkpoint / WEIGHTS, staging / WEIGHTS)
+        diff = export_onnx(model, int(meta["input"]["input_size"]), staging / ONNX_FILE)
+        if verbose:
+            print(f"ONNX parity: max abs logit difference to PyTorch {diff:.3g} "
+                  f"(limit {ONNX_TOLERANCE:g})")
+        config = {
+            "format": EXPORT_FORMAT,
+            "arch": cfg.model.arch,
+            "layers": cfg.model.layer_kwargs(),
+            "model": dataclasses.asdict(cfg.model),
+            "input": meta["input"],
+            "output": "one logit per image; p_fake = sigmoid(logit); FAKE when p_fake >= threshold",
+            "labels": {"0": "REAL", "1": "FAKE"},
+            "threshold": float(threshold),
+            "threshold_rule": rule,
+            "training_data": _training_data(cfg),
+            "experiment": cfg.search.name,
+            "trial_id": tid,
+            "epoch": int(meta.get("epoch", epoch_metrics.get("epoch", 0))),
+            "params": {k: _json_safe(row[k]) for k in ("arch", "ratio", "lr", "batch_size")
+                       if k in row and not pd.isna(row[k])},
+            "selected_by": {"metric": metric, "mode": mode,
+                            "value": _json_safe(epoch_metrics.get(metric))},
+            "parameters": int(sum(p.numel() for p in model.parameters())),
+            "onnx": {"file": ONNX_FILE, "opset": ONNX_OPSET, "max_abs_diff": diff,
+                     "inputs": ["image"], "outputs": ["logit", "p_fake"]},
+            "source_checkpoint": str(checkpoint),
+            "results_dir": str(results_dir),
+            "experiment_config": cfg.to_dict(),
+        }
+        (staging / CONFIG).write_text(json.dumps(_json_safe(config), indent=1) + "\n")
+        metrics = {"validation": validation, "test": test, "threshold": float(threshold),
+                   "threshold_rule": rule}
+        (staging / METRICS_FILE).write_text(json.dumps(_json_safe(metrics), indent=1) + "\n")
+        # Reload check: the folder alone must rebuild the very same model.
+        rebuilt = build_torch_model(read_model_info(staging))
+        _same_outputs(model, rebuilt, int(meta["input"]["input_size"]))
+        files = {name: _sha256(staging / name) for name in (WEIGHTS, ONNX_FILE, CONFIG,
+                                                             METRICS_FILE)}
+        (staging / CARD).write_text(model_card(_json_safe(config), _json_safe(metrics), files))
+        staging.chmod(0o755)  # mkdtemp made it private; an export is meant to be shared
+        if out.exists():
+            shutil.rmtree(out)
+        staging.rename(out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out
+
+
+def _same_outputs(a: Any, b: Any, size: int) -> None:
+    import torch
+
+    x = torch.randn(3, 3, size, size, generator=torch.Generator().manual_seed(2))
+    with torch.inference_mode():
+        diff = float((a(x) - b(x)).abs().max())
+    if diff > 1e-6:
+        raise ExportError(f"the exported folder rebuilds a different model (max diff {diff:.3g})")
+
+
+__all__ = ["EXPORT_DIR", "ExportError", "choose_trial", "export_model", "export_onnx",
+           "model_card"]

@@ -1,0 +1,557 @@
+"""Score images with a trained model folder, and evaluate one on prepared data sets.
+
+A *model folder* is either an exported model (``deepfake-search export``: config.json with
+``format``, model.safetensors, model.onnx) or a trial's checkpoint folder (config.json with
+``experiment``, model.safetensors). Both are read with JSON, safetensors and ONNX only:
+nothing given to this module is ever unpickled, so a model folder from elsewhere cannot run
+code on load.
+
+Images are preprocessed exactly as training saw them: ``prepare_image`` (the prepare step:
+validation, EXIF orientation, RGB, square resize to the training shards' size) and then the
+training stream's own ``DecodeBatch`` (decode to the model's input size, normalise).
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import logging
+import math
+import os
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from search.train.worker import CONFIG, WEIGHTS
+
+EXPORT_FORMAT = "deepfake-search-model/1"
+ONNX_FILE = "model.onnx"
+LABELS = {0: "REAL", 1: "FAKE"}
+CROSS_MD = "cross_dataset.md"
+CROSS_JSON = "cross_dataset.json"
+DEFAULT_RULE = "default 0.5 (no validation threshold was saved)"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a model folder says about its model, whichever kind of folder it is."""
+
+    directory: Path
+    kind: str  # "export" or "checkpoint"
+    arch: str
+    layers: dict[str, Any]  # the layer kwargs create_model takes for this arch
+    input_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    threshold: float
+    threshold_rule: str
+    image_size: int | None  # prepare's square size of the training shards (None: kept sizes)
+    train_name: str  # short name of the training set (rows of the cross-dataset matrix)
+    train_hash: str  # manifest_hash of the training shards ("" when unknown)
+    meta: dict[str, Any] = field(repr=False, default_factory=dict)
+
+    def has_onnx(self) -> bool:
+        """True when the folder holds an ONNX graph (exported folders do)."""
+        return (self.directory / ONNX_FILE).is_file()
+
+
+def dataset_name(shards: str | Path) -> str:
+    """A short readable name for a prepared set: its folder (or the parent of ``shards/``)."""
+    path = Path(shards).expanduser().resolve()
+    name = path.parent.name if path.name in ("shards", "") else path.name
+    try:
+        from search.data.prepare import load_manifest
+
+        layout = load_manifest(path).get("layout")
+    except Exception:  # a name is a label, not a check: missing manifests are fine here
+        layout = None
+    return f"{name} ({layout})" if layout and layout not in name else name
+
+
+def _finite(value: Any) -> float | None:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _training_set(shards: str) -> tuple[int | None, str, str]:
+    """(image_size, name, manifest hash) of a training shard folder, best effort."""
+    from search.data.prepare import load_manifest, manifest_hash
+
+    if not shards:
+        return None, "unknown", ""
+    try:
+        manifest = load_manifest(shards)
+        size = manifest.get("image_size")
+        return (int(size) if size else None), dataset_name(shards), manifest_hash(shards)
+    except Exception:  # the shards may live on another machine: the model still loads
+        return None, dataset_name(shards), ""
+
+
+def read_model_info(model_dir: str | Path) -> ModelInfo:
+    """Describe an exported model folder or a checkpoint folder (reads JSON only)."""
+    from search.config import config_from_dict
+
+    directory = Path(model_dir).expanduser().resolve()
+    cfg_path = directory / CONFIG
+    if not directory.is_dir():
+        raise FileNotFoundError(f"model folder {directory} does not exist")
+    if not cfg_path.is_file() or not (directory / WEIGHTS).is_file():
+        raise FileNotFoundError(
+            f"{directory} is not a model folder: it needs {CONFIG} and {WEIGHTS} (an exported "
+            "model from 'deepfake-search export', or a trial's checkpoint folder)")
+    try:
+        meta = json.loads(cfg_path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{cfg_path} is not valid JSON: {err}") from None
+    spec = meta.get("input") or {}
+    if str(meta.get("format", "")).startswith("deepfake-search-model"):
+        train = meta.get("training_data") or {}
+        threshold = _finite(meta.get("threshold"))
+        return ModelInfo(
+            directory=directory, kind="export", arch=meta["arch"], layers=dict(meta["layers"]),
+            input_size=int(spec["input_size"]), mean=tuple(spec["mean"]), std=tuple(spec["std"]),
+            threshold=0.5 if threshold is None else threshold,
+            threshold_rule=meta.get("threshold_rule", "") if threshold is not None else DEFAULT_RULE,
+            image_size=train.get("image_size"), train_name=train.get("name", "unknown"),
+            train_hash=train.get("manifest_hash", ""), meta=meta)
+    if "experiment" not in meta or not spec:
+        raise ValueError(f"{cfg_path} is neither an exported model's nor a checkpoint's config "
+                         "(no 'format', or no 'experiment' and 'input')")
+    cfg = config_from_dict(meta["experiment"])
+    threshold = _finite((meta.get("metrics") or {}).get("val_threshold"))
+    image_size, name, digest = _training_set(cfg.data.shards)
+    return ModelInfo(
+        directory=directory, kind="checkpoint", arch=cfg.model.arch,
+        layers=cfg.model.layer_kwargs(), input_size=int(spec["input_size"]),
+        mean=tuple(spec["mean"]), std=tuple(spec["std"]),
+        threshold=0.5 if threshold is None else threshold,
+        threshold_rule="F1-optimal on validation" if threshold is not None else DEFAULT_RULE,
+        image_size=image_size, train_name=name, train_hash=digest, meta=meta)
+
+
+def build_torch_model(info: ModelInfo) -> Any:
+    """The model rebuilt from its config and safetensors weights, in eval mode on CPU."""
+    from safetensors.torch import load_file
+
+    from search.train.models import create_model
+
+    model = create_model(info.arch, pretrained=False, input_size=info.input_size, **info.layers)
+    model.load_state_dict(load_file(str(info.directory / WEIGHTS)))
+    return model.eval()
+
+
+def load_model(model_dir: str | Path) -> tuple[Any, ModelInfo]:
+    """(torch model in eval mode, info) of a model folder."""
+    info = read_model_info(model_dir)
+    return build_torch_model(info), info
+
+
+# ------------------------------------------------------------------ scoring backends
+class _TorchScorer:
+    """logits -> p_fake with the PyTorch model, float32 (no autocast: matches ONNX)."""
+
+    def __init__(self, info: ModelInfo) -> None:
+        import torch
+
+        self.torch = torch
+        self.model = build_torch_model(info)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        torch = self.torch
+        with torch.inference_mode():
+            logits = self.model(torch.from_numpy(x)).float().reshape(-1)
+            return torch.sigmoid(logits).numpy().astype(np.float64)
+
+
+class _OnnxScorer:
+    """p_fake with onnxruntime on the exported ``model.onnx`` (no torch needed)."""
+
+    def __init__(self, info: ModelInfo) -> None:
+        if not info.has_onnx():
+            raise FileNotFoundError(
+                f"{info.directory} has no {ONNX_FILE}: the onnx backend needs an exported "
+                "model folder (deepfake-search export), or use --backend torch")
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(str(info.directory / ONNX_FILE), options,
+                                            providers=["CPUExecutionProvider"])
+        self.input = self.session.get_inputs()[0].name
+        self.output = self.session.get_outputs()[0].name  # the logit
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        logits = self.session.run([self.output], {self.input: x})[0].reshape(-1)
+        return 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+
+
+def make_scorer(info: ModelInfo, backend: str = "torch") -> Any:
+    """A callable NCHW float32 batch -> p_fake array for ``backend`` ('torch' or 'onnx')."""
+    if backend == "torch":
+        return _TorchScorer(info)
+    if backend == "onnx":
+        return _OnnxScorer(info)
+    raise ValueError(f"backend {backend!r}: choose torch or onnx")
+
+
+# ------------------------------------------------------------------ inputs
+_GLOB_CHARS = set("*?[")
+
+
+def expand_paths(paths: Iterable[str | Path]) -> list[tuple[str, str | None]]:
+    """(path, error) for every file named: files as given, folders recursively (hidden
+    files skipped), globs expanded; a path that matches nothing is kept with its error."""
+    out: list[tuple[str, str | None]] = []
+    seen: set[str] = set()
+
+    def add(path: str, error: str | None = None) -> None:
+        if path not in seen:
+            seen.add(path)
+            out.append((path, error))
+
+    def walk(folder: str) -> None:
+        for root, dirs, files in os.walk(folder):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            for name in sorted(files):
+                if not name.startswith("."):
+                    add(os.path.join(root, name))
+
+    for raw in paths:
+        text = str(raw)
+        if os.path.isdir(text):
+            walk(text)
+        elif os.path.exists(text):
+            add(text)
+        elif _GLOB_CHARS & set(text):
+            matches = sorted(glob.glob(os.path.expanduser(text), recursive=True))
+            if not matches:
+                add(text, "no file matches this pattern")
+            for match in matches:
+                walk(match) if os.path.isdir(match) else add(match)
+        else:
+            add(text, "no such file or folder")
+    return out
+
+
+class Preprocessor:
+    """Bytes -> normalised CHW float32 array, as training saw the image."""
+
+    def __init__(self, info: ModelInfo) -> None:
+        from search.data.stream import DecodeBatch
+
+        self.image_size = info.image_size
+        self.decode = DecodeBatch(info.input_size, info.mean, info.std)
+
+    def __call__(self, data: bytes) -> np.ndarray:
+        """Raises ImageError (with the reason) for anything that is not a usable image."""
+        from search.data.images import prepare_image
+
+        prepared = prepare_image(data, self.image_size)  # validates fully (load_rgb)
+        batch = {"image": np.array([prepared.data], dtype=object), "label": np.zeros(1)}
+        return self.decode(batch)["image"][0]
+
+
+def _load_one(path: str, pre: Preprocessor) -> tuple[np.ndarray | None, str | None]:
+    """(array, None) or (None, reason) for one file; never raises."""
+    from search.data.images import ImageError
+
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as err:
+        return None, f"unreadable file: {err.strerror or err}"
+    try:
+        return pre(data), None
+    except ImageError as err:
+        return None, str(err)
+    except Exception as err:  # anything Pillow throws on hostile input is a per-file error
+        return None, f"cannot decode image: {type(err).__name__}: {err}"
+
+
+def _batches(items: Sequence[tuple[str, str | None]], size: int) -> Iterator[list[tuple[str, str | None]]]:
+    for start in range(0, len(items), size):
+        yield list(items[start:start + size])
+
+
+def iter_predictions(model: str | Path | ModelInfo, paths: Iterable[str | Path], *,
+                     threshold: float | None = None, batch_size: int = 64,
+                     backend: str = "torch", progress: bool = False) -> Iterator[dict[str, Any]]:
+    """One row per file (``path, p_fake, label, error``), streamed batch by batch."""
+    if batch_size < 1:
+        raise ValueError(f"batch size must be at least 1, not {batch_size}")
+    info = model if isinstance(model, ModelInfo) else read_model_info(model)
+    thr = info.threshold if threshold is None else float(threshold)
+    if not math.isfinite(thr):
+        raise ValueError(f"threshold must be a finite number, not {threshold!r}")
+    items = expand_paths(paths)
+    if not items:
+        raise FileNotFoundError("no input files: give image files, folders or glob patterns")
+    if all(err is not None for _, err in items):
+        raise FileNotFoundError("none of the inputs exist: " + ", ".join(p for p, _ in items[:5]))
+    scorer = make_scorer(info, backend)
+    pre = Preprocessor(info)
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(items), unit="img", desc="predict", file=sys.stderr,
+               disable=not progress, mininterval=0.5)
+    workers = max(1, min(4, os.cpu_count() or 1))
+    with ThreadPoolExecutor(workers) as pool:
+        try:
+            for chunk in _batches(items, batch_size):
+                loaded = list(pool.map(
+                    lambda item: (None, item[1]) if item[1] else _load_one(item[0], pre), chunk))
+                good = [i for i, (arr, _) in enumerate(loaded) if arr is not None]
+                probs = scorer(np.stack([loaded[i][0] for i in good])) if good else []
+                p_by_index = dict(zip(good, probs))
+                for i, (path, _) in enumerate(chunk):
+                    if i in p_by_index:
+                        p = float(p_by_index[i])
+                        yield {"path": path, "p_fake": p, "label": LABELS[int(p >= thr)],
+                               "error": None}
+                    else:
+                        yield {"path": path, "p_fake": math.nan, "label": None,
+                               "error": loaded[i][1]}
+                bar.update(len(chunk))
+        finally:
+            bar.close()
+
+
+def predict_paths(model_dir: str | Path, paths: Iterable[str | Path], *,
+                  threshold: float | None = None, batch_size: int = 64,
+                  backend: str = "torch", progress: bool = False) -> pd.DataFrame:
+    """Score image files, folders (recursive) and globs with a model folder.
+
+    Returns one row per file: ``path``, ``p_fake`` (NaN when it failed), ``label`` (FAKE when
+    ``p_fake >= threshold``; the model's own threshold unless one is given) and ``error``
+    (the reason a file could not be scored, else None). ``attrs["threshold"]`` is the one used.
+    """
+    info = read_model_info(model_dir)
+    rows = list(iter_predictions(info, paths, threshold=threshold, batch_size=batch_size,
+                                 backend=backend, progress=progress))
+    frame = pd.DataFrame(rows, columns=["path", "p_fake", "label", "error"])
+    frame.attrs["threshold"] = info.threshold if threshold is None else float(threshold)
+    frame.attrs["threshold_rule"] = info.threshold_rule if threshold is None else "given"
+    return frame
+
+
+def write_predictions(frame: pd.DataFrame, out: str | Path) -> Path:
+    """Write predictions as CSV or JSON (chosen by the file's extension)."""
+    out = Path(out)
+    suffix = out.suffix.lower()
+    if suffix not in (".csv", ".json"):
+        raise ValueError(f"--out {out}: use a .csv or .json file name")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if suffix == ".csv":
+        frame.to_csv(out, index=False)
+    else:
+        records = [{k: (None if isinstance(v, float) and math.isnan(v) else v)
+                    for k, v in row.items()} for row in frame.to_dict(orient="records")]
+        out.write_text(json.dumps(records, indent=1) + "\n")
+    return out
+
+
+def format_predictions(frame: pd.DataFrame) -> str:
+    """A fixed-width table of predictions plus a one-line summary."""
+    width = min(max([len("path"), *(len(p) for p in frame["path"])]), 100)
+    lines = [f"{'path':<{width}}  {'p_fake':>7}  {'label':<5}  error"]
+    for row in frame.itertuples(index=False):
+        error = row.error if isinstance(row.error, str) else ""  # missing is NaN in pandas 3
+        label = row.label if isinstance(row.label, str) else ""
+        p = "" if error else f"{row.p_fake:.4f}"
+        path = row.path if len(row.path) <= width else "…" + row.path[-(width - 1):]
+        lines.append(f"{path:<{width}}  {p:>7}  {label:<5}  {error}".rstrip())
+    ok = frame["error"].isna()
+    fake = int((frame["label"] == "FAKE").sum())
+    thr = frame.attrs.get("threshold")
+    lines.append(f"{int(ok.sum())} scored ({fake} FAKE, {int(ok.sum()) - fake} REAL"
+                 + (f" at threshold {thr:.4g}" if thr is not None else "")
+                 + f"), {int((~ok).sum())} failed")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ evaluation on shards
+def ensure_ray() -> None:
+    """Start (or join) Ray once; a new local cluster gets at least 4 logical CPUs, since
+    Ray Data's read tasks and decode actors each need whole CPUs."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    common: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(**common)
+        return
+    try:
+        ray.init(num_cpus=max(4, os.cpu_count() or 1), **common)
+    except ValueError:  # a local cluster is already running: join it as it is
+        ray.init(**common)
+
+
+def evaluate_model(model_dir: str | Path, shards: str | Path, split: str = "test", *,
+                   threshold: float | None = None,
+                   batch_size: int = 128) -> tuple[dict[str, Any], pd.DataFrame]:
+    """Full detector metrics of a model folder on a prepared split, at the model's threshold.
+
+    Returns ``(metrics, predictions)``; ``metrics`` is ``detector_metrics`` plus ``split``,
+    ``data`` (the set's name) and ``in_domain`` (the set the model was trained on).
+    """
+    from search.data.prepare import load_manifest, manifest_hash
+    from search.evaluate import predict_shards
+    from search.train.metrics import detector_metrics
+
+    shards = Path(shards).expanduser().resolve()
+    load_manifest(shards)  # a clear error before Ray starts
+    model, info = load_model(model_dir)
+    ensure_ray()
+    spec = {"input": {"input_size": info.input_size, "mean": list(info.mean),
+                      "std": list(info.std)}}
+    preds = predict_shards(model, spec, shards, split, batch_size=batch_size)
+    thr = info.threshold if threshold is None else float(threshold)
+    metrics: dict[str, Any] = detector_metrics(preds["label"].to_numpy(),
+                                               preds["p_fake"].to_numpy(), threshold=thr)
+    metrics.update({"split": split, "data": dataset_name(shards), "shards": str(shards),
+                    "in_domain": bool(info.train_hash) and manifest_hash(shards) == info.train_hash})
+    return metrics, preds
+
+
+def format_metrics(metrics: dict[str, Any], info: ModelInfo) -> str:
+    """The metric set, confusion matrix and majority baseline as readable text."""
+    def f(v: Any) -> str:
+        return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else (
+            f"{v:.4f}" if isinstance(v, float) else str(v))
+
+    n, pos = int(metrics["n"]), float(metrics["positive_rate"])
+    fake = round(n * pos)
+    thr = metrics["threshold"]
+    rule = info.threshold_rule if math.isclose(thr, info.threshold) else "given"
+    lines = [
+        f"{metrics['data']} [{metrics['split']}]: n={n} (REAL {n - fake}, FAKE {fake})"
+        + ("  — the model's own data set (held-out split)" if metrics.get("in_domain") else ""),
+        f"threshold {thr:.4g} ({rule})", "",
+        f"{'metric':<18} {'at 0.5':>8} {'at thr':>8} {'majority':>9}",
+    ]
+    for name in ("accuracy", "precision", "recall", "f1", "specificity", "balanced_accuracy"):
+        base = metrics.get(f"baseline_{name}")
+        lines.append(f"{name:<18} {f(metrics[name]):>8} {f(metrics[f'{name}_at_threshold']):>8} "
+                     f"{f(base) if base is not None else '':>9}")
+    lines += ["", "threshold-free: " + ", ".join(
+        f"{k} {f(metrics[k])}" for k in ("auc", "ap", "eer", "log_loss")), "",
+        f"confusion matrix at threshold {thr:.4g} (FAKE = positive):",
+        f"{'':>12} {'pred REAL':>10} {'pred FAKE':>10}",
+        f"{'true REAL':>12} {metrics['tn_at_threshold']:>10} {metrics['fp_at_threshold']:>10}",
+        f"{'true FAKE':>12} {metrics['fn_at_threshold']:>10} {metrics['tp_at_threshold']:>10}"]
+    return "\n".join(lines)
+
+
+def find_results_dir(model_dir: str | Path) -> Path | None:
+    """The results folder a model folder lives in (an export/ or a trial checkpoint), if any."""
+    here = Path(model_dir).expanduser().resolve()
+    for parent in [here, *here.parents][:5]:
+        if (parent / "experiment.json").is_file() and (
+                (parent / "trials.parquet").is_file() or (parent / "trials.csv").is_file()):
+            return parent
+    return None
+
+
+def _cell(v: Any) -> str:
+    return "—" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.3f}"
+
+
+def cross_dataset_markdown(matrix: dict[str, Any]) -> str:
+    """The trained-on x tested-on table (cells: accuracy / AUC) and a per-set detail table."""
+    rows = matrix["rows"]
+    columns: list[str] = []
+    for row in rows.values():
+        columns += [c for c in row["cells"] if c not in columns]
+    out = ["# Cross-dataset evaluation", "",
+           "Rows: the data set a model was trained on; columns: the set it was tested on "
+           f"(split `{matrix['split']}`). Cells: accuracy / AUC at the model's threshold "
+           "(F1-optimal on its own validation split). `*` marks the model's own data set "
+           "(its held-out split); the other columns measure generalisation to data it never saw.",
+           "", "| trained on \\ tested on | " + " | ".join(columns) + " |",
+           "|---|" + "---|" * len(columns)]
+    for train, row in rows.items():
+        cells = []
+        for col in columns:
+            m = row["cells"].get(col)
+            cells.append("" if m is None else
+                         f"{_cell(m['accuracy_at_threshold'])} / {_cell(m['auc'])}"
+                         + (" *" if m.get("in_domain") else ""))
+        out.append(f"| {train} | " + " | ".join(cells) + " |")
+    out += ["", "## Details", "",
+            "| trained on | tested on | n | FAKE share | accuracy | AUC | F1 | majority accuracy | threshold |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    for train, row in rows.items():
+        for col, m in row["cells"].items():
+            out.append(f"| {train} | {col}{' *' if m.get('in_domain') else ''} | {m['n']} | "
+                       f"{_cell(m['positive_rate'])} | {_cell(m['accuracy_at_threshold'])} | "
+                       f"{_cell(m['auc'])} | {_cell(m['f1_at_threshold'])} | "
+                       f"{_cell(m['baseline_accuracy'])} | {_cell(m['threshold'])} |")
+    models = {train: row["model"] for train, row in rows.items()}
+    out += ["", "Models: " + "; ".join(f"{t}: `{m}`" for t, m in models.items()), ""]
+    return "\n".join(out)
+
+
+def _json_safe(value: Any) -> Any:
+    """``value`` as strict JSON: numpy scalars to Python, NaN and inf to None."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def cross_dataset(model_dir: str | Path, sets: Sequence[str | Path], split: str = "test", *,
+                  out_dir: str | Path | None = None,
+                  threshold: float | None = None) -> tuple[dict[str, Any], Path]:
+    """Evaluate a model on several prepared sets and write the cross-dataset matrix.
+
+    The matrix goes to ``<results>/cross_dataset.md`` (and ``.json``) when the model lives in
+    a results folder, else next to the model folder; rows of earlier runs there (models
+    trained on other sets) are kept, so the matrix fills up one model at a time.
+    """
+    if not sets:
+        raise ValueError("cross-dataset evaluation needs at least one prepared set")
+    info = read_model_info(model_dir)
+    if out_dir is None:
+        out_dir = find_results_dir(info.directory) or info.directory.parent
+    out_dir = Path(out_dir)
+    json_path = out_dir / CROSS_JSON
+    matrix: dict[str, Any] = {"split": split, "rows": {}}
+    if json_path.is_file():
+        try:
+            old = json.loads(json_path.read_text())
+            if old.get("split") == split:
+                matrix = old
+        except json.JSONDecodeError:
+            pass
+    row = matrix["rows"].setdefault(info.train_name, {"model": str(info.directory), "cells": {}})
+    row["model"] = str(info.directory)
+    for shards in sets:
+        metrics, _ = evaluate_model(info.directory, shards, split, threshold=threshold)
+        row["cells"][metrics["data"]] = _json_safe(metrics)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(matrix, indent=1) + "\n")
+    md_path = out_dir / CROSS_MD
+    md_path.write_text(cross_dataset_markdown(matrix))
+    return matrix, md_path
+
+
+__all__ = ["EXPORT_FORMAT", "ModelInfo", "Preprocessor", "build_torch_model", "cross_dataset",
+           "cross_dataset_markdown", "dataset_name", "ensure_ray", "evaluate_model",
+           "expand_paths", "find_results_dir", "format_metrics", "format_predictions",
+           "iter_predictions", "load_model", "make_scorer", "predict_paths", "read_model_info",
+           "write_predictions"]

@@ -1,0 +1,212 @@
+"""``deepfake-search predict`` and ``evaluate``: preprocessing as in training, broken files
+reported per file, torch and ONNX agreeing, and the cross-dataset matrix."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from search import cli_tools
+from search.export import export_model
+from search.predict import (
+    Preprocessor,
+    cross_dataset_markdown,
+    expand_paths,
+    find_results_dir,
+    predict_paths,
+    read_model_info,
+    write_predictions,
+)
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_search: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny search's best trial, exported once per session (shared with test_export)."""
+    out = tmp_path_factory.getbasetemp() / "exported_tiny"
+    if not (out / "README.md").is_file():  # README.md is written last
+        export_model(tiny_search, out=out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def frames_shards(frames: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The 32 real FF++/Celeb-DF frames prepared at 32 px (a second, foreign data set)."""
+    from search.data.prepare import PrepareOptions, prepare
+
+    out = tmp_path_factory.mktemp("frames") / "frames_shards"
+    prepare(PrepareOptions(layout="folders", source=str(frames), out=str(out), size=32,
+                           splits=(0.34, 0.33, 0.33), seed=0), progress=False)
+    return out
+
+
+def _run(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="deepfake-search")
+    cli_tools.add_parsers(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(argv)
+    return cli_tools.COMMANDS[args.command](args)
+
+
+@pytest.fixture()
+def mixed(frames: Path, tmp_path: Path) -> Path:
+    """Good images (PNG, JPEG, grayscale, in a subfolder) mixed with broken files."""
+    folder = tmp_path / "mixed"
+    (folder / "sub").mkdir(parents=True)
+    pngs = sorted(frames.rglob("*.png"))
+    shutil.copy(pngs[0], folder / "good.png")
+    shutil.copy(pngs[-1], folder / "sub" / "nested.png")
+    with Image.open(pngs[1]) as img:
+        buf = io.BytesIO()
+        img.convert("RGB").save(buf, "JPEG", quality=90)
+        img.convert("L").save(folder / "grey.png")
+    (folder / "photo.jpg").write_bytes(buf.getvalue())
+    (folder / "truncated.jpg").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    (folder / "empty.png").write_bytes(b"")
+    (folder / "notes.txt").write_text("not an image\n")
+    (folder / ".hidden.png").write_bytes(b"")  # hidden files are not inputs
+    return folder
+
+
+def test_preprocessing_matches_training(exported: Path, frames: Path, frames_shards: Path) -> None:
+    """A raw file gives exactly the tensor training decoded from the prepared shard."""
+    import pyarrow.parquet as pq
+
+    from search.data.stream import DecodeBatch
+
+    info = read_model_info(exported)
+    assert info.image_size == 32  # the tiny search's shards
+    pre = Preprocessor(info)
+    decode = DecodeBatch(info.input_size, info.mean, info.std)
+    table = pq.read_table(next(frames_shards.glob("train-*.parquet"))).to_pandas()
+    for row in table.head(4).itertuples():
+        ours = pre((frames / row.id).read_bytes())
+        theirs = decode({"image": np.array([row.image], dtype=object), "label": np.zeros(1)})
+        np.testing.assert_array_equal(ours, theirs["image"][0])
+
+
+def test_predict_frames(exported: Path, frames: Path) -> None:
+    result = predict_paths(exported, [frames], batch_size=5)
+    assert len(result) == 32 and result["error"].isna().all()
+    assert result["p_fake"].between(0, 1).all()
+    threshold = result.attrs["threshold"]
+    assert threshold == pytest.approx(json.loads((exported / "config.json").read_text())["threshold"])
+    assert ((result["p_fake"] >= threshold) == (result["label"] == "FAKE")).all()
+    forced = predict_paths(exported, [frames], threshold=0.0)
+    assert (forced["label"] == "FAKE").all()
+
+
+def test_broken_files_are_reported_and_backends_agree(exported: Path, mixed: Path) -> None:
+    torch_rows = predict_paths(exported, [mixed], batch_size=3, backend="torch")
+    onnx_rows = predict_paths(exported, [mixed], batch_size=3, backend="onnx")
+    names = [Path(p).name for p in torch_rows["path"]]
+    assert sorted(names) == sorted(["good.png", "nested.png", "grey.png", "photo.jpg",
+                                    "truncated.jpg", "empty.png", "notes.txt"])
+    errors = dict(zip(names, torch_rows["error"]))
+    assert errors["empty.png"] == "zero-byte file"
+    assert "truncated" in errors["truncated.jpg"]
+    assert "not an image" in errors["notes.txt"]
+    good = torch_rows["error"].isna()
+    assert good.sum() == 4
+    assert torch_rows.loc[good, "p_fake"].between(0, 1).all()
+    assert torch_rows.loc[~good, "p_fake"].isna().all()
+    assert torch_rows.loc[~good, "label"].isna().all()
+    pd.testing.assert_series_equal(torch_rows["error"], onnx_rows["error"])
+    diff = np.abs(torch_rows.loc[good, "p_fake"].to_numpy() - onnx_rows.loc[good, "p_fake"].to_numpy())
+    assert diff.max() < 1e-4
+
+
+def test_outputs_globs_and_cli(exported: Path, mixed: Path, tmp_path: Path,
+                               capsys: pytest.CaptureFixture[str]) -> None:
+    frame = predict_paths(exported, [str(mixed / "*.png"), mixed / "missing.jpg"])
+    assert sorted(Path(p).name for p in frame["path"]) == ["empty.png", "good.png", "grey.png",
+                                                           "missing.jpg"]
+    assert frame.set_index("path").loc[str(mixed / "missing.jpg"), "error"] == "no such file or folder"
+    csv = pd.read_csv(write_predictions(frame, tmp_path / "p.csv"))
+    assert list(csv.columns) == ["path", "p_fake", "label", "error"] and len(csv) == 4
+    records = json.loads(write_predictions(frame, tmp_path / "p.json").read_text())
+    assert {r["p_fake"] is None for r in records} == {True, False}
+    with pytest.raises(ValueError, match=".csv or .json"):
+        write_predictions(frame, tmp_path / "p.xlsx")
+    assert _run(["predict", str(exported), str(mixed), "--out", str(tmp_path / "cli.csv"),
+                 "--backend", "onnx"]) == 0
+    out = capsys.readouterr().out
+    assert "zero-byte file" in out and "4 scored" in out and "3 failed" in out
+    assert len(pd.read_csv(tmp_path / "cli.csv")) == 7
+    with pytest.raises(FileNotFoundError, match="none of the inputs"):
+        predict_paths(exported, [tmp_path / "nothing-here"])
+    with pytest.raises(FileNotFoundError, match="not a model folder"):
+        predict_paths(tmp_path, [mixed])
+
+
+def test_checkpoint_folders_load_without_unpickling(tiny_search: Path, mixed: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Trial checkpoints hold a pickled trainer_state.pt: predict must never open it."""
+    import pickle
+
+    import torch
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("predict unpickled something")
+
+    monkeypatch.setattr(torch, "load", refuse)
+    monkeypatch.setattr(pickle, "load", refuse)
+    monkeypatch.setattr(pickle, "loads", refuse)
+    checkpoint = pd.read_parquet(tiny_search / "trials.parquet")["checkpoint"].iloc[0]
+    rows = predict_paths(checkpoint, [mixed / "good.png"])
+    assert rows["error"].isna().all()
+    with pytest.raises(FileNotFoundError, match="model.onnx"):
+        predict_paths(checkpoint, [mixed / "good.png"], backend="onnx")
+
+
+def test_expand_paths_streams_folders_in_order(mixed: Path) -> None:
+    items = expand_paths([mixed, mixed / "good.png"])  # a file named twice is scored once
+    names = [Path(p).name for p, _ in items]
+    assert names.count("good.png") == 1 and ".hidden.png" not in names
+    assert names[-1] == "nested.png"  # subfolders after the folder's own files
+
+
+def test_evaluate_cross_dataset(exported: Path, demo_shards: Path, frames_shards: Path,
+                                tiny_search: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Trained on demo, tested on demo and on the real frames: one row, two columns."""
+    import ray
+
+    started = not ray.is_initialized()
+    try:
+        assert _run(["evaluate", str(exported), "--data", str(demo_shards),
+                     "--cross", str(frames_shards)]) == 0
+    finally:
+        if started:
+            ray.shutdown()
+    out = capsys.readouterr().out
+    assert "confusion matrix" in out and "majority" in out and "auc" in out
+    md = exported.parent / "cross_dataset.md"  # not in a results folder: next to the model
+    matrix = json.loads((exported.parent / "cross_dataset.json").read_text())
+    info = read_model_info(exported)
+    cells = matrix["rows"][info.train_name]["cells"]
+    assert len(cells) == 2
+    demo_cell = next(c for c in cells.values() if c["shards"] == str(demo_shards.resolve()))
+    frames_cell = next(c for c in cells.values() if c["shards"] == str(frames_shards.resolve()))
+    assert demo_cell["in_domain"] and not frames_cell["in_domain"]
+    assert demo_cell["n"] == 120 and frames_cell["n"] == 10  # the two test splits
+    text = md.read_text()
+    assert "trained on \\ tested on" in text and info.train_name in text
+    assert f"{frames_cell['accuracy_at_threshold']:.3f} / " in text
+    # A checkpoint inside a results folder writes its matrix to that folder.
+    checkpoint = pd.read_parquet(tiny_search / "trials.parquet")["checkpoint"].iloc[0]
+    assert find_results_dir(checkpoint) == tiny_search.resolve()
+
+
+def test_cross_dataset_markdown_handles_missing_cells() -> None:
+    cell = {"accuracy_at_threshold": 0.9, "auc": None, "n": 10, "positive_rate": 0.5,
+            "f1_at_threshold": 0.8, "baseline_accuracy": 0.5, "threshold": 0.4, "in_domain": True}
+    text = cross_dataset_markdown({"split": "test", "rows": {
+        "a": {"model": "m1", "cells": {"a": cell}},
+        "b": {"model": "m2", "cells": {"c": {**cell, "in_domain": False}}}}})
+    assert "| a | 0.900 / — * |  |" in text and "| b |  | 0.900 / — |" in text
