@@ -284,6 +284,13 @@ def run_search(cfg: ExperimentConfig, *, resume: bool = False, verbose: bool = F
         # Our ProgressPrinter replaces Tune's banner and status tables, and Optuna's INFO lines.
         os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
         optuna.logging.set_verbosity(optuna.logging.WARNING)
+        import logging
+
+        import ray.data
+
+        # The finalists' evaluation streams in this process: no Ray Data progress tables.
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
+        ray.data.DataContext.get_current().enable_progress_bars = False
     tuner = build_tuner(cfg, resume=resume, verbose=verbose)
     results = tuner.fit()
     return finish(cfg, results, evaluate_test=evaluate_test)
