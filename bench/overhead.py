@@ -29,13 +29,13 @@ def plain_trial(shards: Path, epochs: int, lr: float, seed: int) -> list[float]:
     """A minimal loop with the same model, data and batch size: epoch wall times."""
     import pyarrow.parquet as pq
 
-    from search.data.stream import DecodeBatch
+    from search.data.stream import DecodeBatch, Normalize
     from search.train.models import create_model
 
     torch.manual_seed(seed)
     model = create_model("custom_cnn", input_size=SIZE, conv_blocks=2, base_width=8, dense_units=32)
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
-    decode = DecodeBatch(SIZE, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    decode, normalize = DecodeBatch(SIZE), Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
     times = []
     for _ in range(epochs):
         t0 = time.perf_counter()
@@ -45,7 +45,7 @@ def plain_trial(shards: Path, epochs: int, lr: float, seed: int) -> list[float]:
                 for s in range(0, len(table["id"]), 64):
                     batch = {k: np.asarray(v[s:s + 64], dtype=object) for k, v in table.items()}
                     out = decode(batch)
-                    x, y = torch.from_numpy(out["image"]), torch.from_numpy(out["label"])
+                    x, y = normalize(out["image"]), torch.from_numpy(out["label"])
                     if split == "train":
                         loss = torch.nn.functional.binary_cross_entropy_with_logits(model(x).squeeze(1), y)
                         opt.zero_grad()

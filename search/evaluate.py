@@ -32,28 +32,18 @@ def load_checkpoint_model(checkpoint_dir: str | Path) -> tuple[Any, dict[str, An
 def predict_shards(model: Any, meta: dict[str, Any], shards: str | Path, split: str,
                    *, batch_size: int = 128) -> pd.DataFrame:
     """``id, label, p_fake`` for every row of ``split``, streamed through Ray Data."""
-    import numpy as np
     import torch
 
-    from search.data.stream import eval_dataset
+    from search.data.stream import Normalize, eval_dataset
+    from search.train.worker import predict_split
 
     spec = meta["input"]
-    ds = eval_dataset(shards, split, size=spec["input_size"], mean=tuple(spec["mean"]),
-                      std=tuple(spec["std"]), batch_size=batch_size)
+    ds = eval_dataset(shards, split, size=spec["input_size"], batch_size=batch_size)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model = model.to(device)
-    ids, labels, probs = [], [], []
-    with torch.no_grad():
-        for batch in ds.iter_batches(batch_size=batch_size, batch_format="numpy"):
-            x = torch.from_numpy(np.ascontiguousarray(batch["image"])).to(device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                logits = model(x).float().squeeze(1)
-            probs.append(torch.sigmoid(logits).cpu().numpy())
-            labels.append(batch["label"].astype(np.int64))
-            ids.extend(str(i) for i in batch["id"])
-    frame = pd.DataFrame({"id": ids, "label": np.concatenate(labels) if labels else [],
-                          "p_fake": np.concatenate(probs) if probs else []})
-    return frame.sort_values("id", ignore_index=True)
+    ids, labels, probs = predict_split(model.to(device), ds, batch_size=batch_size, device=device,
+                                       normalize=Normalize(spec["mean"], spec["std"]),
+                                       amp=device.type == "cuda")
+    return pd.DataFrame({"id": ids, "label": labels, "p_fake": probs})
 
 
 def evaluate_checkpoint(checkpoint_dir: str | Path, shards: str | Path, split: str = "test",

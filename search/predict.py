@@ -243,13 +243,14 @@ def expand_paths(paths: Iterable[str | Path]) -> list[tuple[str, str | None]]:
 
 
 class Preprocessor:
-    """Bytes -> normalised CHW float32 array, as training saw the image."""
+    """Bytes -> normalised CHW float32 array, exactly as training saw the image."""
 
     def __init__(self, info: ModelInfo) -> None:
-        from search.data.stream import DecodeBatch
+        from search.data.stream import DecodeBatch, Normalize
 
         self.image_size = info.image_size
-        self.decode = DecodeBatch(info.input_size, info.mean, info.std)
+        self.decode = DecodeBatch(info.input_size)
+        self.normalize = Normalize(info.mean, info.std)
 
     def __call__(self, data: bytes) -> np.ndarray:
         """Raises ImageError (with the reason) for anything that is not a usable image."""
@@ -257,7 +258,7 @@ class Preprocessor:
 
         prepared = prepare_image(data, self.image_size)  # validates fully (load_rgb)
         batch = {"image": np.array([prepared.data], dtype=object), "label": np.zeros(1)}
-        return self.decode(batch)["image"][0]
+        return self.normalize(self.decode(batch)["image"]).numpy()[0]
 
 
 def _load_one(path: str, pre: Preprocessor) -> tuple[np.ndarray | None, str | None]:

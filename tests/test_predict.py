@@ -78,17 +78,17 @@ def test_preprocessing_matches_training(exported: Path, frames: Path, frames_sha
     """A raw file gives exactly the tensor training decoded from the prepared shard."""
     import pyarrow.parquet as pq
 
-    from search.data.stream import DecodeBatch
+    from search.data.stream import DecodeBatch, Normalize
 
     info = read_model_info(exported)
     assert info.image_size == 32  # the tiny search's shards
     pre = Preprocessor(info)
-    decode = DecodeBatch(info.input_size, info.mean, info.std)
+    decode, normalize = DecodeBatch(info.input_size), Normalize(info.mean, info.std)
     table = pq.read_table(next(frames_shards.glob("train-*.parquet"))).to_pandas()
     for row in table.head(4).itertuples():
         ours = pre((frames / row.id).read_bytes())
         theirs = decode({"image": np.array([row.image], dtype=object), "label": np.zeros(1)})
-        np.testing.assert_array_equal(ours, theirs["image"][0])
+        np.testing.assert_array_equal(ours, normalize(theirs["image"]).numpy()[0])
 
 
 def test_predict_frames(exported: Path, frames: Path) -> None:

@@ -69,8 +69,7 @@ def build_datasets(cfg: ExperimentConfig, *, splits: Sequence[str] = ("train", "
     """Lazy Ray datasets for the trainer (nothing is read until a worker iterates)."""
     shards = resolve_shards(cfg)
     spec = input_spec(cfg)
-    common = {"size": spec["input_size"], "mean": tuple(spec["mean"]), "std": tuple(spec["std"])}
-    common["data_cpus"] = cfg.cluster.data_cpus
+    common = {"size": spec["input_size"], "data_cpus": cfg.cluster.data_cpus}
     out: dict[str, Any] = {}
     for split in splits:
         if split == "train":
@@ -93,7 +92,7 @@ def _cache_fits(cfg: ExperimentConfig, shards: str, split: str, size: int) -> bo
     from search.data.prepare import load_manifest
 
     rows = sum(load_manifest(shards)["counts"][split].values())
-    decoded = rows * 3 * size * size * 4  # float32 NCHW
+    decoded = rows * 3 * size * size  # uint8 NCHW
     return decoded < 0.25 * ray.cluster_resources().get("object_store_memory", 0)
 
 

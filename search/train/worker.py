@@ -13,6 +13,7 @@ import math
 import os
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +23,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from search.config import ExperimentConfig, OptimConfig, config_from_dict
+from search.data.stream import Normalize
 from search.train.metrics import detector_metrics
 from search.train.models import create_model
+
+# Batches from Ray's object store are read-only views; they are only ever read (Normalize
+# writes a new tensor), so torch's warning about non-writable arrays is noise here.
+warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
@@ -110,17 +116,21 @@ def _gather(values: list[Any]) -> list[Any]:
 
 
 @torch.no_grad()
-def predict_split(model: nn.Module, shard: Any, *, batch_size: int, device: torch.device,
-                  amp: bool, channels_last: bool) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """(ids, labels, p_fake) of every row of an evaluation shard, gathered across workers."""
+def predict_split(model: nn.Module, data: Any, *, batch_size: int, device: torch.device,
+                  normalize: Normalize, amp: bool = False, channels_last: bool = False,
+                  ) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(ids, labels, p_fake) of every row of an evaluation split, sorted by id.
+
+    ``data`` is a worker's dataset shard (rows are then gathered from every worker) or a
+    whole ``ray.data.Dataset`` (evaluation outside training).
+    """
     model.eval()
     ids: list[str] = []
     labels: list[np.ndarray] = []
     probs: list[np.ndarray] = []
-    for batch in shard.iter_batches(batch_size=batch_size, batch_format="numpy", prefetch_batches=2):
+    for batch in data.iter_batches(batch_size=batch_size, batch_format="numpy", prefetch_batches=2):
         x = torch.from_numpy(batch["image"]).to(device, non_blocking=True)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = normalize(x, channels_last=channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             logits = model(x).float().squeeze(1)
         probs.append(torch.sigmoid(logits).cpu().numpy())
@@ -165,6 +175,8 @@ def train_loop(config: dict[str, Any]) -> None:
     if checkpoint is not None:
         optimizer.load_state_dict(state["optimizer"])
 
+    spec = input_spec(cfg)
+    normalize = Normalize(spec["mean"], spec["std"])
     train_shard = ray.train.get_dataset_shard("train")
     val_shard = ray.train.get_dataset_shard("val")
     base_lrs = [g["lr"] for g in optimizer.param_groups]
@@ -176,15 +188,15 @@ def train_loop(config: dict[str, Any]) -> None:
         model.train()
         loss_sum = torch.zeros((), device=device)
         seen = 0
-        for batch in train_shard.iter_torch_batches(
+        batches = _timed(train_shard.iter_torch_batches(
             batch_size=cfg.optim.batch_size, prefetch_batches=cfg.data.prefetch_batches,
             local_shuffle_buffer_size=4 * cfg.optim.batch_size,
             local_shuffle_seed=(cfg.seed * 7919 + epoch) * max(world, 1) + rank,
-            device=device, dtypes={"image": torch.float32, "label": torch.float32},
-        ):
-            x, y = batch["image"], batch["label"]
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
+            device=device, dtypes={"image": torch.uint8, "label": torch.float32},
+        ))
+        for batch in batches:
+            # uint8 arrives on the device; normalising there is a quarter of the copy.
+            x, y = normalize(batch["image"], channels_last=channels_last), batch["label"]
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                 logits = model(x).float().squeeze(1)
             loss = F.binary_cross_entropy_with_logits(logits, y)
@@ -196,17 +208,23 @@ def train_loop(config: dict[str, Any]) -> None:
             loss_sum += loss.detach() * len(y)  # no .item(): keeps the GPU queue full
             seen += len(y)
         train_time = time.perf_counter() - t0
+        t_val = time.perf_counter()
         totals = _gather([(float(loss_sum), seen)])
         n_train = sum(n for _, n in totals)
         train_loss = sum(s for s, _ in totals) / max(n_train, 1)
 
         # The bare module: ranks hold different numbers of validation rows, so no DDP hooks.
         ids, labels, probs = predict_split(_unwrap(model), val_shard, batch_size=cfg.optim.batch_size,
-                                           device=device, amp=amp, channels_last=channels_last)
+                                           device=device, normalize=normalize, amp=amp,
+                                           channels_last=channels_last)
         metrics: dict[str, Any] = {"epoch": epoch + 1, "train_loss": train_loss,
                                    "train_images": n_train,
                                    "lr": base_lrs[0] * factor, "epoch_time_s": 0.0,
-                                   "train_time_s": train_time}
+                                   "train_time_s": train_time,
+                                   # Where an epoch's time goes: waiting on the data stream
+                                   # (first batch = the pipeline's start-up) vs evaluation.
+                                   "data_wait_s": batches.wait, "data_first_batch_s": batches.first,
+                                   "val_time_s": time.perf_counter() - t_val}
         if len(labels):
             metrics.update({f"val_{k}": v for k, v in detector_metrics(labels, probs).items()})
         metrics["epoch_time_s"] = time.perf_counter() - t0
@@ -220,6 +238,28 @@ def train_loop(config: dict[str, Any]) -> None:
                 _write_predictions(tmp_path / PREDICTIONS, ids, labels, probs)
                 ckpt = ray.train.Checkpoint.from_directory(tmp)
             ray.train.report(metrics, checkpoint=ckpt)
+
+
+class _timed:
+    """Wrap a batch iterator, timing how long the consumer waits for each batch."""
+
+    def __init__(self, it: Any) -> None:
+        self.it = iter(it)
+        self.wait = 0.0
+        self.first = 0.0
+
+    def __iter__(self) -> _timed:
+        return self
+
+    def __next__(self) -> Any:
+        t = time.perf_counter()
+        try:
+            return next(self.it)
+        finally:
+            dt = time.perf_counter() - t
+            if not self.wait:
+                self.first = dt
+            self.wait += dt
 
 
 def _write_predictions(path: Path, ids: list[str], labels: np.ndarray, probs: np.ndarray) -> None:

@@ -9,6 +9,7 @@ from search.config import ConfigError, DataConfig
 from search.data import stream
 from search.data.stream import (
     DecodeBatch,
+    Normalize,
     Undersample,
     eval_dataset,
     keep_probabilities,
@@ -54,23 +55,48 @@ def test_undersampling_over_many_epochs(monkeypatch):
     assert again == kept_sets[0]  # ... reproducible by seed
 
 
-def test_decode_normalises_to_nchw(demo_shards):
+def test_decode_to_uint8_nchw_then_normalise(demo_shards):
     import pyarrow.parquet as pq
+    import torch
+
+    from search.data.images import decode_to_array
 
     table = pq.read_table(next(demo_shards.glob("val-*.parquet"))).slice(0, 8).to_pydict()
     batch = {k: np.asarray(v, dtype=object) for k, v in table.items()}
-    out = DecodeBatch(24, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), keep_ids=True)(batch)
-    assert out["image"].shape == (8, 3, 24, 24) and out["image"].dtype == np.float32
-    assert -2.01 <= out["image"].min() and out["image"].max() <= 2.01
+    size = table["width"][0]
+    out = DecodeBatch(size, keep_ids=True)(batch)
+    assert out["image"].shape == (8, 3, size, size) and out["image"].dtype == np.uint8
     assert list(out["id"]) == list(table["id"])
+    for img, data in zip(out["image"], table["image"]):  # the fast JPEG path = Pillow's pixels
+        np.testing.assert_array_equal(img, decode_to_array(data, size).transpose(2, 0, 1))
+    small = DecodeBatch(24)(batch)["image"]  # resized through Pillow
+    assert small.shape == (8, 3, 24, 24)
+    x = Normalize((0.5, 0.4, 0.3), (0.25, 0.2, 0.1))(small)
+    assert x.dtype == torch.float32 and x.shape == (8, 3, 24, 24)
+    expected = (small.astype(np.float64) / 255 - np.array([0.5, 0.4, 0.3])[:, None, None]) \
+        / np.array([0.25, 0.2, 0.1])[:, None, None]
+    np.testing.assert_allclose(x.numpy(), expected, atol=1e-5)
+    cl = Normalize((0.5,) * 3, (0.25,) * 3)(torch.from_numpy(small), channels_last=True)
+    assert cl.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_augment_flip_is_a_mirror():
+    img = np.arange(3 * 4 * 5, dtype=np.uint8).reshape(3, 4, 5)
+    aug = stream.Augment(hflip=True)
+    outs = [aug.apply(img, np.random.default_rng(s)) for s in range(8)]
+    assert any(np.array_equal(o, img[:, :, ::-1]) for o in outs)
+    assert any(np.array_equal(o, img) for o in outs)
+    full = stream.Augment(hflip=True, jpeg_prob=1.0, blur_prob=1.0, color_jitter=0.2)
+    big = np.random.default_rng(0).integers(0, 255, (3, 32, 32), dtype=np.uint8)
+    assert full.apply(big, np.random.default_rng(1)).shape == (3, 32, 32)
 
 
 def test_ray_stream_ratio_and_untouched_validation(demo_shards, ray_cluster):
     import json
 
     counts = json.loads((demo_shards / "manifest.json").read_text())["counts"]
-    ds = train_dataset(demo_shards, DataConfig(ratio="1:1"), size=16, mean=(0.5,) * 3,
-                       std=(0.5,) * 3, seed=3, batch_size=32, data_cpus=1)
+    ds = train_dataset(demo_shards, DataConfig(ratio="1:1"), size=16, seed=3, batch_size=32,
+                       data_cpus=1)
     epochs = []
     for _ in range(2):
         labels = np.concatenate([b["label"] for b in ds.iter_batches(batch_format="numpy")])
@@ -79,6 +105,6 @@ def test_ray_stream_ratio_and_untouched_validation(demo_shards, ray_cluster):
         real = (labels == 0).sum()
         assert real == counts["train"]["REAL"]  # the smaller class is kept whole
         assert abs((labels == 1).sum() / real - 1.0) < 0.15
-    ev = eval_dataset(demo_shards, "val", size=16, mean=(0.5,) * 3, std=(0.5,) * 3, data_cpus=1)
+    ev = eval_dataset(demo_shards, "val", size=16, data_cpus=1)
     labels = np.concatenate([b["label"] for b in ev.iter_batches(batch_format="numpy")])
     assert (labels == 1).sum() == counts["val"]["FAKE"] and (labels == 0).sum() == counts["val"]["REAL"]
