@@ -116,6 +116,7 @@ class ClusterConfig:
     data_cpus: float = 2.0  # CPUs per trial kept free for Ray Data (1 for reads, rest decoding)
     max_concurrent_trials: int = 0  # 0 = as many as the cluster's resources allow
     storage_path: str = "results"  # local folder or pyarrow URI (s3://, gs://, NFS path)
+    poll_interval_s: float = 0.5  # Ray Train controller's poll of its workers (Ray: 2 s)
 
 
 @dataclass(frozen=True)

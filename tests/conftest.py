@@ -63,8 +63,12 @@ def ray_cluster():
 
     if ray.is_initialized():
         ray.shutdown()
+    from search.config import ExperimentConfig
+    from search.train.driver import train_env
+
+    # The same job environment as init_ray gives a real run (Train's poll interval).
     ray.init(num_cpus=CLUSTER_CPUS, include_dashboard=True, log_to_driver=False,
-             logging_level="WARNING")
+             logging_level="WARNING", runtime_env={"env_vars": train_env(ExperimentConfig())})
     yield ray
     ray.shutdown()
 

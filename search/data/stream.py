@@ -90,35 +90,33 @@ class Augment:
         return cls(cfg.hflip, cfg.jpeg_prob, cfg.blur_prob, cfg.color_jitter)
 
     def apply(self, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Augment one 3xHxW uint8 image (the pixel operations borrow Pillow's HWC view)."""
+        """Augment one HxWx3 uint8 image."""
         from PIL import Image, ImageFilter
 
         if self.hflip and rng.random() < 0.5:
-            img = img[:, :, ::-1]
-        if not (self.blur_prob or self.jpeg_prob or self.color_jitter):
-            return img
-        hwc = np.ascontiguousarray(img.transpose(1, 2, 0))
+            img = img[:, ::-1]
         if self.blur_prob and rng.random() < self.blur_prob:
-            pil = Image.fromarray(hwc)
-            hwc = np.asarray(pil.filter(ImageFilter.GaussianBlur(rng.uniform(0.1, 2.0))))
+            pil = Image.fromarray(np.ascontiguousarray(img))
+            img = np.asarray(pil.filter(ImageFilter.GaussianBlur(rng.uniform(0.1, 2.0))))
         if self.jpeg_prob and rng.random() < self.jpeg_prob:
             buf = io.BytesIO()
-            Image.fromarray(hwc).save(buf, "JPEG", quality=int(rng.integers(30, 96)))
-            hwc = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+            Image.fromarray(np.ascontiguousarray(img)).save(buf, "JPEG",
+                                                            quality=int(rng.integers(30, 96)))
+            img = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
         if self.color_jitter:
             j = self.color_jitter
-            x = hwc.astype(np.float32)
+            x = img.astype(np.float32)
             x = x * rng.uniform(1 - j, 1 + j)  # brightness
             mean = x.mean()
             x = (x - mean) * rng.uniform(1 - j, 1 + j) + mean  # contrast
             grey = x.mean(axis=2, keepdims=True)
             x = (x - grey) * rng.uniform(1 - j, 1 + j) + grey  # saturation
-            hwc = np.clip(x, 0, 255).astype(np.uint8)
-        return hwc.transpose(2, 0, 1)
+            img = np.clip(x, 0, 255).astype(np.uint8)
+        return img
 
 
 class DecodeBatch:
-    """Decode, resize and augment a batch of encoded images to NCHW uint8.
+    """Decode, resize and augment a batch of encoded images to NHWC uint8.
 
     Normalisation is deliberately not done here: uint8 batches are a quarter of the bytes
     of float32 through the object store and to the GPU, and :class:`Normalize` does it on
@@ -152,10 +150,12 @@ class DecodeBatch:
 
 
 class Normalize:
-    """uint8 NCHW batch -> float32 ``(x / 255 - mean) / std`` on the batch's own device.
+    """NHWC uint8 batch -> NCHW float32 ``(x / 255 - mean) / std`` on the batch's device.
 
-    One fused multiply-add per element (``x * a - b``), so on a GPU it costs nothing next to
-    the model; ``channels_last`` returns NHWC memory for tensor-core convolutions.
+    One multiply and one subtract per element, on whatever device the batch is already on,
+    so on a GPU it costs nothing next to the model. ``channels_last=True`` gives NCHW with
+    NHWC memory (what tensor-core convolutions want): then it is a purely elementwise pass
+    over the batch as it arrived.
     """
 
     def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
@@ -169,14 +169,16 @@ class Normalize:
 
         if isinstance(x, np.ndarray):
             x = torch.from_numpy(np.ascontiguousarray(x))
-        key = x.device
-        if key not in self._cache:
-            self._cache[key] = tuple(torch.from_numpy(v).view(1, 3, 1, 1).to(x.device)
-                                     for v in (self._scale, self._shift))
-        scale, shift = self._cache[key]
+        if x.ndim != 4 or x.shape[-1] != 3:
+            raise ValueError(f"expected an NHWC batch with 3 channels, got shape {tuple(x.shape)}")
+        if x.device not in self._cache:
+            self._cache[x.device] = tuple(torch.from_numpy(v).view(1, 3, 1, 1).to(x.device)
+                                          for v in (self._scale, self._shift))
+        scale, shift = self._cache[x.device]
+        nchw = x.permute(0, 3, 1, 2)  # a view: no copy yet
         fmt = torch.channels_last if channels_last else torch.contiguous_format
-        out = torch.empty(x.shape, dtype=torch.float32, device=x.device, memory_format=fmt)
-        torch.mul(x, scale, out=out)
+        out = torch.empty(nchw.shape, dtype=torch.float32, device=x.device, memory_format=fmt)
+        torch.mul(nchw, scale, out=out)
         return out.sub_(shift)
 
 

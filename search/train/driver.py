@@ -121,13 +121,10 @@ def build_trainer(cfg: ExperimentConfig, *, name: str, storage_path: str,
             name=name, storage_path=storage_path, callbacks=list(callbacks),
             failure_config=ray.train.FailureConfig(max_failures=max_failures),
             checkpoint_config=checkpointing,
-            worker_runtime_env={"env_vars": {"OMP_NUM_THREADS": str(_threads(cfg))}},
+            # No worker_runtime_env: a distinct runtime env would stop Ray from handing the
+            # workers pooled, already-started processes. Threads are set in the loop.
         ),
     )
-
-
-def _threads(cfg: ExperimentConfig) -> int:
-    return max(1, int(cfg.cluster.cpus_per_worker))
 
 
 def _with_resolved_shards(cfg: ExperimentConfig) -> ExperimentConfig:
@@ -160,11 +157,23 @@ def init_ray(cfg: ExperimentConfig, *, verbose: bool = False) -> None:
         # read tasks and some for decoding, so small machines get logical CPUs to match.
         kwargs["num_cpus"] = max(os.cpu_count() or 1, local_cpus(cfg))
     common = {"address": cfg.cluster.address or None, "log_to_driver": verbose,
-              "logging_level": logging.INFO if verbose else logging.WARNING}
+              "logging_level": logging.INFO if verbose else logging.WARNING,
+              "runtime_env": {"env_vars": train_env(cfg)}}
     try:
         ray.init(**common, **kwargs)
     except ValueError:  # a local cluster is already running: join it as it is
         ray.init(**common)
+
+
+def train_env(cfg: ExperimentConfig) -> dict[str, str]:
+    """Environment for every process of this job (Ray Train reads these in its controller).
+
+    Ray Train's controller polls its workers every ``RAY_TRAIN_HEALTH_CHECK_INTERVAL_S``
+    (2 s by default) and only then sees a report or a finished run: on short trials that is
+    seconds of idle per trial. A value already in the environment wins.
+    """
+    key = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
+    return {key: os.environ.get(key, f"{cfg.cluster.poll_interval_s:g}")}
 
 
 def local_cpus(cfg: ExperimentConfig) -> int:

@@ -22,12 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import timm
 import torch
-from timm.data import resolve_data_config
-from timm.models import get_pretrained_cfg, group_modules, group_parameters
-from timm.utils import freeze
 from torch import nn
+
+# timm (and the torchvision and torch._dynamo it pulls in) costs ~1.4 s per process: it is
+# imported where a timm model is touched, so a custom-CNN trial's workers never pay for it.
 
 __all__ = [
     "STUDY_ARCHS",
@@ -118,6 +117,8 @@ def list_models() -> list[str]:
 
 def _is_timm_model(arch: str) -> bool:
     """True for any timm architecture name, with or without a pretrained tag."""
+    import timm
+
     try:
         return bool(timm.is_model(arch))
     except Exception:  # malformed names are simply "not a timm model"
@@ -126,6 +127,8 @@ def _is_timm_model(arch: str) -> bool:
 
 def _unknown(arch: str) -> UnknownModelError:
     """Build an UnknownModelError that names the closest registered / timm names."""
+    import timm
+
     candidates = list_models() + [m for m in timm.list_models() if m not in _REGISTRY]
     close = difflib.get_close_matches(arch, candidates, n=5, cutoff=0.6)
     hint = f" Did you mean: {', '.join(close)}?" if close else ""
@@ -196,7 +199,9 @@ def data_config(arch: str, *, input_size: int | None = None) -> dict[str, Any]:
     if not pretrained_cfg:  # custom_cnn (or a timm arch without a cfg): ImageNet defaults
         mean, std, native = _IMAGENET_MEAN, _IMAGENET_STD, 224
     else:
-        cfg = resolve_data_config(pretrained_cfg=pretrained_cfg)
+        import timm.data
+
+        cfg = timm.data.resolve_data_config(pretrained_cfg=pretrained_cfg)
         mean = tuple(float(v) for v in cfg["mean"])
         std = tuple(float(v) for v in cfg["std"])
         native = int(cfg["input_size"][-1])
@@ -212,7 +217,9 @@ def data_config(arch: str, *, input_size: int | None = None) -> dict[str, Any]:
 
 def _pretrained_cfg_dict(timm_name: str) -> dict[str, Any]:
     """timm's default pretrained cfg for ``timm_name`` as a dict ({} if timm has none)."""
-    cfg = get_pretrained_cfg(timm_name)
+    import timm.models
+
+    cfg = timm.models.get_pretrained_cfg(timm_name)
     return cfg.to_dict() if cfg is not None else {}
 
 
@@ -386,6 +393,8 @@ def _create_backbone(
     arch: str, timm_name: str, *, pretrained: bool | str | os.PathLike[str], input_size: int
 ) -> nn.Module:
     """``timm.create_model(timm_name, num_classes=0)`` with hub or local-file weights."""
+    import timm
+
     kwargs: dict[str, Any] = {"num_classes": 0}
     cfg = _pretrained_cfg_dict(timm_name)
     if cfg.get("fixed_input_size") and input_size != int(cfg["input_size"][-1]):
@@ -429,6 +438,7 @@ def _create_backbone(
 
 def _unavailable_message(arch: str, timm_name: str, err: BaseException) -> str:
     """How to get past an unreachable hub: a local weights file in the experiment YAML."""
+
     return (
         f"pretrained weights for {arch!r} (timm {timm_name!r}) could not be downloaded: "
         f"{type(err).__name__}: {str(err).rstrip('.')}. Use a local file instead: set "
@@ -484,6 +494,8 @@ def _check_coverage(model: nn.Module, path: Path, arch: str) -> None:
 
 def _stage_groups(backbone: nn.Module) -> tuple[dict[int, list[str]], dict[int, list[str]]]:
     """timm's coarse groups as (module names, param names): 0 = stem, then one per stage."""
+    from timm.models import group_modules, group_parameters
+
     matcher = backbone.group_matcher(coarse=True)  # type: ignore[operator]
     return dict(group_modules(backbone, matcher)), dict(group_parameters(backbone, matcher))
 
@@ -496,6 +508,8 @@ def _freeze_stages(backbone: nn.Module, frozen_stages: int, arch: str) -> None:
     Xception. Freezing uses ``timm.utils.freeze``: ``requires_grad=False`` and BatchNorm turned
     into ``FrozenBatchNorm2d``, so frozen running stats never move either.
     """
+    from timm.utils import freeze
+
     if not isinstance(frozen_stages, int) or isinstance(frozen_stages, bool):
         raise ValueError(f"frozen_stages must be an int, got {frozen_stages!r}")
     if frozen_stages == 0:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import tempfile
 import time
 import warnings
@@ -153,8 +152,8 @@ def train_loop(config: dict[str, Any]) -> None:
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     torch.manual_seed(cfg.seed * 1009 + rank)
     np.random.seed((cfg.seed * 1009 + rank) % 2**32)
-    if not torch.cuda.is_available():
-        torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
+    if not torch.cuda.is_available():  # intra-op threads = the CPUs this worker holds
+        torch.set_num_threads(max(1, int(cfg.cluster.cpus_per_worker)))
     device = ray.train.torch.get_device()
     on_gpu = device.type == "cuda"
     amp = cfg.optim.amp and on_gpu

@@ -65,30 +65,32 @@ def test_decode_to_uint8_nchw_then_normalise(demo_shards):
     batch = {k: np.asarray(v, dtype=object) for k, v in table.items()}
     size = table["width"][0]
     out = DecodeBatch(size, keep_ids=True)(batch)
-    assert out["image"].shape == (8, 3, size, size) and out["image"].dtype == np.uint8
+    assert out["image"].shape == (8, size, size, 3) and out["image"].dtype == np.uint8
     assert list(out["id"]) == list(table["id"])
-    for img, data in zip(out["image"], table["image"]):  # the fast JPEG path = Pillow's pixels
-        np.testing.assert_array_equal(img, decode_to_array(data, size).transpose(2, 0, 1))
-    small = DecodeBatch(24)(batch)["image"]  # resized through Pillow
-    assert small.shape == (8, 3, 24, 24)
+    for img, data in zip(out["image"], table["image"]):
+        np.testing.assert_array_equal(img, decode_to_array(data, size))
+    small = DecodeBatch(24)(batch)["image"]  # resized
+    assert small.shape == (8, 24, 24, 3)
     x = Normalize((0.5, 0.4, 0.3), (0.25, 0.2, 0.1))(small)
-    assert x.dtype == torch.float32 and x.shape == (8, 3, 24, 24)
-    expected = (small.astype(np.float64) / 255 - np.array([0.5, 0.4, 0.3])[:, None, None]) \
-        / np.array([0.25, 0.2, 0.1])[:, None, None]
+    assert x.dtype == torch.float32 and x.shape == (8, 3, 24, 24) and x.is_contiguous()
+    expected = (small.transpose(0, 3, 1, 2).astype(np.float64) / 255
+                - np.array([0.5, 0.4, 0.3])[:, None, None]) / np.array([0.25, 0.2, 0.1])[:, None, None]
     np.testing.assert_allclose(x.numpy(), expected, atol=1e-5)
+    with pytest.raises(ValueError, match="NHWC"):
+        Normalize((0.5,) * 3, (0.25,) * 3)(small.transpose(0, 3, 1, 2))
     cl = Normalize((0.5,) * 3, (0.25,) * 3)(torch.from_numpy(small), channels_last=True)
     assert cl.is_contiguous(memory_format=torch.channels_last)
 
 
 def test_augment_flip_is_a_mirror():
-    img = np.arange(3 * 4 * 5, dtype=np.uint8).reshape(3, 4, 5)
+    img = np.arange(4 * 5 * 3, dtype=np.uint8).reshape(4, 5, 3)
     aug = stream.Augment(hflip=True)
     outs = [aug.apply(img, np.random.default_rng(s)) for s in range(8)]
-    assert any(np.array_equal(o, img[:, :, ::-1]) for o in outs)
+    assert any(np.array_equal(o, img[:, ::-1]) for o in outs)
     assert any(np.array_equal(o, img) for o in outs)
     full = stream.Augment(hflip=True, jpeg_prob=1.0, blur_prob=1.0, color_jitter=0.2)
-    big = np.random.default_rng(0).integers(0, 255, (3, 32, 32), dtype=np.uint8)
-    assert full.apply(big, np.random.default_rng(1)).shape == (3, 32, 32)
+    big = np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8)
+    assert full.apply(big, np.random.default_rng(1)).shape == (32, 32, 3)
 
 
 def test_ray_stream_ratio_and_untouched_validation(demo_shards, ray_cluster):
