@@ -167,6 +167,12 @@ def train_loop(config: dict[str, Any]) -> None:
             load_weights(model, d)
             state = torch.load(Path(d) / STATE, weights_only=True)
             start_epoch = int(state["epoch"])
+            last_metrics = json.loads((Path(d) / CONFIG).read_text()).get("metrics", {})
+        if start_epoch >= cfg.optim.epochs:
+            # Interrupted after its last checkpoint but before Tune saw it end: say the final
+            # epoch again so the restored trial ends with its metrics instead of an empty result.
+            ray.train.report(last_metrics)
+            return
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     model = ray.train.torch.prepare_model(model)
@@ -223,7 +229,7 @@ def train_loop(config: dict[str, Any]) -> None:
                                    # Where an epoch's time goes: waiting on the data stream
                                    # (first batch = the pipeline's start-up) vs evaluation.
                                    "data_wait_s": batches.wait, "data_first_batch_s": batches.first,
-                                   "val_time_s": time.perf_counter() - t_val}
+                                   "eval_time_s": time.perf_counter() - t_val}
         if len(labels):
             metrics.update({f"val_{k}": v for k, v in detector_metrics(labels, probs).items()})
         metrics["epoch_time_s"] = time.perf_counter() - t0
