@@ -36,7 +36,9 @@ def machine() -> str:
 def write_table(name: str, title: str, header: list[str], rows: list[list], notes: list[str]) -> Path:
     """Print a markdown table and write it to results/bench/<name>.md."""
     def fmt(v):
-        return f"{v:.3g}" if isinstance(v, float) else str(v)
+        if isinstance(v, float):
+            return f"{v:.0f}" if abs(v) >= 100 else f"{v:.3g}"
+        return str(v)
 
     lines = [f"# {title}", "", f"Machine: {machine()}  ", f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
