@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -201,14 +200,15 @@ def _saved_experiment(cfg: ExperimentConfig) -> ExperimentConfig:
     """The configuration an interrupted experiment was started with."""
     import json
 
+    from search import storage
     from search.config import ConfigError, config_from_dict
     from search.train.driver import experiment_dir
     from search.tune.tuner import CONFIG_FILE
 
-    path = Path(experiment_dir(cfg)) / CONFIG_FILE
-    if not path.is_file():
+    path = storage.join(experiment_dir(cfg), CONFIG_FILE)
+    if not storage.exists(path):
         raise ConfigError(f"nothing to resume: {path} not found (check --name and storage_path)")
-    return config_from_dict(json.loads(path.read_text()))
+    return config_from_dict(json.loads(storage.read_text(path)))
 
 
 COMMANDS.update({"train": _cmd_train, "run": _cmd_run})

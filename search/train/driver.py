@@ -210,9 +210,26 @@ def run_trial(params: dict[str, Any], base: dict[str, Any], storage_path: str,
 
 
 def experiment_dir(cfg: ExperimentConfig) -> str:
-    """``<storage>/<experiment name>``: where the search writes everything."""
-    return os.path.join(_storage(cfg), cfg.search.name)
+    """``<storage>/<experiment name>``: where Tune and Train write (a path or a URI)."""
+    from search import storage
+
+    return storage.join(_storage(cfg), cfg.search.name)
+
+
+def local_experiment_dir(cfg: ExperimentConfig) -> Path:
+    """Where the driver writes the tables, the Optuna study and the report.
+
+    The experiment folder itself for local storage; for a URI, a local mirror under
+    ``results/<name>`` that is uploaded to the URI when the search ends.
+    """
+    from search import storage
+
+    location = experiment_dir(cfg)
+    if storage.is_uri(location):
+        return default_results_dir() / cfg.search.name
+    return Path(location)
 
 
 __all__ = ["ShardedEvalDataConfig", "build_datasets", "build_trainer", "experiment_dir",
+           "local_experiment_dir",
            "resolve_shards", "run_trial", "train_one", "use_gpu"]

@@ -20,11 +20,13 @@ from typing import Any
 import pandas as pd
 from ray.tune.search.optuna import OptunaSearch
 
+from search import storage
 from search.config import ConfigError, ExperimentConfig
 from search.train.driver import (
     DRIVER_CPU,
     experiment_dir,
     init_ray,
+    local_experiment_dir,
     resolve_shards,
     run_trial,
     use_gpu,
@@ -45,11 +47,14 @@ class SearchOutcome:
     history: pd.DataFrame
     leaderboard: str
     test: dict[str, dict[str, Any]]
+    remote: str = ""  # the storage URI the local folder was uploaded to, if any
 
     def summary(self) -> str:
         d = self.experiment_dir
+        lines = [] if not self.remote else [f"storage:     {self.remote}  (trials, checkpoints, "
+                                            "TensorBoard; the files below are uploaded there)"]
         return "\n".join([
-            self.leaderboard.split("## Parameter importances")[0].rstrip(), "",
+            self.leaderboard.split("## Parameter importances")[0].rstrip(), "", *lines,
             f"results:     {d}  (trials.parquet/.csv, history.parquet, leaderboard.md)",
             f"optuna:      sqlite:///{d / OPTUNA_DB}  (optuna-dashboard, optuna.visualization)",
             f"tensorboard: tensorboard --logdir {d}",
@@ -196,26 +201,33 @@ def build_tuner(cfg: ExperimentConfig, *, resume: bool = False, verbose: bool = 
 
     mode = cfg.search.resolved_mode()
     space = build_space(cfg.search.space)
-    exp_dir = Path(experiment_dir(cfg))
+    location = experiment_dir(cfg)  # where Tune and Train write: a path or a URI
+    exp_dir = local_experiment_dir(cfg)  # where the driver writes (the same, when local)
     max_epochs = _max_epochs(space, cfg)
     trainable = tune.with_resources(
-        tune.with_parameters(run_trial, base=cfg.to_dict(), storage_path=str(exp_dir / tables.TRAIN_RUNS),
+        tune.with_parameters(run_trial, base=cfg.to_dict(),
+                             storage_path=storage.join(location, tables.TRAIN_RUNS),
                              metric=cfg.search.metric, mode=mode,
                              max_failures=0),
         # The driver only waits on fit(); its workers hold the real resources.
         {"cpu": DRIVER_CPU},
     )
     if resume:
-        if not tune.Tuner.can_restore(str(exp_dir)):
-            raise ConfigError(f"nothing to resume at {exp_dir}: no interrupted experiment there")
-        return tune.Tuner.restore(str(exp_dir), trainable=trainable, resume_unfinished=True,
+        if not tune.Tuner.can_restore(location):
+            raise ConfigError(f"nothing to resume at {location}: no interrupted experiment there")
+        if storage.is_uri(location) and not (exp_dir / OPTUNA_DB).is_file() \
+                and storage.exists(storage.join(location, OPTUNA_DB)):
+            storage.download(storage.join(location, OPTUNA_DB), exp_dir / OPTUNA_DB)
+        return tune.Tuner.restore(location, trainable=trainable, resume_unfinished=True,
                                   resume_errored=True)
-    if tune.Tuner.can_restore(str(exp_dir)):
-        raise ConfigError(f"{exp_dir} already holds an experiment: pass --resume to continue it "
+    if tune.Tuner.can_restore(location):
+        raise ConfigError(f"{location} already holds an experiment: pass --resume to continue it "
                           "or --name NEW to start another")
     exp_dir.mkdir(parents=True, exist_ok=True)
     (exp_dir / CONFIG_FILE).write_text(json.dumps(cfg.to_dict(), indent=1))
     (exp_dir / "space.txt").write_text(describe(space) + "\n")
+    if storage.is_uri(location):  # so that --resume from another machine finds the config
+        storage.upload(exp_dir, location, skip=(OPTUNA_DB, tables.TRAIN_RUNS))
     printer = ProgressPrinter(cfg.search.metric, max_epochs)
     return tune.Tuner(
         trainable,
@@ -228,11 +240,18 @@ def build_tuner(cfg: ExperimentConfig, *, resume: bool = False, verbose: bool = 
             # "requires reset_config()" when ASHA stops a trial (measured: it saved 1.6 s).
         ),
         run_config=tune.RunConfig(
-            name=cfg.search.name, storage_path=str(exp_dir.parent),
+            name=cfg.search.name, storage_path=_storage_root(location),
             failure_config=tune.FailureConfig(max_failures=cfg.search.max_failures),
             callbacks=[printer.callback()], verbose=1 if verbose else 0,
         ),
     )
+
+
+def _storage_root(location: str) -> str:
+    """The storage path that holds the experiment folder ``location``."""
+    if storage.is_uri(location):
+        return location.rstrip("/").rsplit("/", 1)[0]
+    return str(Path(location).parent)
 
 
 def _importances(exp_dir: Path, name: str) -> dict[str, float] | str:
@@ -255,17 +274,26 @@ def finish(cfg: ExperimentConfig, results: Any, *, evaluate_test: bool = True) -
 
     mode = cfg.search.resolved_mode()
     space = build_space(cfg.search.space)
-    exp_dir = Path(experiment_dir(cfg))
+    location, exp_dir = experiment_dir(cfg), local_experiment_dir(cfg)
+    remote = storage.is_uri(location)
+    if remote:  # the tables choose checkpoints by their metrics: mirror those small files
+        exp_dir.mkdir(parents=True, exist_ok=True)
+        storage.mirror_checkpoint_metadata(location, exp_dir, tables.TRAIN_RUNS)
     trials, history = tables.collect(
         list(results), experiment_dir=exp_dir, metric=cfg.search.metric, mode=mode,
         max_epochs=_max_epochs(space, cfg), param_names=list(space))
+    finalists = tables.finalists(trials, cfg.search.metric) if len(trials) else trials
+    if remote:  # finalists' checkpoints whole (weights too): test evaluation, report, export
+        for path in finalists.get("checkpoint", []):
+            if path:
+                storage.fetch_checkpoint(location, exp_dir, path)
     trials.to_parquet(exp_dir / "trials.parquet", index=False)
     trials.to_csv(exp_dir / "trials.csv", index=False)
     history.to_parquet(exp_dir / "history.parquet", index=False)
     test: dict[str, dict[str, Any]] = {}
     if evaluate_test and len(trials):
         shards = resolve_shards(cfg)
-        for _, row in tables.finalists(trials, cfg.search.metric).iterrows():
+        for _, row in finalists.iterrows():
             metrics, preds = evaluate_remote(row["checkpoint"], shards, "test")
             test[str(row["trial_id"])] = metrics
             preds.to_csv(Path(row["checkpoint"]) / "test_predictions.csv", index=False)
@@ -274,7 +302,20 @@ def finish(cfg: ExperimentConfig, results: Any, *, evaluate_test: bool = True) -
                                importances=_importances(exp_dir, cfg.search.name),
                                title=cfg.search.name)
     (exp_dir / "leaderboard.md").write_text(board + "\n")
-    return SearchOutcome(exp_dir, trials, history, board, test)
+    outcome = SearchOutcome(exp_dir, trials, history, board, test)
+    if remote:
+        sync_up(outcome, location)
+    return outcome
+
+
+def sync_up(outcome: SearchOutcome, location: str) -> None:
+    """Upload the local results (tables, study, report, the finalists' test predictions) to
+    the experiment's URI; Tune and Train have already written everything else there."""
+    storage.upload(outcome.experiment_dir, location, skip=(tables.TRAIN_RUNS,))
+    for path in outcome.experiment_dir.glob(f"{tables.TRAIN_RUNS}/*/checkpoint_*/test_predictions.csv"):
+        rel = path.relative_to(outcome.experiment_dir).as_posix().split("/")
+        storage.upload_file(path, storage.join(location, *rel))
+    outcome.remote = location
 
 
 def ensure_demo_shards(cfg: ExperimentConfig, *, size: int = 64) -> ExperimentConfig:
@@ -316,5 +357,5 @@ def run_search(cfg: ExperimentConfig, *, resume: bool = False, verbose: bool = F
     return finish(cfg, results, evaluate_test=evaluate_test)
 
 
-__all__ = ["SearchOutcome", "build_tuner", "ensure_demo_shards", "finish", "max_concurrent",
-           "run_search"]
+__all__ = ["ResumableOptunaSearch", "SearchOutcome", "build_tuner", "ensure_demo_shards", "finish", "max_concurrent",
+           "run_search", "sync_up"]

@@ -1,0 +1,132 @@
+"""Experiment storage: a local (or NFS) folder, or any pyarrow filesystem URI.
+
+Ray Tune and Ray Train write trials and checkpoints straight to ``cluster.storage_path``,
+so on a cluster every node can reach them (``s3://``, ``gs://``, ``hdfs://``, an NFS path).
+What needs a real local file (the Optuna SQLite study, the tables, the leaderboard, the
+report) is written to a local mirror on the driver and uploaded when the search ends;
+for a local ``storage_path`` the mirror is the experiment folder itself.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from pathlib import Path
+from typing import Any
+
+CHECKPOINT_META = "config.json"
+
+
+def is_uri(location: str | os.PathLike[str]) -> bool:
+    """True for ``scheme://...`` locations (handled by pyarrow), False for plain paths."""
+    return "://" in str(location)
+
+
+def join(location: str | os.PathLike[str], *parts: str) -> str:
+    """Join path parts onto a local path or a URI (URIs always use ``/``)."""
+    if is_uri(location):
+        return posixpath.join(str(location).rstrip("/"), *parts)
+    return os.path.join(str(location), *parts)
+
+
+def filesystem(location: str | os.PathLike[str]) -> tuple[Any, str]:
+    """``(pyarrow FileSystem, path inside it)`` for a local path or a URI."""
+    import pyarrow.fs
+
+    if is_uri(location):
+        return pyarrow.fs.FileSystem.from_uri(str(location))
+    return pyarrow.fs.LocalFileSystem(), str(Path(location).expanduser().resolve())
+
+
+def exists(location: str | os.PathLike[str]) -> bool:
+    import pyarrow.fs
+
+    fs, path = filesystem(location)
+    return fs.get_file_info(path).type != pyarrow.fs.FileType.NotFound
+
+
+def read_text(location: str | os.PathLike[str]) -> str:
+    fs, path = filesystem(location)
+    with fs.open_input_stream(path) as stream:
+        return stream.read().decode("utf-8")
+
+
+def download(location: str, local: Path) -> Path:
+    """Copy a remote file or folder to ``local`` (created); returns ``local``."""
+    import pyarrow.fs
+
+    fs, path = filesystem(location)
+    info = fs.get_file_info(path)
+    if info.type == pyarrow.fs.FileType.NotFound:
+        raise FileNotFoundError(f"{location} does not exist")
+    local = Path(local)
+    if info.type == pyarrow.fs.FileType.File:
+        local.parent.mkdir(parents=True, exist_ok=True)
+    else:
+        local.mkdir(parents=True, exist_ok=True)
+    pyarrow.fs.copy_files(path, str(local), source_filesystem=fs,
+                          destination_filesystem=pyarrow.fs.LocalFileSystem())
+    return local
+
+
+def upload(local: Path, location: str, *, skip: tuple[str, ...] = ()) -> list[str]:
+    """Copy the files directly in ``local`` (and its folders but ``skip``) to ``location``."""
+    import pyarrow.fs
+
+    fs, path = filesystem(location)
+    fs.create_dir(path, recursive=True)
+    copied = []
+    for item in sorted(Path(local).iterdir()):
+        if item.name in skip or item.name.startswith("."):
+            continue
+        target = posixpath.join(path, item.name)
+        if item.is_dir():
+            fs.create_dir(target, recursive=True)
+        pyarrow.fs.copy_files(str(item), target, source_filesystem=pyarrow.fs.LocalFileSystem(),
+                              destination_filesystem=fs)
+        copied.append(item.name)
+    return copied
+
+
+def upload_file(local: Path, location: str) -> None:
+    """Copy one local file to ``location`` (a path or URI naming the target file)."""
+    fs, path = filesystem(location)
+    fs.create_dir(posixpath.dirname(path), recursive=True)
+    with open(local, "rb") as src, fs.open_output_stream(path) as dst:
+        dst.write(src.read())
+
+
+def mirror_checkpoint_metadata(location: str, local: Path, runs: str) -> int:
+    """Copy every checkpoint's ``config.json`` under ``location/runs`` into ``local/runs``.
+
+    The tables pick each trial's best checkpoint from these small files; weights stay
+    remote until a checkpoint is needed (:func:`fetch_checkpoint`). Returns the count.
+    """
+    import pyarrow.fs
+
+    fs, root = filesystem(join(location, runs))
+    if fs.get_file_info(root).type == pyarrow.fs.FileType.NotFound:
+        return 0
+    count = 0
+    for info in fs.get_file_info(pyarrow.fs.FileSelector(root, recursive=True)):
+        rel = posixpath.relpath(info.path, root)
+        parts = rel.split("/")
+        if len(parts) == 3 and parts[2] == CHECKPOINT_META and parts[1].startswith("checkpoint_"):
+            target = Path(local) / runs / parts[0] / parts[1] / CHECKPOINT_META
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with fs.open_input_stream(info.path) as stream:
+                target.write_bytes(stream.read())
+            count += 1
+    return count
+
+
+def fetch_checkpoint(location: str, local: Path, checkpoint: str | Path) -> Path:
+    """Make a mirrored checkpoint folder complete (weights too), from its remote twin."""
+    checkpoint = Path(checkpoint)
+    rel = checkpoint.relative_to(local).as_posix()
+    download(join(location, *rel.split("/")), checkpoint)
+    return checkpoint
+
+
+__all__ = ["download", "exists", "fetch_checkpoint", "filesystem", "is_uri", "join",
+           "mirror_checkpoint_metadata", "read_text", "upload", "upload_file"]
