@@ -2,7 +2,7 @@
 
     python -m bench.efficiency [--trials 8] [--epochs 3]
 
-Same data (demo set, 32 px), same space and trial count. The budget is counted in epochs
+Same data (the demo set, 2,000 images at 64 px by default), same space and trial count. The budget is counted in epochs
 trained (the resource both spend). Reports the budget TPE+ASHA needed to reach random
 search's best validation AUC. Goal (issue: search): at most a third.
 """
@@ -35,6 +35,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--trials", type=int, default=8)
     parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--images", type=int, default=2000)
     args = parser.parse_args()
     from search.config import load_config
     from search.data.prepare import PrepareOptions, prepare
@@ -45,12 +47,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         prepare(PrepareOptions(layout="demo", source=str(tmp / "src"), out=str(tmp / "shards"),
-                               size=32, demo_images=900), progress=False)
+                               size=args.size, demo_images=args.images), progress=False)
         out = {}
         for name, algo, sched in (("random", "random", "none"), ("tpe_asha", "tpe", "asha")):
             cfg = load_config(None, [
                 f"data.shards={tmp / 'shards'}", f"cluster.storage_path={tmp / 'results'}",
-                "model.input_size=32", f"optim.epochs={args.epochs}", "cluster.data_cpus=1",
+                f"model.input_size={args.size}", f"optim.epochs={args.epochs}", "cluster.data_cpus=1",
                 f"search.name={name}", f"search.num_samples={args.trials}",
                 f"search.algorithm={algo}", f"search.scheduler={sched}", "seed=1", space])
             o = run_search(cfg, evaluate_test=False)
@@ -65,7 +67,8 @@ def main() -> None:
         ["TPE + ASHA", len(tpe_hist), float(tpe_hist["val_auc"].max()), tpe_budget,
          f"{tpe_budget / rand_budget:.2f}" if tpe_budget != float("inf") else "not reached"],
     ]
-    write_table("efficiency", f"Search efficiency: {args.trials} trials x up to {args.epochs} epochs, demo set 32 px",
+    write_table("efficiency", f"Search efficiency: {args.trials} trials x up to {args.epochs} epochs, "
+                f"demo set {args.images} images at {args.size} px",
                 ["search", "epochs spent in all", "best val AUC", "epochs to reach random's best",
                  "ratio"], rows,
                 [f"Target: random search's best validation AUC, {target:.4f}.",

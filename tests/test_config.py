@@ -68,3 +68,14 @@ def test_cli_reports_config_errors_without_traceback(tmp_path, capsys):
     assert cli(["train", "--config", str(path)]) == 2
     err = capsys.readouterr().err
     assert "unknown key 'nmae'" in err and "Traceback" not in err
+
+
+def test_package_exports_resolve_lazily():
+    """``import search`` is cheap; every name in ``search.__all__`` resolves on first use."""
+    import subprocess
+    import sys
+
+    code = ("import sys, search; assert 'torch' not in sys.modules; "
+            "[getattr(search, n) for n in search.__all__]; print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
