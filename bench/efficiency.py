@@ -21,7 +21,9 @@ from bench._common import write_table
 def budget_to_reach(history: pd.DataFrame, trials: pd.DataFrame, target: float) -> float:
     """Epochs spent, in trial start order, until some epoch's val_auc reached target."""
     spent = 0
-    order = trials.sort_values("trial_id")["trial_id"]  # Tune ids increase with start order
+    # Start order: when each trial's first epoch was reported, less the time it had run.
+    first = history.sort_values("epoch").groupby("trial_id").first()
+    order = (first["timestamp"] - first["time_total_s"]).sort_values().index
     for tid in order:
         h = history[history.trial_id == tid].sort_values("epoch")
         for _, row in h.iterrows():
@@ -33,7 +35,7 @@ def budget_to_reach(history: pd.DataFrame, trials: pd.DataFrame, target: float) 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--trials", type=int, default=8)
+    parser.add_argument("--trials", type=int, default=12)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--images", type=int, default=2000)

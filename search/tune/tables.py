@@ -106,6 +106,7 @@ def collect(results: Sequence[Any], *, experiment_dir: str | Path, metric: str, 
     hist = pd.concat(history, ignore_index=True) if history else pd.DataFrame()
     keep = ["trial_id", "epoch", "train_loss", "lr", "train_images", "epoch_time_s",
             "train_time_s", "data_wait_s", "data_first_batch_s", "eval_time_s", "time_total_s",
+            "timestamp",
             *sorted(c for c in hist.columns if c.startswith("val_"))]
     hist = hist[[c for c in keep if c in hist.columns]] if len(hist) else hist
     return trials, hist
