@@ -52,7 +52,7 @@ class DataConfig:
     jpeg_prob: float = 0.0  # probability of a random JPEG re-compression (quality 30-95)
     blur_prob: float = 0.0  # probability of a Gaussian blur (sigma 0.1-2.0)
     color_jitter: float = 0.0  # max relative brightness/contrast/saturation change
-    decode_workers: int = 0  # actors decoding images; 0 = the CPUs Ray Data has left
+    decode_workers: int = 0  # concurrent read+decode tasks per split; 0 = cluster.data_cpus
     cache_eval: bool = True  # decode validation once per trial when it fits the object store
     prefetch_batches: int = 2
 
@@ -113,7 +113,7 @@ class ClusterConfig:
     use_gpu: bool | None = None  # None = use GPUs when the cluster has them
     cpus_per_worker: float = 1.0
     gpus_per_worker: float = 1.0
-    data_cpus: float = 2.0  # CPUs per trial kept free for Ray Data (1 for reads, rest decoding)
+    data_cpus: float = 2.0  # CPUs per trial kept free for Ray Data's read+decode tasks
     max_concurrent_trials: int = 0  # 0 = as many as the cluster's resources allow
     storage_path: str = "results"  # local folder or pyarrow URI (s3://, gs://, NFS path)
     poll_interval_s: float = 0.5  # Ray Train controller's poll of its workers (Ray: 2 s)

@@ -1,15 +1,16 @@
-"""Ray Data pipelines from prepared shards to normalised training batches.
+"""Ray Data pipelines from prepared shards to training batches.
 
-Nothing is materialised in the driver: each epoch streams Parquet rows, drops rows to reach
-the REAL:FAKE ratio (before any image is decoded), then decodes, augments and normalises
-in ``map_batches``. Validation and test keep their natural class balance and are never
-augmented, so every configuration is judged on exactly the same images.
+Nothing is materialised in the driver: each epoch, Ray tasks read the manifest's shards,
+drop rows to reach the REAL:FAKE ratio (before any image is decoded), then decode and
+augment to uint8 NHWC, all fused into one task per shard. Batches stay uint8 until the
+training device, where :class:`Normalize` turns them into normalised float32 NCHW.
+Validation and test keep their natural class balance and are never augmented, so every
+configuration is judged on exactly the same images.
 """
 
 from __future__ import annotations
 
 import io
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,7 +131,6 @@ class DecodeBatch:
         self.augment = augment
         self.seed = seed
         self.keep_ids = keep_ids
-        self.kwargs = {"size": size, "augment": augment, "seed": seed, "keep_ids": keep_ids}
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         images = batch["image"]
@@ -244,13 +244,10 @@ def _decode(ds: Any, udf: DecodeBatch, *, workers: int, batch_size: int) -> Any:
     from one epoch to the next (an actor pool is started afresh on every epoch), and a task
     holds its CPU only while it runs, so a trial's train and evaluation streams can never
     wait on each other. One CPU per task, as the read's own, so that the two can fuse.
+    Measured (bench/overhead): an actor pool cost 5.5-7 s per epoch here, these 0.2 s.
     """
     import ray.data
 
-    if os.environ.get("DFS_DECODE_ACTORS"):
-        return ds.map_batches(type(udf), fn_constructor_kwargs=udf.kwargs, batch_format="numpy",
-                              batch_size=batch_size, compute=ray.data.ActorPoolStrategy(size=workers),
-                              num_cpus=0.5 / workers)
     return ds.map_batches(udf, batch_format="numpy", batch_size=batch_size,
                           compute=ray.data.TaskPoolStrategy(size=max(1, workers)), num_cpus=1)
 
