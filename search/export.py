@@ -106,9 +106,21 @@ def choose_trial(results_dir: str | Path, *, trial_id: str | None = None,
         other, _ = best_checkpoint(results_dir, best["trial_id"], metric, mode)
         checkpoint = other or checkpoint
     if not (checkpoint / WEIGHTS).is_file():
+        _fetch_from_storage(cfg, results_dir, checkpoint)
+    if not (checkpoint / WEIGHTS).is_file():
         raise FileNotFoundError(f"trial {best['trial_id']}'s checkpoint {checkpoint} has no "
                                 f"{WEIGHTS}: was the results folder moved or cleaned?")
     return best, checkpoint, metric, mode
+
+
+def _fetch_from_storage(cfg: ExperimentConfig, results_dir: Path, checkpoint: Path) -> None:
+    """A search on remote storage mirrors only the finalists' weights: fetch any other's."""
+    from search import storage
+    from search.train.driver import experiment_dir
+
+    location = experiment_dir(cfg)
+    if storage.is_uri(location) and checkpoint.is_relative_to(results_dir):
+        storage.fetch_checkpoint(location, results_dir, checkpoint)
 
 
 # ------------------------------------------------------------------ what goes in the folder

@@ -73,3 +73,9 @@ def test_search_with_uri_storage(tmp_path: Path, demo_shards: Path, ray_cluster,
     assert list(remote.glob("_train/trial_*/checkpoint_*/test_predictions.csv"))
     # TensorBoard's event files are written by Tune straight to the URI.
     assert list(remote.glob("trial_*/events.out.tfevents.*"))
+    # A checkpoint whose weights are not mirrored is fetched from the URI on export.
+    from search.export import export_model
+
+    (best / "model.safetensors").unlink()
+    out = export_model(outcome.experiment_dir, out=tmp_path / "exported")
+    assert (out / "model.safetensors").is_file() and (best / "model.safetensors").is_file()
