@@ -60,21 +60,25 @@ def main() -> None:
             o = run_search(cfg, evaluate_test=False)
             out[name] = (o.trials, o.history)
     rand_trials, rand_hist = out["random"]
-    target = float(rand_hist["val_auc"].max())
-    rand_budget = budget_to_reach(rand_hist, rand_trials, target)
     tpe_trials, tpe_hist = out["tpe_asha"]
-    tpe_budget = budget_to_reach(tpe_hist, tpe_trials, target)
-    rows = [
-        ["random, no early stopping", len(rand_hist), float(rand_hist["val_auc"].max()), rand_budget, "-"],
-        ["TPE + ASHA", len(tpe_hist), float(tpe_hist["val_auc"].max()), tpe_budget,
-         f"{tpe_budget / rand_budget:.2f}" if tpe_budget != float("inf") else "not reached"],
-    ]
+    best = float(rand_hist["val_auc"].max())
+    rows = [["random, no early stopping", len(rand_hist), best, "-", "-", "-"],
+            ["TPE + ASHA", len(tpe_hist), float(tpe_hist["val_auc"].max()), "-", "-", "-"]]
+    # The exact target is brittle (one lucky trial); near-targets say more of the same run.
+    for label, target in (("random's best", best), ("random's best - 0.01", best - 0.01),
+                          ("AUC 0.95", 0.95), ("AUC 0.90", 0.90)):
+        r = budget_to_reach(rand_hist, rand_trials, target)
+        t = budget_to_reach(tpe_hist, tpe_trials, target)
+        ratio = f"{t / r:.2f}" if r != float("inf") and t != float("inf") else "not reached"
+        rows.append([f"epochs to reach {label} ({target:.4f})", "-", "-", r, t, ratio])
     write_table("efficiency", f"Search efficiency: {args.trials} trials x up to {args.epochs} epochs, "
                 f"demo set {args.images} images at {args.size} px",
-                ["search", "epochs spent in all", "best val AUC", "epochs to reach random's best",
-                 "ratio"], rows,
-                [f"Target: random search's best validation AUC, {target:.4f}.",
-                 "Goal: ratio <= 0.33. One seed on a small set: a single run, not a distribution."])
+                ["", "epochs spent in all", "best val AUC", "random", "TPE + ASHA",
+                 "ratio (TPE+ASHA / random)"], rows,
+                ["Budget = epochs trained, counted in trial start order until some epoch's "
+                 "val_auc reaches the target.",
+                 "Goal: ratio <= 0.33 for random's best. One seed on a small set: a single "
+                 "run, not a distribution."])
 
 
 if __name__ == "__main__":
