@@ -79,3 +79,24 @@ def test_search_with_uri_storage(tmp_path: Path, demo_shards: Path, ray_cluster,
     (best / "model.safetensors").unlink()
     out = export_model(outcome.experiment_dir, out=tmp_path / "exported")
     assert (out / "model.safetensors").is_file() and (best / "model.safetensors").is_file()
+
+
+def test_study_uploader_sends_a_consistent_snapshot(tmp_path: Path) -> None:
+    import sqlite3
+
+    from search.tune.tuner import OPTUNA_DB, StudyUploader
+
+    db = tmp_path / OPTUNA_DB
+    con = sqlite3.connect(db)
+    con.execute("create table trials (id integer, value real)")
+    con.execute("insert into trials values (1, 0.9)")
+    con.commit()  # the connection stays open, as Optuna's would
+    remote = f"file://{tmp_path / 'bucket' / 'exp'}"
+    assert StudyUploader(str(db), remote).upload()
+    copy = sqlite3.connect(tmp_path / "bucket" / "exp" / OPTUNA_DB)
+    assert copy.execute("select id, value from trials").fetchall() == [(1, 0.9)]
+    con.close()
+    import pytest
+
+    with pytest.warns(UserWarning, match="could not upload the Optuna study"):
+        assert not StudyUploader(str(tmp_path / "missing" / OPTUNA_DB), remote).upload()

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from ray.tune import Callback
 from ray.tune.search.optuna import OptunaSearch
 
 from search import storage
@@ -146,6 +147,45 @@ class ResumableOptunaSearch(OptunaSearch):
             self._completed_trials.add(trial_id)
 
 
+class StudyUploader(Callback):
+    """Upload a consistent snapshot of the Optuna study to remote storage after each trial.
+
+    With a URI ``storage_path`` the study lives in the driver's local mirror; uploading it
+    as trials end means a lost head node costs at most the trials still running.
+    SQLite's backup API gives a consistent copy even while Optuna writes.
+    """
+
+    def __init__(self, db: str, location: str) -> None:
+        self.db = db
+        self.location = location
+
+    def upload(self) -> bool:
+        import sqlite3
+        import tempfile
+
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                snapshot = Path(tmp) / OPTUNA_DB
+                src, dst = sqlite3.connect(self.db), sqlite3.connect(snapshot)
+                try:
+                    src.backup(dst)
+                finally:
+                    src.close()
+                    dst.close()
+                storage.upload_file(snapshot, storage.join(self.location, OPTUNA_DB))
+            return True
+        except Exception as err:  # a backup must never end the search
+            warnings.warn(f"could not upload the Optuna study to {self.location}: {err}",
+                          stacklevel=2)
+            return False
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.upload()
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.upload()
+
+
 def _searcher(cfg: ExperimentConfig, space: dict[str, Param], mode: str, exp_dir: Path) -> Any:
     import optuna
 
@@ -242,9 +282,16 @@ def build_tuner(cfg: ExperimentConfig, *, resume: bool = False, verbose: bool = 
         run_config=tune.RunConfig(
             name=cfg.search.name, storage_path=_storage_root(location),
             failure_config=tune.FailureConfig(max_failures=cfg.search.max_failures),
-            callbacks=[printer.callback()], verbose=1 if verbose else 0,
+            callbacks=[printer.callback(), *_uploaders(exp_dir, location)],
+            verbose=1 if verbose else 0,
         ),
     )
+
+
+def _uploaders(exp_dir: Path, location: str) -> list[Any]:
+    if not storage.is_uri(location):
+        return []
+    return [StudyUploader(str(exp_dir / OPTUNA_DB), location)]
 
 
 def _storage_root(location: str) -> str:
@@ -357,5 +404,5 @@ def run_search(cfg: ExperimentConfig, *, resume: bool = False, verbose: bool = F
     return finish(cfg, results, evaluate_test=evaluate_test)
 
 
-__all__ = ["ResumableOptunaSearch", "SearchOutcome", "build_tuner", "ensure_demo_shards", "finish", "max_concurrent",
+__all__ = ["ResumableOptunaSearch", "SearchOutcome", "StudyUploader", "build_tuner", "ensure_demo_shards", "finish", "max_concurrent",
            "run_search", "sync_up"]
