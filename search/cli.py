@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from search.config import ExperimentConfig
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
+DEMO_SIZE = 64  # the embedded demo set: small enough to search on a laptop's CPU
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
@@ -43,8 +44,9 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
                    help="deepfake_faces | real_vs_fake | folders | demo")
     p.add_argument("--source", default="", help="source folder (default datasets/<layout>/source)")
     p.add_argument("--out", default="", help="output folder (default datasets/<layout>/shards)")
-    p.add_argument("--size", type=int, default=224,
-                   help="square side in px; 0 keeps sizes (default 224, the study's)")
+    p.add_argument("--size", type=int, default=None,
+                   help="square side in px; 0 keeps sizes (default 224, the study's; "
+                        f"{DEMO_SIZE} for --layout demo)")
     p.add_argument("--splits", default="0.6,0.2,0.2", help="train,val,test fractions")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--shard-mb", type=float, default=32.0, help="max MB of images per shard")
@@ -76,7 +78,7 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
         except ValueError:
             raise SourceError(f"--class-map {args.class_map!r} must look like name=real,other=fake") from None
     opts = PrepareOptions(
-        layout=args.layout, source=args.source, out=args.out, size=args.size or None,
+        layout=args.layout, source=args.source, out=args.out, size=_prepare_size(args),
         splits=splits, seed=args.seed, shard_mb=args.shard_mb, limit=args.limit,
         max_per_class=args.max_per_class, group_regex=args.group_regex, class_map=class_map,
         quality=args.quality, workers=args.workers, demo_images=args.demo_images,
@@ -85,6 +87,13 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
     result = prepare(opts, progress=not args.quiet)
     print(result.summary())
     return 0
+
+
+def _prepare_size(args: argparse.Namespace) -> int | None:
+    """``--size``: as given (0 = keep sizes), else the study's 224, or 64 for the demo set."""
+    if args.size is None:
+        return DEMO_SIZE if args.layout == "demo" else 224
+    return args.size or None
 
 
 COMMANDS["prepare"] = _cmd_prepare
@@ -110,7 +119,9 @@ def _load(args: argparse.Namespace) -> ExperimentConfig:
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train one configuration and print the per-epoch table")
     _add_config_args(p)
-    p.add_argument("--name", default=None, help="run name (default train-<arch>)")
+    p.add_argument("--name", default=None,
+                   help="run name (default train-<arch>-<timestamp>; an existing name resumes "
+                        "that run from its last checkpoint)")
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -191,7 +202,9 @@ def demo_experiment(cfg: ExperimentConfig) -> ExperimentConfig:
         "space": {"arch": ["custom_cnn", "resnet10t"], "ratio": ["1:1", "1:2"], "batch_size": 64,
                   "lr": {"low": 1e-4, "high": 3e-2, "log": True}, "frozen_stages": 0,
                   "conv_blocks": {"low": 2, "high": 4}, "dense_units": [64, 128]},
-        "points_to_evaluate": [{"arch": "custom_cnn", "lr": 1e-3, "ratio": "1:2"}],
+        # One sound start per architecture, so the leaderboard always compares both.
+        "points_to_evaluate": [{"arch": "custom_cnn", "lr": 1e-3, "ratio": "1:2"},
+                               {"arch": "resnet10t", "lr": 3e-3, "ratio": "1:2"}],
     })
     return config_from_dict(tree)
 

@@ -16,7 +16,8 @@ or widens it under ``search.space`` without code::
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping
+import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -153,6 +154,48 @@ def sample(trial: Any, space: Mapping[str, Param]) -> dict[str, Any]:
     return constants
 
 
+def check_points(points: Sequence[Mapping[str, Any]], space: Mapping[str, Param]) -> None:
+    """Reject ``search.points_to_evaluate`` entries that Optuna would silently ignore or bend.
+
+    Optuna enqueues a point as fixed values for the names the define-by-run function later
+    suggests: a misspelt key or a parameter the space does not search (or that does not apply
+    to the point's architecture) would be dropped silently, a value outside a parameter's
+    choices would fail deep inside a trial. Here each is an error naming the point, the key
+    and the fix; a number outside a range is only a warning (it runs as given).
+    """
+    for i, point in enumerate(points):
+        where = f"search.points_to_evaluate[{i}]"
+        if not isinstance(point, Mapping):
+            raise ConfigError(f"{where} must be a mapping such as {{arch: resnet50, lr: 1.0e-4}}")
+        arch = point.get("arch", space["arch"].value if space["arch"].fixed else None)
+        for name, value in point.items():
+            param = space.get(name)
+            if param is None:
+                close = difflib.get_close_matches(name, list(space), n=3)
+                hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+                raise ConfigError(f"{where}: {name!r} is not a parameter of the search space.{hint} "
+                                  f"Searched: {', '.join(sorted(space))}")
+            if arch is not None and not param.applies(arch):
+                raise ConfigError(f"{where}: {name!r} does not apply to arch {arch!r} "
+                                  f"(only to {param.when} architectures)")
+            if param.fixed:
+                if value != param.value:
+                    raise ConfigError(f"{where}: {name}={value!r} but the space fixes it at "
+                                      f"{param.value!r}; widen search.space.{name} to search it")
+            elif param.choices is not None:
+                if value not in param.choices:
+                    raise ConfigError(f"{where}: {name}={value!r} is not among the choices "
+                                      f"{list(param.choices)} of search.space.{name}")
+            elif not isinstance(value, int | float) or isinstance(value, bool):
+                raise ConfigError(f"{where}: {name}={value!r} must be a number in "
+                                  f"[{param.low}, {param.high}] (search.space.{name})")
+            elif not float(param.low) <= float(value) <= float(param.high):
+                # Optuna runs such a point as given (a deliberate probe, e.g. a hopeless
+                # learning rate); TPE then models it like any other. Say so once, here.
+                warnings.warn(f"{where}: {name}={value!r} is outside [{param.low}, {param.high}] "
+                              f"of search.space.{name}; it runs as given", stacklevel=2)
+
+
 def describe(space: Mapping[str, Param]) -> str:
     """One line per parameter, for logs and the leaderboard."""
     lines = []
@@ -176,4 +219,4 @@ def with_fixed(space: Mapping[str, Param], **values: Any) -> dict[str, Param]:
     return out
 
 
-__all__ = ["DEFAULT_SPACE", "Param", "build_space", "describe", "sample", "with_fixed"]
+__all__ = ["DEFAULT_SPACE", "Param", "build_space", "check_points", "describe", "sample", "with_fixed"]

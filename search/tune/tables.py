@@ -72,9 +72,11 @@ def collect(results: Sequence[Any], *, experiment_dir: str | Path, metric: str, 
         else:
             frame = pd.DataFrame()
         epochs = int(frame["epoch"].max()) if len(frame) else 0
+        # A trial's own budget when the space searches ``epochs``, else the experiment's.
+        budget = int(result.config.get("epochs", max_epochs))
         if result.error is not None:
             status = "ERROR"
-        elif epochs < max_epochs:
+        elif epochs < budget:
             status = "STOPPED_EARLY"
         else:
             status = "COMPLETED"

@@ -33,7 +33,7 @@ from search.train.driver import (
     use_gpu,
 )
 from search.tune import tables
-from search.tune.space import Param, build_space, describe, sample
+from search.tune.space import Param, build_space, check_points, describe, sample
 
 OPTUNA_DB = "optuna.db"
 CONFIG_FILE = "experiment.json"
@@ -82,7 +82,8 @@ class ProgressPrinter:
                 printer.line(trial, "started " + printer.params(trial.config))
 
             def on_trial_result(self, iteration, trials, trial, result, **info):
-                printer.line(trial, f"epoch {result.get('epoch', '?')}/{printer.max_epochs}  "
+                budget = trial.config.get("epochs", printer.max_epochs)
+                printer.line(trial, f"epoch {result.get('epoch', '?')}/{budget}  "
                              f"{printer.metric} {printer.num(result.get(printer.metric))}  "
                              f"f1 {printer.num(result.get('val_f1'))}  "
                              f"loss {printer.num(result.get('train_loss'))}")
@@ -90,7 +91,8 @@ class ProgressPrinter:
             def on_trial_complete(self, iteration, trials, trial, **info):
                 last = trial.last_result or {}
                 epochs = last.get("epoch", 0)
-                how = "finished" if epochs >= printer.max_epochs else "stopped early (ASHA)"
+                budget = trial.config.get("epochs", printer.max_epochs)
+                how = "finished" if epochs >= budget else "stopped early (ASHA)"
                 printer.line(trial, f"{how} after {epochs} epoch(s), "
                              f"{printer.metric} {printer.num(last.get(printer.metric))}")
 
@@ -366,15 +368,21 @@ def sync_up(outcome: SearchOutcome, location: str) -> None:
 
 
 def ensure_demo_shards(cfg: ExperimentConfig, *, size: int = 64) -> ExperimentConfig:
-    """With no shards configured, prepare the embedded demo set once and use it."""
+    """With no shards configured, prepare the embedded demo set once and use it.
+
+    A demo set prepared earlier at another image size (``prepare --layout demo --size N``)
+    is made again at ``size``: the folder is the project's own, and the embedded run's
+    timing depends on it.
+    """
     if cfg.data.shards:
         return cfg
-    from search.data.prepare import PrepareOptions, prepare
+    from search.data.prepare import PrepareOptions, load_manifest, prepare
     from search.paths import default_shards_dir
 
     out = default_shards_dir("demo")
-    if not (out / "manifest.json").is_file():
-        print(f"preparing the embedded demo set into {out} ...", flush=True)
+    current = (out / "manifest.json").is_file() and load_manifest(out).get("image_size") == size
+    if not current:
+        print(f"preparing the embedded demo set ({size} px) into {out} ...", flush=True)
         print(prepare(PrepareOptions(layout="demo", size=size), progress=False).summary(), flush=True)
     return replace(cfg, data=replace(cfg.data, shards=str(out)))
 
@@ -384,7 +392,8 @@ def run_search(cfg: ExperimentConfig, *, resume: bool = False, verbose: bool = F
     """Run (or resume) a search end to end; see the module docstring."""
     cfg = ensure_demo_shards(cfg)
     resolve_shards(cfg)
-    build_space(cfg.search.space)  # reject typos before any cluster starts
+    # Reject typos in the space and the seeded points before any cluster starts.
+    check_points(cfg.search.points_to_evaluate, build_space(cfg.search.space))
     init_ray(cfg, verbose=verbose)
     if not verbose:
         import optuna

@@ -63,6 +63,71 @@ def test_space_typos_are_errors(space, message):
         build_space(space)
 
 
+SEEDED = {"arch": ["custom_cnn", "resnet50"], "ratio": ["1:1", "1:2"], "batch_size": 64,
+          "lr": {"low": 1e-4, "high": 1e-2, "log": True}}
+
+
+@pytest.mark.parametrize("point, message", [
+    ({"arch": "custom_cnn", "learning_rate": 1e-3}, r"points_to_evaluate\[0\]: 'learning_rate'.*not a parameter"),
+    ({"arch": "xception"}, r"arch='xception' is not among the choices"),
+    ({"arch": "custom_cnn", "ratio": "2:1"}, "not among the choices"),
+    ({"arch": "resnet50", "conv_blocks": 3}, "'conv_blocks' does not apply to arch 'resnet50'"),
+    ({"arch": "custom_cnn", "batch_size": 32}, "the space fixes it at 64"),
+    ({"arch": "custom_cnn", "lr": "fast"}, "must be a number"),
+])
+def test_points_to_evaluate_are_checked_against_the_space(point, message):
+    from search.tune.space import check_points
+
+    with pytest.raises(ConfigError, match=message):
+        check_points([point], build_space(SEEDED))
+
+
+def test_points_outside_a_range_run_with_a_warning():
+    from search.tune.space import check_points
+
+    space = build_space(SEEDED)
+    check_points([{"arch": "resnet50", "lr": 3e-4, "frozen_stages": 2, "ratio": "1:2"}], space)
+    with pytest.warns(UserWarning, match=r"lr=1e-07 is outside \[0.0001, 0.01\]"):
+        check_points([{"arch": "custom_cnn", "lr": 1e-7}], space)
+
+
+def test_run_search_rejects_a_bad_point_before_starting_ray(demo_shards, tmp_path):
+    import ray
+
+    from search.tune.tuner import run_search
+
+    started = ray.is_initialized()
+    from search.config import load_config
+
+    tiny = Path(__file__).resolve().parents[2] / "examples" / "tiny.yaml"
+    cfg = load_config(tiny, [f"data.shards={demo_shards}", f"cluster.storage_path={tmp_path}",
+                             "search.points_to_evaluate=[{arch: custom_cnn, lrr: 0.1}]"])
+    with pytest.raises(ConfigError, match="'lrr' is not a parameter.*Did you mean 'lr'"):
+        run_search(cfg)
+    assert ray.is_initialized() == started
+
+
+def test_trial_status_uses_the_trials_own_epoch_budget(tmp_path):
+    """With ``epochs`` in the space, a trial that ran its own (smaller) budget is COMPLETED,
+    one that ASHA cut short of it is STOPPED_EARLY."""
+    from types import SimpleNamespace
+
+    from search.tune import tables
+
+    def result(tid, budget, ran):
+        frame = pd.DataFrame({"epoch": range(1, ran + 1), "val_auc": [0.6] * ran,
+                              "time_total_s": [float(e) for e in range(1, ran + 1)]})
+        return SimpleNamespace(config={"epochs": budget, "arch": "custom_cnn"}, metrics={"trial_id": tid},
+                               metrics_dataframe=frame, error=None, path=str(tmp_path / tid))
+
+    trials, history = tables.collect(
+        [result("a", 2, 2), result("b", 4, 2), result("c", 4, 4)], experiment_dir=tmp_path,
+        metric="val_auc", mode="max", max_epochs=4, param_names=["arch", "epochs"])
+    status = dict(zip(trials["trial_id"], trials["status"]))
+    assert status == {"a": "COMPLETED", "b": "STOPPED_EARLY", "c": "COMPLETED"}
+    assert len(history) == 8
+
+
 def test_cluster_yaml_validates_with_rays_schema():
     import yaml
     from ray.autoscaler._private.util import prepare_config, validate_config
