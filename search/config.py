@@ -293,7 +293,9 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
     """Load an experiment YAML (or the defaults when ``path`` is None) and apply overrides."""
     tree: dict[str, Any] = {}
     if path is not None:
-        path = Path(path)
+        from search.paths import resolve_user_path
+
+        path = resolve_user_path(path)
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist")
         try:

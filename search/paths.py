@@ -22,6 +22,21 @@ def project_root() -> Path:
     return Path.cwd().resolve()
 
 
+def resolve_user_path(path: str | Path) -> Path:
+    """A path as the user gave it: absolute, or relative to the current folder when it exists
+    there, else relative to the project root.
+
+    ``ray submit`` runs ``search/run.py`` from the head node's home folder while the checkout
+    is mounted at ``~/deepfake-search``: ``--config examples/study.yaml`` and
+    ``data.shards: datasets/...`` then name files of the project, not of the home folder.
+    """
+    path = Path(path).expanduser()
+    if path.is_absolute() or path.exists():
+        return path.resolve()
+    in_project = project_root() / path
+    return in_project.resolve() if in_project.exists() else path.resolve()
+
+
 def default_source_dir(layout: str) -> Path:
     """Where a downloaded (or generated, for the demo) source is expected."""
     return project_root() / "datasets" / layout / "source"
@@ -37,4 +52,5 @@ def default_results_dir() -> Path:
     return project_root() / "results"
 
 
-__all__ = ["default_results_dir", "default_shards_dir", "default_source_dir", "project_root"]
+__all__ = ["default_results_dir", "default_shards_dir", "default_source_dir", "project_root",
+           "resolve_user_path"]

@@ -75,7 +75,23 @@ def test_package_exports_resolve_lazily():
     import subprocess
     import sys
 
-    code = ("import sys, search; assert 'torch' not in sys.modules; "
-            "[getattr(search, n) for n in search.__all__]; print('ok')")
+    code = ("import sys, search, search.data, search.train, search.tune; "
+            "assert 'torch' not in sys.modules and 'ray' not in sys.modules; "
+            "[getattr(m, n) for m in (search, search.data, search.train, search.tune) "
+            "for n in m.__all__]; print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+def test_relative_paths_fall_back_to_the_project(tmp_path, monkeypatch):
+    """``ray submit`` runs from the head node's home: --config examples/... and
+    data.shards: datasets/... still name the project's files."""
+    from search.paths import project_root, resolve_user_path
+
+    monkeypatch.chdir(tmp_path)
+    assert resolve_user_path("examples/tiny.yaml") == project_root() / "examples" / "tiny.yaml"
+    assert load_config("examples/tiny.yaml").search.name == "tiny"
+    (tmp_path / "examples").mkdir()
+    (tmp_path / "examples" / "tiny.yaml").write_text("search:\n  name: mine\n")
+    assert load_config("examples/tiny.yaml").search.name == "mine"  # the current folder wins
+    assert resolve_user_path("nowhere/x.yaml") == tmp_path / "nowhere" / "x.yaml"

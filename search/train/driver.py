@@ -21,7 +21,7 @@ from ray.train import DataConfig as RayDataConfig
 from search.config import ExperimentConfig, config_from_dict
 from search.data.layouts import SourceError
 from search.data.stream import eval_dataset, train_dataset
-from search.paths import default_results_dir, default_shards_dir
+from search.paths import default_results_dir, default_shards_dir, resolve_user_path
 from search.train.worker import input_spec, train_loop
 
 EVAL_SPLITS = ("val", "test")
@@ -50,7 +50,7 @@ class ShardedEvalDataConfig(RayDataConfig):
 
 def resolve_shards(cfg: ExperimentConfig) -> str:
     """Absolute path of the shards to train on (the demo set when none is configured)."""
-    shards = Path(cfg.data.shards).expanduser() if cfg.data.shards else default_shards_dir("demo")
+    shards = resolve_user_path(cfg.data.shards) if cfg.data.shards else default_shards_dir("demo")
     shards = shards.resolve()
     if not (shards / "manifest.json").is_file():
         raise SourceError(f"no prepared shards at {shards} (manifest.json missing): run "
@@ -185,8 +185,15 @@ def local_cpus(cfg: ExperimentConfig) -> int:
 
 
 def train_one(cfg: ExperimentConfig, *, name: str | None = None) -> Any:
-    """Train one configuration without Tune; returns Ray Train's ``Result``."""
-    name = name or f"train-{cfg.model.arch}"
+    """Train one configuration without Tune; returns Ray Train's ``Result``.
+
+    Without ``name`` every call is a new run (``train-<arch>-<timestamp>``). Ray Train
+    continues a run whose name it finds in storage from its last checkpoint, so reusing a
+    name resumes that run rather than starting over.
+    """
+    import time
+
+    name = name or f"train-{cfg.model.arch}-{time.strftime('%Y%m%d-%H%M%S')}"
     trainer = build_trainer(cfg, name=name, storage_path=_storage(cfg),
                             metric=None)
     return trainer.fit()
