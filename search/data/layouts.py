@@ -85,7 +85,14 @@ def scan_deepfake_faces(root: Path, **_: object) -> Scan:
             "or pick another --layout (real_vs_fake, folders)"
         )
     scan = Scan()
-    files = {p.relative_to(faces).with_suffix("").as_posix(): p for p in _files(faces)}
+    files: dict[str, Path] = {}
+    for p in _files(faces):  # sorted: the same file wins on every run
+        stem = p.relative_to(faces).with_suffix("").as_posix()
+        if stem in files:  # x.jpg and x.png: one metadata row cannot tell which it means
+            scan.skipped.append((p.relative_to(root).as_posix(),
+                                 f"duplicate id: {files[stem].name} has the same name; kept that one"))
+            continue
+        files[stem] = p
     seen: set[str] = set()
     listed: set[str] = set()  # stems named by any row, usable or not (reported via the row)
     with meta.open(newline="") as fh:

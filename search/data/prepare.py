@@ -116,7 +116,12 @@ def select(records: Sequence[Record], limit: int | None, max_per_class: int | No
         quota = {lab: min(n, max_per_class) for lab, n in quota.items()}
     if limit is not None and sum(quota.values()) > limit:
         total = sum(quota.values())
+        # Proportional, at least one per class, and never more than ``limit`` in all:
+        # rounding may overshoot by one, taken back from the largest class.
         quota = {lab: max(1, round(limit * n / total)) for lab, n in quota.items()}
+        while sum(quota.values()) > max(limit, len(quota)):
+            largest = max(quota, key=lambda lab: (quota[lab], lab))
+            quota[largest] -= 1
     kept = [r for lab, rs in by_label.items() for r in rs[: quota[lab]]]
     return sorted(kept, key=lambda r: r.id)
 

@@ -17,7 +17,7 @@ from PIL import Image
 
 from search.cli import main as cli
 from search.data.layouts import SourceError
-from search.data.prepare import PrepareOptions, assign_splits, load_manifest, prepare
+from search.data.prepare import PrepareOptions, assign_splits, load_manifest, prepare, select
 
 
 def _rows(out: Path) -> list[dict]:
@@ -243,6 +243,40 @@ def test_bad_metadata_rows(tmp_path, deepfake_faces):
     assert sum(sum(c.values()) for c in res.manifest["counts"].values()) == 6
 
 
+def test_same_name_in_two_formats_is_reported_not_dropped(tmp_path, deepfake_faces):
+    """x.jpg beside x.png: one metadata row cannot say which, so one is kept and the other
+    is listed in skipped (never silently shadowed)."""
+    src = tmp_path / "dff"
+    (src / "faces_224").mkdir(parents=True)
+    rows = list(csv.DictReader(open(deepfake_faces / "metadata.csv")))
+    picked = [r for r in rows if r["label"] == "REAL"][:2] + [r for r in rows if r["label"] == "FAKE"][:2]
+    for r in picked:
+        shutil.copy(deepfake_faces / "faces_224" / f"{Path(r['videoname']).stem}.jpg", src / "faces_224")
+    twin = Path(picked[0]["videoname"]).stem
+    Image.open(src / "faces_224" / f"{twin}.jpg").save(src / "faces_224" / f"{twin}.png")
+    with open(src / "metadata.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(picked)
+    res = prepare(PrepareOptions(layout="deepfake_faces", source=str(src), out=str(tmp_path / "o"),
+                                 size=32), progress=False)
+    assert [s["path"] for s in res.manifest["skipped"]] == [f"faces_224/{twin}.png"]
+    assert "duplicate id" in res.manifest["skipped"][0]["reason"]
+    assert sum(sum(c.values()) for c in res.manifest["counts"].values()) == 4
+
+
+@pytest.mark.parametrize("limit", [1, 2, 5, 7, 10, 11])
+def test_limit_is_never_exceeded_and_keeps_both_classes(limit):
+    from search.data.layouts import Record
+
+    # 3 REAL : 8 FAKE rounds to one too many for several limits without the correction.
+    recs = [Record(Path(f"/x/{i}"), f"id{i}", int(i >= 3), f"g{i}") for i in range(11)]
+    kept = select(recs, limit, None, seed=0)
+    assert len(kept) <= max(limit, 2)
+    assert {r.label for r in kept} == {0, 1}
+    assert select(recs, limit, None, seed=0) == kept
+
+
 def test_clear_errors_and_cli(tmp_path, capsys):
     with pytest.raises(SourceError, match="unknown layout 'kaggle'"):
         prepare(PrepareOptions(layout="kaggle", source=str(tmp_path)), progress=False)
@@ -250,6 +284,24 @@ def test_clear_errors_and_cli(tmp_path, capsys):
         prepare(PrepareOptions(layout="deepfake_faces", source=str(tmp_path)), progress=False)
     assert cli(["prepare", "--layout", "folders", "--source", str(tmp_path / "nope")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_cli_prepares_the_demo_at_64_px_by_default(tmp_path, capsys):
+    """The demo is small by default (64 px), real sets at the study's 224 px."""
+    out = tmp_path / "shards"
+    assert cli(["prepare", "--layout", "demo", "--source", str(tmp_path / "src"), "--out", str(out),
+                "--demo-images", "60", "--quiet"]) == 0
+    manifest = load_manifest(out)
+    assert manifest["image_size"] == 64 and manifest["layout"] == "demo"
+    assert "prepared 60 images" in capsys.readouterr().out
+
+
+def test_source_without_one_class_is_a_clear_error(tmp_path, frames):
+    src = tmp_path / "only_fake"
+    shutil.copytree(frames / "FAKE", src / "fake")
+    with pytest.raises(SourceError, match="no usable REAL image"):
+        prepare(PrepareOptions(layout="folders", source=str(src), out=str(tmp_path / "o"), size=32),
+                progress=False)
 
 
 def test_assign_splits_is_grouped_and_balanced():
