@@ -7,10 +7,7 @@ The library API behind the ``deepfake-search`` command, one entry point per step
 Names are imported on first use, so ``import search`` stays cheap (no torch, no Ray).
 """
 
-from __future__ import annotations
-
-import importlib
-from typing import Any
+from search._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -36,16 +33,4 @@ _EXPORTS = {
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'search' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
