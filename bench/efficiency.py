@@ -1,9 +1,11 @@
 """Benchmark search efficiency: TPE + ASHA against random search without early stopping.
 
-    python -m bench.efficiency [--trials 8] [--epochs 3]
+    python -m bench.efficiency [--trials 12] [--epochs 4] [--tpe-trials 24]
 
-Same data (the demo set, 2,000 images at 64 px by default), same space and trial count. The budget is counted in epochs
-trained (the resource both spend). Reports the budget TPE+ASHA needed to reach random
+Same data (the demo set, 2,000 images at 64 px by default) and space. The budget is counted
+in epochs trained (the resource both spend): random search trains every trial to the end;
+TPE + ASHA samples more trials because ASHA stops most of them after an epoch or two, and
+its total stays within random search's. Reports the budget TPE+ASHA needed to reach random
 search's best validation AUC. Goal (issue: search): at most a third.
 """
 
@@ -35,8 +37,11 @@ def budget_to_reach(history: pd.DataFrame, trials: pd.DataFrame, target: float) 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--trials", type=int, default=12)
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--trials", type=int, default=12, help="random search's trials")
+    parser.add_argument("--tpe-trials", type=int, default=0,
+                        help="TPE + ASHA's trials (default 2x --trials: ASHA stops most early)")
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--reduction-factor", type=int, default=3)
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--images", type=int, default=2000)
     args = parser.parse_args()
@@ -51,11 +56,14 @@ def main() -> None:
         prepare(PrepareOptions(layout="demo", source=str(tmp / "src"), out=str(tmp / "shards"),
                                size=args.size, demo_images=args.images), progress=False)
         out = {}
-        for name, algo, sched in (("random", "random", "none"), ("tpe_asha", "tpe", "asha")):
+        tpe_trials = args.tpe_trials or 2 * args.trials
+        for name, algo, sched, n in (("random", "random", "none", args.trials),
+                                     ("tpe_asha", "tpe", "asha", tpe_trials)):
             cfg = load_config(None, [
                 f"data.shards={tmp / 'shards'}", f"cluster.storage_path={tmp / 'results'}",
                 f"model.input_size={args.size}", f"optim.epochs={args.epochs}", "cluster.data_cpus=1",
-                f"search.name={name}", f"search.num_samples={args.trials}",
+                f"search.name={name}", f"search.num_samples={n}", "search.grace_period=1",
+                f"search.reduction_factor={args.reduction_factor}",
                 f"search.algorithm={algo}", f"search.scheduler={sched}", "seed=1", space])
             o = run_search(cfg, evaluate_test=False)
             out[name] = (o.trials, o.history)
@@ -71,8 +79,9 @@ def main() -> None:
         t = budget_to_reach(tpe_hist, tpe_trials, target)
         ratio = f"{t / r:.2f}" if r != float("inf") and t != float("inf") else "not reached"
         rows.append([f"epochs to reach {label} ({target:.4f})", "-", "-", r, t, ratio])
-    write_table("efficiency", f"Search efficiency: {args.trials} trials x up to {args.epochs} epochs, "
-                f"demo set {args.images} images at {args.size} px",
+    write_table("efficiency", f"Search efficiency: random {args.trials} trials x {args.epochs} epochs "
+                f"vs TPE + ASHA {tpe_trials} trials x up to {args.epochs} "
+                f"(reduction factor {args.reduction_factor}), demo set {args.images} images at {args.size} px",
                 ["", "epochs spent in all", "best val AUC", "random", "TPE + ASHA",
                  "ratio (TPE+ASHA / random)"], rows,
                 ["Budget = epochs trained, counted in trial start order until some epoch's "

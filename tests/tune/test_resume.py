@@ -58,11 +58,20 @@ def test_resume_after_driver_killed(tmp_path, demo_shards, ray_cluster):
     assert finished and started_after, "".join(lines[-30:])
     exp = tmp_path / "results" / "resume"
     done_ckpts = sorted(p.name for p in (exp / "_train" / f"trial_{finished}").glob("checkpoint_*"))
+    # Tune's own log of the finished trial: one line per report; a rerun would add lines.
+    done_reports = (exp / f"trial_{finished}" / "result.json").read_text().splitlines()
+    assert len(done_reports) == 2
 
     resumed = subprocess.run(_cli("run", "--config", str(cfg), "--resume", "--no-test"),
                              capture_output=True, text=True, env=env, timeout=900)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
-    assert f"{finished}  started" not in resumed.stdout  # the finished trial is not rerun
+    # The progress lines survive the restore (the printer is pickled with the experiment),
+    # so their absence below means something: the finished trial is not rerun, and the
+    # interrupted one continues at its second epoch instead of starting over.
+    assert re.search(rf"\] {started_after}\s+epoch 2/2", resumed.stdout), resumed.stdout[-3000:]
+    assert not re.search(rf"\] {started_after}\s+epoch 1/2", resumed.stdout), resumed.stdout[-3000:]
+    assert f"{finished}  started" not in resumed.stdout and f"{finished}  epoch" not in resumed.stdout
+    assert (exp / f"trial_{finished}" / "result.json").read_text().splitlines() == done_reports
     trials = pd.read_parquet(exp / "trials.parquet")
     assert len(trials) == 3 and trials["trial_id"].is_unique  # none lost, none duplicated
     assert (trials["status"] == "COMPLETED").all(), trials[["trial_id", "status", "epochs"]]
