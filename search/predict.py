@@ -63,12 +63,13 @@ class ModelInfo:
 
 def dataset_name(shards: str | Path) -> str:
     """A short readable name for a prepared set: its folder (or the parent of ``shards/``)."""
-    path = Path(shards).expanduser().resolve()
+    text = str(shards).rstrip("/")
+    path = Path(text.split("://", 1)[1]) if "://" in text else Path(text).expanduser().resolve()
     name = path.parent.name if path.name in ("shards", "") else path.name
     try:
         from search.data.prepare import load_manifest
 
-        layout = load_manifest(path).get("layout")
+        layout = load_manifest(text if "://" in text else path).get("layout")
     except Exception:  # a name is a label, not a check: missing manifests are fine here
         layout = None
     return f"{name} ({layout})" if layout and layout not in name else name
@@ -405,11 +406,13 @@ def evaluate_model(model_dir: str | Path, shards: str | Path, split: str = "test
     Returns ``(metrics, predictions)``; ``metrics`` is ``detector_metrics`` plus ``split``,
     ``data`` (the set's name) and ``in_domain`` (the set the model was trained on).
     """
+    from search import storage
     from search.data.prepare import load_manifest, manifest_hash
     from search.evaluate import predict_shards
     from search.train.metrics import detector_metrics
 
-    shards = Path(shards).expanduser().resolve()
+    if not storage.is_uri(shards):
+        shards = Path(shards).expanduser().resolve()
     load_manifest(shards)  # a clear error before Ray starts
     model, info = load_model(model_dir)
     ensure_ray()

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from search.export import load_experiment, load_trials
+from search.tune.importance import param_importances
 
 REPORT_DIR = "report"
 REPORT_FILE = "report.html"
@@ -263,36 +264,21 @@ def _learning_figure(history: pd.DataFrame, top: pd.DataFrame, colours: dict[str
     return _save(fig, out, "learning.png")
 
 
-def _importances(results_dir: Path, study_name: str) -> dict[str, float] | str:
-    """Optuna's parameter importances of the study in optuna.db, or why there are none."""
-    path = results_dir / "optuna.db"
-    if not path.is_file():
-        return "no optuna.db in the results folder"
-    try:
-        import optuna
-
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        study = optuna.load_study(study_name=study_name, storage=f"sqlite:///{path}")
-        done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-        if len(done) < 2:
-            return f"{len(done)} completed trial(s) in the study; importances need at least 2"
-        # The evaluator and seed the leaderboard used, so the two pages agree.
-        imp = optuna.importance.get_param_importances(
-            study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0))
-        return {k: float(v) for k, v in imp.items()} or "no parameter varied across trials"
-    except Exception as err:  # importances are a nicety: never fail the report over them
-        return f"{type(err).__name__}: {err}"
-
-
-def _importance_figure(imp: dict[str, float], out: Path) -> str:
-    names = list(imp)[::-1]
-    fig = _figure(6.5, 0.3 * len(names) + 1.1)
-    ax = fig.subplots()
-    ax.barh(names, [imp[n] for n in names], color="#0072B2")
-    for y, n in enumerate(names):
-        ax.text(imp[n], y, f" {imp[n]:.2f}", va="center", fontsize=9)
-    ax.set(xlabel="importance (share of the metric's variance)", xlim=(0, max(imp.values()) * 1.18 or 1))
-    ax.grid(axis="x", alpha=0.3)
+def _importance_figure(imp: dict[str, dict[str, float]], out: Path) -> str:
+    """One bar panel per group: all trials, then each architecture's own trials."""
+    groups = list(imp.items())
+    rows = sum(len(scores) for _, scores in groups)
+    fig = _figure(6.5, 0.3 * rows + 0.9 * len(groups) + 0.4)
+    axes = fig.subplots(len(groups), 1, squeeze=False,
+                        gridspec_kw={"height_ratios": [len(sc) + 1.5 for _, sc in groups]})[:, 0]
+    for ax, (group, scores) in zip(axes, groups):
+        names = list(scores)[::-1]
+        ax.barh(names, [scores[n] for n in names], color="#0072B2")
+        for y, n in enumerate(names):
+            ax.text(scores[n], y, f" {scores[n]:.2f}", va="center", fontsize=9)
+        ax.set(title=group, xlim=(0, max(scores.values()) * 1.18 or 1))
+        ax.grid(axis="x", alpha=0.3)
+    axes[-1].set(xlabel="importance (share of the metric's variance)")
     return _save(fig, out, "importances.png")
 
 
@@ -581,11 +567,12 @@ def write_report(results_dir: str | Path) -> Path:
     sections.append(s)
 
     s = Section("search", "The search")
-    imp = _importances(results_dir, cfg.search.name)
+    imp = param_importances(results_dir / "optuna.db", cfg.search.name)
     s.body.append("<h3>Parameter importances (Optuna)</h3>")
     if isinstance(imp, dict):
         s.body.append('<p class="lead">How much of the variation in the objective each '
-                      "parameter explains across the study's completed trials (fANOVA); with "
+                      "parameter explains across the study's completed trials (fANOVA), then "
+                      "within each architecture's trials, where its layer settings live; with "
                       "few trials this is a rough hint, not a finding.</p>")
         s.body.append(_img(_importance_figure(imp, out), "parameter importances"))
     else:

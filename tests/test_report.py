@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from search.predict import cross_dataset_markdown
-from search.report import _importances, markdown_to_html, write_report
+from search.report import markdown_to_html, write_report
+from search.tune.importance import param_importances
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 TOP_FILES = ("experiment.json", "trials.parquet", "trials.csv", "history.parquet",
@@ -57,8 +58,8 @@ def test_report_page_and_figures(report: Path) -> None:
 
 def test_importances_fail_softly(tmp_path: Path) -> None:
     (tmp_path / "optuna.db").write_bytes(b"this is not a database")
-    assert isinstance(_importances(tmp_path, "tiny"), str)
-    assert "no optuna.db" in _importances(tmp_path / "missing", "tiny")
+    assert isinstance(param_importances(tmp_path / "optuna.db", "tiny"), str)
+    assert "no optuna.db" in param_importances(tmp_path / "missing" / "optuna.db", "tiny")
 
 
 def test_markdown_tables_become_html() -> None:

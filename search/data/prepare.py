@@ -307,7 +307,16 @@ def prepare(options: PrepareOptions, *, progress: bool = True) -> PrepareResult:
 
 
 def load_manifest(shards: str | Path) -> dict:
-    """Read ``manifest.json`` of a prepared folder, with a clear error when it is missing."""
+    """Read ``manifest.json`` of a prepared folder (a path or a URI such as ``s3://``), with a
+    clear error when it is missing."""
+    from search import storage
+
+    if storage.is_uri(shards):
+        location = storage.join(shards, MANIFEST)
+        if not storage.exists(location):
+            raise SourceError(f"{location} not found: prepare the data locally, then upload the "
+                              "whole shard folder there (manifest.json beside the shards)")
+        return json.loads(storage.read_text(location))
     path = Path(shards) / MANIFEST
     if not path.is_file():
         raise SourceError(f"{path} not found: prepare the data first "

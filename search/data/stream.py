@@ -185,10 +185,17 @@ class Normalize:
 
 
 def split_files(shards: str | Path, split: str) -> list[str]:
-    """Absolute paths of one split's shards, from the manifest (never a directory glob)."""
-    shards = Path(shards).expanduser().resolve()
+    """Absolute paths (or URIs) of one split's shards, from the manifest (never a glob).
+
+    A URI (``s3://``, ``gs://``, ``file://``) is kept as one: pyarrow reads it in each task,
+    on whichever node the task runs, so a multi-node cluster needs no shared file system.
+    """
+    from search import storage
+
+    if not storage.is_uri(shards):
+        shards = Path(shards).expanduser().resolve()
     manifest = load_manifest(shards)
-    files = [str(shards / s["file"]) for s in manifest["shards"] if s["split"] == split]
+    files = [storage.join(shards, s["file"]) for s in manifest["shards"] if s["split"] == split]
     if not files:
         raise FileNotFoundError(f"{shards} has no '{split}' shards; re-run prepare with "
                                 "non-zero split fractions")

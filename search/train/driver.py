@@ -20,6 +20,7 @@ from ray.train import DataConfig as RayDataConfig
 
 from search.config import ExperimentConfig, config_from_dict
 from search.data.layouts import SourceError
+from search.data.prepare import load_manifest
 from search.data.stream import eval_dataset, train_dataset
 from search.paths import default_results_dir, default_shards_dir, resolve_user_path
 from search.train.worker import input_spec, train_loop
@@ -49,7 +50,12 @@ class ShardedEvalDataConfig(RayDataConfig):
 
 
 def resolve_shards(cfg: ExperimentConfig) -> str:
-    """Absolute path of the shards to train on (the demo set when none is configured)."""
+    """Absolute path (or URI) of the shards to train on (the demo set when none is configured)."""
+    from search import storage
+
+    if storage.is_uri(cfg.data.shards):
+        load_manifest(cfg.data.shards)  # a clear error now, not in a worker
+        return cfg.data.shards.rstrip("/")
     shards = resolve_user_path(cfg.data.shards) if cfg.data.shards else default_shards_dir("demo")
     shards = shards.resolve()
     if not (shards / "manifest.json").is_file():
@@ -89,8 +95,6 @@ def _cache_fits(cfg: ExperimentConfig, shards: str, split: str, size: int) -> bo
     """Whether a decoded evaluation split fits in a quarter of the object store."""
     if not cfg.data.cache_eval or not ray.is_initialized():
         return False
-    from search.data.prepare import load_manifest
-
     rows = sum(load_manifest(shards)["counts"][split].values())
     decoded = rows * 3 * size * size  # uint8 NCHW
     return decoded < 0.25 * ray.cluster_resources().get("object_store_memory", 0)

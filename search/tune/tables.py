@@ -138,7 +138,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 def leaderboard(trials: pd.DataFrame, *, metric: str, mode: str,
                 test: Mapping[str, Mapping[str, Any]] | None = None,
-                importances: Mapping[str, float] | str | None = None,
+                importances: Mapping[str, Mapping[str, float]] | str | None = None,
                 title: str = "") -> str:
     """The study's table (best trial per architecture) plus what it needed to be read."""
     test = test or {}
@@ -176,7 +176,11 @@ def leaderboard(trials: pd.DataFrame, *, metric: str, mode: str,
                     ""]
     out += ["## Parameter importances (Optuna, fANOVA)", ""]
     if isinstance(importances, Mapping) and importances:
-        out += [_table(["parameter", "importance"], list(importances.items())), ""]
+        out += ["Share of the variance of the search metric that each parameter explains: "
+                "over all trials, then within each architecture's trials (its layer "
+                "settings exist only there).", ""]
+        for group, scores in importances.items():
+            out += [f"### {group}", "", _table(["parameter", "importance"], list(scores.items())), ""]
     else:
         out += [f"Not available: {importances or 'too few finished trials'}", ""]
     return "\n".join(out)

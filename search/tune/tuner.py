@@ -33,6 +33,7 @@ from search.train.driver import (
     use_gpu,
 )
 from search.tune import tables
+from search.tune.importance import param_importances
 from search.tune.space import Param, build_space, check_points, describe, sample
 
 OPTUNA_DB = "optuna.db"
@@ -303,20 +304,6 @@ def _storage_root(location: str) -> str:
     return str(Path(location).parent)
 
 
-def _importances(exp_dir: Path, name: str) -> dict[str, float] | str:
-    import optuna
-
-    try:
-        study = optuna.load_study(study_name=name, storage=f"sqlite:///{exp_dir / OPTUNA_DB}")
-        done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-        if len(done) < 2:
-            return f"{len(done)} completed trial(s); importances need at least 2"
-        imp = optuna.importance.get_param_importances(study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0))
-        return {k: float(v) for k, v in imp.items()}
-    except Exception as err:  # importances are a nicety: never lose the tables over them
-        return f"{type(err).__name__}: {err}"
-
-
 def finish(cfg: ExperimentConfig, results: Any, *, evaluate_test: bool = True) -> SearchOutcome:
     """Write trials/history tables, evaluate finalists on test, write the leaderboard."""
     from search.evaluate import evaluate_remote
@@ -348,7 +335,7 @@ def finish(cfg: ExperimentConfig, results: Any, *, evaluate_test: bool = True) -
             preds.to_csv(Path(row["checkpoint"]) / "test_predictions.csv", index=False)
         (exp_dir / "test_metrics.json").write_text(json.dumps(test, indent=1))
     board = tables.leaderboard(trials, metric=cfg.search.metric, mode=mode, test=test,
-                               importances=_importances(exp_dir, cfg.search.name),
+                               importances=param_importances(exp_dir / OPTUNA_DB, cfg.search.name),
                                title=cfg.search.name)
     (exp_dir / "leaderboard.md").write_text(board + "\n")
     outcome = SearchOutcome(exp_dir, trials, history, board, test)

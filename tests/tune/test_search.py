@@ -4,6 +4,7 @@ resource release; and the search space on its own."""
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -188,6 +189,10 @@ def test_leaderboard_and_test_split(tiny_search):
     for word in ("accuracy", "precision", "recall", "f1", "auc", "eer", "baseline_accuracy",
                  "ratio", "lr", "validation", "test", "Parameter importances"):
         assert word in board
+    # Real importances over all trials (lr always varies: the seeded points differ in it).
+    importances = board.split("## Parameter importances")[1]
+    assert "### all trials" in importances, importances
+    assert re.search(r"\| lr \| [0-9][0-9.e+-]* \|", importances), importances
     test = json.loads((tiny_search / "test_metrics.json").read_text())
     finalists = trials.drop_duplicates("arch")
     assert set(test) == set(finalists["trial_id"])

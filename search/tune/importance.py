@@ -1,0 +1,65 @@
+"""Parameter importances of a finished search (Optuna's fANOVA), overall and per architecture.
+
+fANOVA only scores the parameters that every trial it is given has. In a conditional space
+the layer settings exist for one architecture only, so over all trials they would never be
+scored: they are scored again within each architecture's own trials.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+#: The key of the importances over every completed trial.
+ALL = "all trials"
+MIN_TRIALS = 3  # fewer completed trials of an architecture than this: no table for it
+
+
+def param_importances(db: str | Path, study_name: str, *, arch_param: str = "arch",
+                      seed: int = 0) -> dict[str, dict[str, float]] | str:
+    """``{ALL: {param: share}, arch: {param: share}, ...}`` from an Optuna SQLite study,
+    or a sentence saying why there are none. Never raises: importances are a nicety."""
+    path = Path(db)
+    if not path.is_file():
+        return f"no {path.name} in the results folder"
+    try:
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        study = optuna.load_study(study_name=study_name, storage=f"sqlite:///{path}")
+        done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+        if len(done) < 2:
+            return f"{len(done)} completed trial(s) in the study; importances need at least 2"
+        out: dict[str, dict[str, float]] = {}
+        overall = _fanova(done, study.direction, seed)
+        if overall:
+            out[ALL] = overall
+        archs = sorted({t.params[arch_param] for t in done if arch_param in t.params})
+        if len(archs) > 1:
+            for arch in archs:
+                mine = [t for t in done if t.params.get(arch_param) == arch]
+                if len(mine) >= MIN_TRIALS:
+                    scores = _fanova(mine, study.direction, seed)
+                    if scores:
+                        out[arch] = scores
+        return out or "no parameter varied across the completed trials"
+    except Exception as err:
+        return f"{type(err).__name__}: {err}"
+
+
+def _fanova(trials: list, direction: object, seed: int) -> dict[str, float]:
+    """fANOVA over ``trials`` (parameters that did not vary among them are left out)."""
+    import optuna
+
+    varied = [name for name in sorted({n for t in trials for n in t.params})
+              if all(name in t.params for t in trials)
+              and len({repr(t.params[name]) for t in trials}) > 1]
+    if not varied:
+        return {}
+    sub = optuna.create_study(direction=direction)
+    sub.add_trials(trials)
+    imp = optuna.importance.get_param_importances(
+        sub, params=varied, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=seed))
+    return {k: float(v) for k, v in imp.items()}
+
+
+__all__ = ["ALL", "param_importances"]
