@@ -466,6 +466,13 @@ def find_results_dir(model_dir: str | Path) -> Path | None:
     return None
 
 
+def _recorded_results_dir(info: ModelInfo) -> Path | None:
+    """The results folder an export was made from (config.json's ``results_dir``), when it is
+    still a results folder on this machine: ``export --out`` may put the model anywhere."""
+    recorded = (info.meta or {}).get("results_dir")
+    return find_results_dir(recorded) if recorded and Path(recorded).is_dir() else None
+
+
 def _cell(v: Any) -> str:
     return "—" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.3f}"
 
@@ -524,14 +531,15 @@ def cross_dataset(model_dir: str | Path, sets: Sequence[str | Path], split: str 
     """Evaluate a model on several prepared sets and write the cross-dataset matrix.
 
     The matrix goes to ``<results>/cross_dataset.md`` (and ``.json``) when the model lives in
-    a results folder, else next to the model folder; rows of earlier runs there (models
+    a results folder or was exported from one that is still here, else next to the model; rows of earlier runs there (models
     trained on other sets) are kept, so the matrix fills up one model at a time.
     """
     if not sets:
         raise ValueError("cross-dataset evaluation needs at least one prepared set")
     info = read_model_info(model_dir)
     if out_dir is None:
-        out_dir = find_results_dir(info.directory) or info.directory.parent
+        out_dir = (find_results_dir(info.directory) or _recorded_results_dir(info)
+                   or info.directory.parent)
     out_dir = Path(out_dir)
     json_path = out_dir / CROSS_JSON
     matrix: dict[str, Any] = {"split": split, "rows": {}}

@@ -174,3 +174,15 @@ def test_bad_inputs_raise_clearly() -> None:
         threshold_metrics([0, 2], [0.1, 0.9])
     with pytest.raises(ValueError, match="2 values"):
         detector_metrics([0, 1, 1], [0.1, 0.9])
+
+
+def test_ap_and_log_loss_by_hand() -> None:
+    """Scores ranked 0.8 (REAL), 0.4 (FAKE), 0.35 (FAKE), 0.1 (REAL): the FAKEs are found at
+    precision 1/2 and 2/3, so AP = (1/2 + 2/3) / 2; log loss = -mean(log p of the truth)."""
+    y = [0, 1, 1, 0]
+    p = [0.1, 0.4, 0.35, 0.8]
+    m = detector_metrics(y, p)
+    assert m["ap"] == pytest.approx((1 / 2 + 2 / 3) / 2)
+    expected = -(math.log(0.9) + math.log(0.4) + math.log(0.35) + math.log(0.2)) / 4
+    assert m["log_loss"] == pytest.approx(expected)
+    assert m["auc"] == pytest.approx(0.5)  # 2 of the 4 (FAKE, REAL) pairs ranked right

@@ -35,7 +35,8 @@ def _check_consistent(result, shards: Path) -> pd.DataFrame:
     recomputed = detector_metrics(preds["label"].to_numpy(), preds["p_fake"].to_numpy())
     last = frame.iloc[-1]
     for key in ("accuracy", "precision", "recall", "f1", "auc", "ap", "eer", "tp", "tn", "fp",
-                "fn", "threshold", "baseline_accuracy"):
+                "fn", "threshold", "baseline_accuracy", "specificity", "balanced_accuracy",
+                "log_loss", "accuracy_at_threshold", "f1_at_threshold"):
         assert last[f"val_{key}"] == pytest.approx(recomputed[key], abs=1e-6), key
     return preds
 
@@ -69,3 +70,25 @@ def test_schedules():
     assert [lr_factor(cfg, e) for e in range(4)] == [1.0, 1.0, 0.5, 0.5]
     cfg = load_config(None, ["optim.warmup_epochs=1", "optim.epochs=3"]).optim
     assert lr_factor(cfg, 0) == 0.5
+
+
+def test_train_command_prints_the_epoch_table(tmp_path, dff_shards, ray_cluster, capsys):
+    """``deepfake-search train``: the config, one row per epoch, the checkpoint; two runs
+    without --name are two runs (the second does not resume the first)."""
+    from search.cli import main as cli
+
+    args = ["train", "--data", str(dff_shards), f"cluster.storage_path={tmp_path}",
+            "model.input_size=32", "model.conv_blocks=2", "model.base_width=8",
+            "model.dense_units=32", "optim.epochs=1", "optim.batch_size=32", "cluster.data_cpus=1"]
+    assert cli(args) == 0
+    out = capsys.readouterr().out
+    assert "arch: custom_cnn" in out  # the resolved config, printed
+    header = next(line for line in out.splitlines() if line.split()[:2] == ["epoch", "train_loss"])
+    assert "val_auc" in header and "val_tp" in header
+    assert "checkpoint: " in out and "checkpoint: -" not in out
+    import time
+
+    time.sleep(1.1)  # default names carry the second
+    assert cli(args) == 0
+    runs = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("train-custom_cnn-"))
+    assert len(runs) == 2, runs
