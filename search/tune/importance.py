@@ -56,10 +56,36 @@ def _fanova(trials: list, direction: object, seed: int) -> dict[str, float]:
     if not varied:
         return {}
     sub = optuna.create_study(direction=direction)
-    sub.add_trials(trials)
+    sub.add_trials(_within_their_distributions(trials, varied))
     imp = optuna.importance.get_param_importances(
         sub, params=varied, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=seed))
     return {k: float(v) for k, v in imp.items()}
+
+
+def _within_their_distributions(trials: list, names: list[str]) -> list:
+    """Copies of ``trials`` whose numeric distributions cover every value they hold.
+
+    A seeded point may lie outside the searched range (``points_to_evaluate`` with a
+    deliberately hopeless learning rate runs as given); Optuna refuses to add such a trial to
+    another study, so each range is widened to the values the trials really took.
+    """
+    import optuna
+    from optuna.distributions import FloatDistribution, IntDistribution
+
+    widened = {}
+    for name in names:
+        dist = trials[0].distributions[name]
+        values = [t.params[name] for t in trials]
+        if isinstance(dist, FloatDistribution | IntDistribution):
+            low, high = min(dist.low, *values), max(dist.high, *values)
+            kwargs = {"low": low, "high": high, "log": dist.log}
+            if dist.step is not None and (low, high) == (dist.low, dist.high):
+                kwargs["step"] = dist.step
+            dist = type(dist)(**kwargs)
+        widened[name] = dist
+    return [optuna.trial.create_trial(
+        params={n: t.params[n] for n in names}, distributions=widened, value=t.value,
+        state=t.state) for t in trials]
 
 
 __all__ = ["ALL", "param_importances"]

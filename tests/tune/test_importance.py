@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import optuna
+import pytest
 
 from search.tune.importance import ALL, param_importances
 
@@ -35,3 +36,18 @@ def test_too_few_trials_say_why(tmp_path):
     study = optuna.create_study(study_name="s", storage=f"sqlite:///{db}")
     study.optimize(lambda t: t.suggest_float("lr", 0, 1), n_trials=1)
     assert "1 completed trial" in param_importances(db, "s")
+
+
+def test_a_seeded_point_outside_the_range_is_still_scored(tmp_path):
+    """points_to_evaluate may hold a value outside the space (lr 1e-7): it counts."""
+    db = tmp_path / "optuna.db"
+    study = optuna.create_study(study_name="s", storage=f"sqlite:///{db}", direction="maximize",
+                                sampler=optuna.samplers.RandomSampler(seed=1))
+    study.enqueue_trial({"lr": 1e-7, "arch": "custom_cnn"})
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    with pytest.warns(UserWarning, match="out of range"):
+        study.optimize(lambda t: (t.suggest_categorical("arch", ["custom_cnn", "resnet50"]) == "resnet50")
+                       + t.suggest_float("lr", 1e-4, 1e-1, log=True), n_trials=8)
+    assert study.trials[0].params["lr"] == 1e-7
+    imp = param_importances(db, "s")
+    assert isinstance(imp, dict) and set(imp[ALL]) == {"arch", "lr"}, imp
