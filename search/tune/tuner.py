@@ -267,6 +267,7 @@ def build_tuner(cfg: ExperimentConfig, *, resume: bool = False, verbose: bool = 
         raise ConfigError(f"{location} already holds an experiment: pass --resume to continue it "
                           "or --name NEW to start another")
     exp_dir.mkdir(parents=True, exist_ok=True)
+    _set_aside_stale_study(exp_dir)
     (exp_dir / CONFIG_FILE).write_text(json.dumps(cfg.to_dict(), indent=1))
     (exp_dir / "space.txt").write_text(describe(space) + "\n")
     if storage.is_uri(location):  # so that --resume from another machine finds the config
@@ -289,6 +290,22 @@ def build_tuner(cfg: ExperimentConfig, *, resume: bool = False, verbose: bool = 
             verbose=1 if verbose else 0,
         ),
     )
+
+
+def _set_aside_stale_study(exp_dir: Path) -> Path | None:
+    """Move an Optuna study left by a search that never got going out of the way.
+
+    A driver killed before Tune saved any state leaves ``optuna.db`` behind but nothing to
+    resume; OptunaSearch would load that study and mix its trials into the new search.
+    """
+    db = exp_dir / OPTUNA_DB
+    if not db.is_file():
+        return None
+    stale = db.with_name(f"{OPTUNA_DB}.stale-{time.strftime('%Y%m%d-%H%M%S')}")
+    db.rename(stale)
+    print(f"note: {db} belonged to an earlier search that cannot be resumed; moved to "
+          f"{stale.name}", flush=True)
+    return stale
 
 
 def _uploaders(exp_dir: Path, location: str) -> list[Any]:

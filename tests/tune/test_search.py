@@ -263,3 +263,26 @@ def test_resources_released_after_search(tiny_search, ray_cluster):
     exp = json.loads((tiny_search / "experiment.json").read_text())
     assert exp["search"]["scheduler"] == "asha"
     assert (trials["status"] == "STOPPED_EARLY").any()
+
+
+def test_example_experiments_load_and_their_points_fit_their_spaces():
+    from search.config import load_config
+    from search.tune.space import check_points
+
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    for path in sorted(examples.glob("*.yaml")):
+        cfg = load_config(path)
+        check_points(cfg.search.points_to_evaluate, build_space(cfg.search.space))
+    study = load_config(examples / "study.yaml")
+    assert {p["arch"] for p in study.search.points_to_evaluate} == set(DEFAULT_SPACE["arch"].choices)
+    assert study.cluster.use_gpu is True and study.model.input_size == 224
+
+
+def test_a_stale_study_is_set_aside(tmp_path, capsys):
+    from search.tune.tuner import OPTUNA_DB, _set_aside_stale_study
+
+    assert _set_aside_stale_study(tmp_path) is None
+    (tmp_path / OPTUNA_DB).write_bytes(b"old")
+    moved = _set_aside_stale_study(tmp_path)
+    assert moved is not None and moved.read_bytes() == b"old" and not (tmp_path / OPTUNA_DB).exists()
+    assert "cannot be resumed" in capsys.readouterr().out
