@@ -210,6 +210,16 @@ def test_bad_input_corpus_is_counted_with_reasons(tmp_path):
     assert "skipped 7" in res.summary()
 
 
+def _prepare_with_metadata(src: Path, rows: list[dict], out: Path):
+    """Write ``rows`` as src/metadata.csv and prepare src (deepfake_faces layout, 32 px)."""
+    with open(src / "metadata.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return prepare(PrepareOptions(layout="deepfake_faces", source=str(src), out=str(out), size=32),
+                   progress=False)
+
+
 def test_bad_metadata_rows(tmp_path, deepfake_faces):
     src = tmp_path / "dff"
     (src / "faces_224").mkdir(parents=True)
@@ -227,12 +237,7 @@ def test_bad_metadata_rows(tmp_path, deepfake_faces):
         {**fake[1], "videoname": "weird.mp4", "label": "MAYBE"},
     ]
     shutil.copy(src / "faces_224" / f"{Path(fake[1]['videoname']).stem}.jpg", src / "faces_224" / "weird.jpg")
-    with open(src / "metadata.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(out_rows)
-    res = prepare(PrepareOptions(layout="deepfake_faces", source=str(src), out=str(tmp_path / "o"),
-                                 size=32), progress=False)
+    res = _prepare_with_metadata(src, out_rows, tmp_path / "o")
     reasons = [s["reason"] for s in res.manifest["skipped"]]
     assert any("duplicate id" in r for r in reasons)
     assert any("missing file" in r for r in reasons)
@@ -254,12 +259,7 @@ def test_same_name_in_two_formats_is_reported_not_dropped(tmp_path, deepfake_fac
         shutil.copy(deepfake_faces / "faces_224" / f"{Path(r['videoname']).stem}.jpg", src / "faces_224")
     twin = Path(picked[0]["videoname"]).stem
     Image.open(src / "faces_224" / f"{twin}.jpg").save(src / "faces_224" / f"{twin}.png")
-    with open(src / "metadata.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(picked)
-    res = prepare(PrepareOptions(layout="deepfake_faces", source=str(src), out=str(tmp_path / "o"),
-                                 size=32), progress=False)
+    res = _prepare_with_metadata(src, picked, tmp_path / "o")
     assert [s["path"] for s in res.manifest["skipped"]] == [f"faces_224/{twin}.png"]
     assert "duplicate id" in res.manifest["skipped"][0]["reason"]
     assert sum(sum(c.values()) for c in res.manifest["counts"].values()) == 4
