@@ -73,24 +73,22 @@ def ray_cluster():
     ray.shutdown()
 
 
-def tiny_config(shards: Path, storage: Path, *overrides: str):
-    """examples/tiny.yaml on the given shards, results under ``storage``."""
-    from search.config import load_config
-
-    example = Path(__file__).resolve().parents[1] / "examples" / "tiny.yaml"
-    return load_config(example, [f"data.shards={shards}", f"cluster.storage_path={storage}",
-                                 *overrides])
-
-
 @pytest.fixture(scope="session")
 def tiny_search(tmp_path_factory: pytest.TempPathFactory, demo_shards: Path, ray_cluster) -> Path:
-    """A finished tiny search (4 trials, 2 epochs, ASHA, two architectures) on the demo set."""
-    from search.tune.tuner import run_search
+    """A finished tiny search (4 trials, 2 epochs, ASHA, two architectures) on the demo set,
+    run through the command line as a user would (``run ... --export``), so the end of
+    ``run`` (leaderboard, report, export) is covered by every test that uses it."""
+    from search.cli import main as cli
 
     storage = tmp_path_factory.mktemp("results")
     # Seeded with two sound configurations and a hopeless one (lr 1e-7), so that ASHA has
     # something to stop at its first rung whatever the sampler draws next.
     seeds = ('search.points_to_evaluate=[{arch: custom_cnn, lr: 0.003}, '
              '{arch: resnet10t, lr: 0.003}, {arch: custom_cnn, lr: 1.0e-7}]')
-    outcome = run_search(tiny_config(demo_shards, storage, seeds))
-    return outcome.experiment_dir
+    example = Path(__file__).resolve().parents[1] / "examples" / "tiny.yaml"
+    assert cli(["run", "--config", str(example), f"data.shards={demo_shards}",
+                f"cluster.storage_path={storage}", seeds, "--export"]) == 0
+    experiment = storage / "tiny"
+    assert (experiment / "report" / "report.html").is_file()
+    assert (experiment / "export" / "model.safetensors").is_file()
+    return experiment
