@@ -222,12 +222,17 @@ def trial_param_section(name: str) -> str:
     raise AssertionError  # _check_keys raised
 
 
+def did_you_mean(key: str, valid: Iterable[str], n: int = 3) -> str:
+    """`` Did you mean 'a', 'b'?`` for the close matches of a mistyped ``key``, else ``""``."""
+    close = difflib.get_close_matches(key, list(valid), n=n)
+    return f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+
+
 def _check_keys(where: str, keys: Iterable[str], valid: Iterable[str], what: str = "key") -> None:
     valid = list(valid)
     for key in keys:
         if key not in valid:
-            close = difflib.get_close_matches(key, valid, n=3)
-            hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            hint = did_you_mean(key, valid)
             raise ConfigError(
                 f"unknown {what} {key!r} in {where}.{hint} Valid: {', '.join(sorted(valid))}"
             )
@@ -333,6 +338,7 @@ __all__ = [
     "OptimConfig",
     "SearchConfig",
     "config_from_dict",
+    "did_you_mean",
     "load_config",
     "parse_ratio",
     "trial_param_section",

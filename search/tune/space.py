@@ -15,13 +15,12 @@ or widens it under ``search.space`` without code::
 
 from __future__ import annotations
 
-import difflib
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from search.config import SECTIONS, TRIAL_SECTIONS, ConfigError
+from search.config import SECTIONS, TRIAL_SECTIONS, ConfigError, did_you_mean
 from search.train.models import STUDY_ARCHS, model_params
 
 CUSTOM = "custom"  # condition: only when arch == custom_cnn
@@ -98,8 +97,7 @@ def _parse(name: str, spec: Any, base: Param | None, default: Any) -> Param:
         unknown = set(spec) - _SPEC_KEYS
         if unknown:
             key = sorted(unknown)[0]
-            close = difflib.get_close_matches(key, _SPEC_KEYS, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
+            hint = did_you_mean(key, _SPEC_KEYS, n=1)
             raise ConfigError(f"search.space.{name}: unknown key {key!r}.{hint} "
                               f"Valid: {', '.join(sorted(_SPEC_KEYS))}")
         if "value" in spec:
@@ -124,8 +122,7 @@ def build_space(overrides: Mapping[str, Any] | None = None) -> dict[str, Param]:
     space = dict(DEFAULT_SPACE)
     for name, spec in (overrides or {}).items():
         if name not in valid:
-            close = difflib.get_close_matches(name, list(valid), n=3)
-            hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            hint = did_you_mean(name, valid)
             raise ConfigError(f"search.space: unknown parameter {name!r}.{hint} "
                               f"Valid: {', '.join(sorted(valid))}")
         space[name] = _parse(name, spec, DEFAULT_SPACE.get(name), valid[name])
@@ -171,8 +168,7 @@ def check_points(points: Sequence[Mapping[str, Any]], space: Mapping[str, Param]
         for name, value in point.items():
             param = space.get(name)
             if param is None:
-                close = difflib.get_close_matches(name, list(space), n=3)
-                hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+                hint = did_you_mean(name, space)
                 raise ConfigError(f"{where}: {name!r} is not a parameter of the search space.{hint} "
                                   f"Searched: {', '.join(sorted(space))}")
             if arch is not None and not param.applies(arch):
