@@ -15,7 +15,6 @@ if TYPE_CHECKING:
     from search.config import ExperimentConfig
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
-DEMO_SIZE = 64  # the embedded demo set: small enough to search on a laptop's CPU
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
@@ -37,6 +36,8 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 # ---------------------------------------------------------------- prepare
 def _add_prepare(sub: argparse._SubParsersAction) -> None:
+    from search.data.demo import DEMO_SIZE
+
     p = sub.add_parser("prepare", help="turn a downloaded image set into Parquet shards",
                        description="Validate, resize and split a source into Parquet shards "
                                    "with a manifest (counts, hashes, skipped files).")
@@ -90,7 +91,9 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def _prepare_size(args: argparse.Namespace) -> int | None:
-    """``--size``: as given (0 = keep sizes), else the study's 224, or 64 for the demo set."""
+    """``--size``: as given (0 = keep sizes), else the study's 224, or the demo's own size."""
+    from search.data.demo import DEMO_SIZE
+
     if args.size is None:
         return DEMO_SIZE if args.layout == "demo" else 224
     return args.size or None
@@ -191,9 +194,10 @@ def demo_experiment(cfg: ExperimentConfig) -> ExperimentConfig:
     leaderboard to separate good configurations from bad ones on 2 CPU cores.
     """
     from search.config import config_from_dict
+    from search.data.demo import DEMO_SIZE
 
     tree = cfg.to_dict()
-    tree["model"].update({"input_size": 64})
+    tree["model"].update({"input_size": DEMO_SIZE})  # train at the size the demo is made
     tree["optim"].update({"epochs": 3, "batch_size": 64})
     tree["cluster"].update({"data_cpus": 1})
     tree["search"].update({

@@ -372,11 +372,15 @@ def _jpeg(img: np.ndarray, quality: int) -> bytes:
     return buf.getvalue()
 
 
+#: The embedded demo's image side: small enough to search on a laptop's CPU.
+DEMO_SIZE = 64
+
+
 def write_demo_source(
     root: str | Path,
     *,
     n_images: int = 2000,
-    size: int = 64,
+    size: int = DEMO_SIZE,
     difficulty: float = DEFAULT_DIFFICULTY,
     fakes_per_real: int = 2,
     seed: int = 0,

@@ -23,6 +23,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from search import storage
 from search.config import ConfigError, ExperimentConfig
+from search.data.demo import DEMO_SIZE
 from search.train.driver import (
     DRIVER_CPU,
     experiment_dir,
@@ -83,8 +84,7 @@ class ProgressPrinter:
                 printer.line(trial, "started " + printer.params(trial.config))
 
             def on_trial_result(self, iteration, trials, trial, result, **info):
-                budget = trial.config.get("epochs", printer.max_epochs)
-                printer.line(trial, f"epoch {result.get('epoch', '?')}/{budget}  "
+                printer.line(trial, f"epoch {result.get('epoch', '?')}/{printer.budget(trial)}  "
                              f"{printer.metric} {printer.num(result.get(printer.metric))}  "
                              f"f1 {printer.num(result.get('val_f1'))}  "
                              f"loss {printer.num(result.get('train_loss'))}")
@@ -92,8 +92,7 @@ class ProgressPrinter:
             def on_trial_complete(self, iteration, trials, trial, **info):
                 last = trial.last_result or {}
                 epochs = last.get("epoch", 0)
-                budget = trial.config.get("epochs", printer.max_epochs)
-                how = "finished" if epochs >= budget else "stopped early (ASHA)"
+                how = "finished" if epochs >= printer.budget(trial) else "stopped early (ASHA)"
                 printer.line(trial, f"{how} after {epochs} epoch(s), "
                              f"{printer.metric} {printer.num(last.get(printer.metric))}")
 
@@ -101,6 +100,10 @@ class ProgressPrinter:
                 printer.line(trial, f"FAILED: see {trial.local_path}/error.txt")
 
         return _Callback()
+
+    def budget(self, trial: Any) -> int:
+        """The trial's own epoch budget when the space searches ``epochs``, else the search's."""
+        return trial.config.get("epochs", self.max_epochs)
 
     def line(self, trial: Any, text: str) -> None:
         elapsed = time.monotonic() - self.t0
@@ -371,7 +374,7 @@ def sync_up(outcome: SearchOutcome, location: str) -> None:
     outcome.remote = location
 
 
-def ensure_demo_shards(cfg: ExperimentConfig, *, size: int = 64) -> ExperimentConfig:
+def ensure_demo_shards(cfg: ExperimentConfig, *, size: int = DEMO_SIZE) -> ExperimentConfig:
     """With no shards configured, prepare the embedded demo set once and use it.
 
     A demo set prepared earlier at another image size (``prepare --layout demo --size N``)
