@@ -411,8 +411,7 @@ def evaluate_model(model_dir: str | Path, shards: str | Path, split: str = "test
     from search.evaluate import predict_shards
     from search.train.metrics import detector_metrics
 
-    if not storage.is_uri(shards):
-        shards = Path(shards).expanduser().resolve()
+    shards = storage.absolute(shards)
     load_manifest(shards)  # a clear error before Ray starts
     model, info = load_model(model_dir)
     ensure_ray()

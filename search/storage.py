@@ -22,6 +22,13 @@ def is_uri(location: str | os.PathLike[str]) -> bool:
     return "://" in str(location)
 
 
+def absolute(location: str | os.PathLike[str]) -> str | Path:
+    """A URI as it is, a local path made absolute (``~`` expanded, symlinks resolved)."""
+    if is_uri(location):
+        return str(location)
+    return Path(location).expanduser().resolve()
+
+
 def join(location: str | os.PathLike[str], *parts: str) -> str:
     """Join path parts onto a local path or a URI (URIs always use ``/``)."""
     if is_uri(location):
@@ -35,7 +42,7 @@ def filesystem(location: str | os.PathLike[str]) -> tuple[Any, str]:
 
     if is_uri(location):
         return pyarrow.fs.FileSystem.from_uri(str(location))
-    return pyarrow.fs.LocalFileSystem(), str(Path(location).expanduser().resolve())
+    return pyarrow.fs.LocalFileSystem(), str(absolute(location))
 
 
 def exists(location: str | os.PathLike[str]) -> bool:
@@ -128,5 +135,5 @@ def fetch_checkpoint(location: str, local: Path, checkpoint: str | Path) -> Path
     return checkpoint
 
 
-__all__ = ["download", "exists", "fetch_checkpoint", "filesystem", "is_uri", "join",
+__all__ = ["absolute", "download", "exists", "fetch_checkpoint", "filesystem", "is_uri", "join",
            "mirror_checkpoint_metadata", "read_text", "upload", "upload_file"]

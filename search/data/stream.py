@@ -192,8 +192,7 @@ def split_files(shards: str | Path, split: str) -> list[str]:
     """
     from search import storage
 
-    if not storage.is_uri(shards):
-        shards = Path(shards).expanduser().resolve()
+    shards = storage.absolute(shards)
     manifest = load_manifest(shards)
     files = [storage.join(shards, s["file"]) for s in manifest["shards"] if s["split"] == split]
     if not files:
