@@ -14,7 +14,7 @@ import posixpath
 from pathlib import Path
 from typing import Any
 
-CHECKPOINT_META = "config.json"
+from search.formats import CONFIG as CHECKPOINT_META
 
 
 def is_uri(location: str | os.PathLike[str]) -> bool:

@@ -32,10 +32,8 @@ from search.train.models import create_model
 # writes a new tensor), so torch's warning about non-writable arrays is noise here.
 warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
 
-WEIGHTS = "model.safetensors"
-CONFIG = "config.json"
-STATE = "trainer_state.pt"
-PREDICTIONS = "val_predictions.csv"
+from search.formats import CONFIG, STATE, WEIGHTS  # noqa: E402
+from search.formats import VAL_PREDICTIONS as PREDICTIONS  # noqa: E402
 
 
 def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:

@@ -15,10 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from search.train.worker import CONFIG
-
-TRIAL_PREFIX = "trial_"
-TRAIN_RUNS = "_train"  # <experiment>/_train/trial_<id>/checkpoint_*: the Train runs' storage
+from search.formats import CONFIG, TRAIN_RUNS, TRIAL_PREFIX
 
 #: The columns of the study's table, then the ones it needed to be read correctly.
 STUDY_COLUMNS = ("accuracy", "precision", "recall", "f1")

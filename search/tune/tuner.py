@@ -24,6 +24,8 @@ from ray.tune.search.optuna import OptunaSearch
 from search import storage
 from search.config import ConfigError, ExperimentConfig
 from search.data.demo import DEMO_SIZE
+from search.formats import EXPERIMENT as CONFIG_FILE
+from search.formats import OPTUNA_DB
 from search.train.driver import (
     DRIVER_CPU,
     experiment_dir,
@@ -36,9 +38,6 @@ from search.train.driver import (
 from search.tune import tables
 from search.tune.importance import param_importances
 from search.tune.space import Param, build_space, check_points, describe, sample
-
-OPTUNA_DB = "optuna.db"
-CONFIG_FILE = "experiment.json"
 
 
 @dataclass

@@ -1,0 +1,60 @@
+"""The on-disk formats of a run: one owner for every file name (no torch, no Ray).
+
+Three folders are written and read by several commands:
+
+- a **checkpoint folder** (one epoch of one trial): weights, the resolved config with that
+  epoch's metrics, the optimiser state, the validation predictions;
+- a **model folder** (``export``): weights, ONNX, config, model card;
+- a **results folder** (``<storage>/<experiment>``): tables, leaderboard, the Optuna study,
+  the report, one folder per trial.
+
+Every module names these files through this one, so a rename happens in one place and the
+lightweight commands (tables, report, ONNX predict) can import it without loading torch.
+"""
+
+from __future__ import annotations
+
+# --- checkpoint folder (and the weights + config of a model folder)
+WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+STATE = "trainer_state.pt"
+VAL_PREDICTIONS = "val_predictions.csv"
+TEST_PREDICTIONS = "test_predictions.csv"
+CHECKPOINT_GLOB = "checkpoint_*"
+
+# --- model folder (export)
+ONNX = "model.onnx"
+MODEL_CARD = "README.md"
+METRICS = "metrics.json"
+
+# --- results folder
+EXPERIMENT = "experiment.json"  # the resolved experiment config, for --resume and export
+SPACE = "space.txt"
+OPTUNA_DB = "optuna.db"
+TRIALS_PARQUET = "trials.parquet"
+TRIALS_CSV = "trials.csv"
+HISTORY = "history.parquet"
+LEADERBOARD = "leaderboard.md"
+TEST_METRICS = "test_metrics.json"
+CROSS_MD = "cross_dataset.md"
+CROSS_JSON = "cross_dataset.json"
+REPORT_DIR = "report"
+REPORT_FILE = "report.html"
+TRIAL_PREFIX = "trial_"  # <experiment>/trial_<id>/: Tune's trial folder (TensorBoard, checkpoints)
+TRAIN_RUNS = "_train"  # <experiment>/_train/trial_<id>/: a multi-worker trial's Train run
+
+# --- prepared shards
+MANIFEST = "manifest.json"
+
+
+def trial_dirname(trial_id: str) -> str:
+    """The folder name of one trial (in the results folder and under ``_train``)."""
+    return f"{TRIAL_PREFIX}{trial_id}"
+
+
+__all__ = [
+    "CHECKPOINT_GLOB", "CONFIG", "CROSS_JSON", "CROSS_MD", "EXPERIMENT", "HISTORY", "LEADERBOARD",
+    "MANIFEST", "METRICS", "MODEL_CARD", "ONNX", "OPTUNA_DB", "REPORT_DIR", "REPORT_FILE", "SPACE",
+    "STATE", "TEST_METRICS", "TEST_PREDICTIONS", "TRAIN_RUNS", "TRIALS_CSV", "TRIALS_PARQUET",
+    "TRIAL_PREFIX", "VAL_PREDICTIONS", "WEIGHTS", "trial_dirname",
+]
