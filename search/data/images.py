@@ -8,6 +8,8 @@ EXIF orientation are all normalised the same way).
 from __future__ import annotations
 
 import io
+import os
+import stat
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,6 +20,12 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 # Refuse anything bigger than this many pixels: a decompression bomb would exhaust a worker's
 # memory long before it could be resized. 64 MP covers every real face crop or photo.
 MAX_PIXELS = 64_000_000
+# Refuse files bigger than this before reading them: a symlink to /dev/zero or a huge
+# non-image would otherwise be read into memory whole. 256 MiB is above any 64 MP image.
+MAX_FILE_BYTES = 256 * 1024 * 1024
+# Skip images whose shorter side is below this: a 1x1 or 4x4 "image" upscaled to 224 px
+# is a flat colour the model would learn as a face.
+MIN_SIDE = 16
 
 # Formats whose bytes we keep verbatim when an image is already at the target size.
 _KEEP_FORMATS = {"JPEG", "PNG", "WEBP"}
@@ -36,6 +44,51 @@ class PreparedImage:
     width: int
     height: int
     reencoded: bool
+
+
+def safe_name(name: str) -> str:
+    """``name`` printable and UTF-8-encodable: bytes that were not UTF-8 in the file system
+    (kept by Python as surrogates) become ``\\xNN`` escapes, so one odd file name can be
+    shown, written to CSV, JSON or Parquet, and never aborts a whole run."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def is_utf8_name(name: str) -> bool:
+    """Whether a file-system name is valid UTF-8 (no surrogate-escaped bytes)."""
+    return safe_name(name) == name
+
+
+def read_regular(path: str | os.PathLike[str], max_bytes: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of a regular file, refusing anything else before reading it.
+
+    Opened non-blocking, so a FIFO cannot hang the caller in ``open()``; checked with
+    ``fstat`` on the open descriptor (no race with a swapped path), so a device such as
+    ``/dev/zero``, a socket or a folder is refused, as is a file above ``max_bytes``.
+    Raises :class:`ImageError` with the reason; OSError for a file that cannot be opened.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ImageError(f"not a regular file ({_kind(info.st_mode)}): only image files are read")
+        if info.st_size > max_bytes:
+            raise ImageError(f"file too large: {info.st_size} bytes > limit {max_bytes}")
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            data = fh.read(max_bytes + 1)
+    finally:
+        os.close(fd)
+    if len(data) > max_bytes:  # grew while being read
+        raise ImageError(f"file too large: more than {max_bytes} bytes")
+    return data
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISDIR, "a folder")):
+        if test(mode):
+            return name
+    return "not a plain file"
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
@@ -110,14 +163,18 @@ def encode(img: Image.Image, fmt: str, *, quality: int = 95) -> bytes:
 
 
 def prepare_image(data: bytes, size: int | None, *, quality: int = 95,
-                  max_pixels: int = MAX_PIXELS) -> PreparedImage:
+                  max_pixels: int = MAX_PIXELS, min_side: int = MIN_SIDE) -> PreparedImage:
     """Validate and normalise one image for a shard.
 
     Resizes to ``size`` x ``size`` (the study's square resize) only when the image is not
     already that size, and re-encodes only when something changed: an image already at size
     keeps its original bytes, since recompression adds JPEG artefacts a detector may learn.
+    An image whose shorter side is below ``min_side`` is refused (ImageError), not upscaled.
     """
     img, fmt, changed = load_rgb(data, max_pixels=max_pixels)
+    if min(img.size) < min_side:
+        raise ImageError(f"image too small: {img.width}x{img.height} px, shorter side below "
+                         f"the minimum of {min_side} px")
     if size is not None and img.size != (size, size):
         img = img.resize((size, size), Image.Resampling.BICUBIC, reducing_gap=3.0)
         changed = True
@@ -138,8 +195,13 @@ def decode_to_array(data: bytes, size: int) -> np.ndarray:
     return np.asarray(img, dtype=np.uint8)
 
 
-def decode_batch(images: Sequence[bytes], size: int) -> np.ndarray:
+def decode_batch(images: Sequence[bytes], size: int, *,
+                 skipped: list[tuple[int, str]] | None = None) -> np.ndarray:
     """Decode encoded images to one ``(n, size, size, 3)`` uint8 array (NHWC, as decoded).
+
+    With a ``skipped`` list, an image that cannot be decoded (a shard damaged after prepare)
+    is left out of the array and ``(index, reason)`` appended, instead of raising: one bad
+    row must not end a trial.
 
     Batches stay uint8 and channels-last until they reach the device that trains on them:
     a quarter of the bytes of float32 through Ray's object store and to the GPU, and
@@ -148,21 +210,35 @@ def decode_batch(images: Sequence[bytes], size: int) -> np.ndarray:
     every decode process 2 s.
     """
     out = np.empty((len(images), size, size, 3), np.uint8)
+    n = 0
     for i, data in enumerate(images):
-        out[i] = decode_to_array(data, size)
-    return out
+        if skipped is None:
+            out[n] = decode_to_array(data, size)
+        else:
+            try:
+                out[n] = decode_to_array(data, size)
+            except Exception as err:  # Pillow raises many types on damaged bytes
+                skipped.append((i, f"{type(err).__name__}: {err}"))
+                continue
+        n += 1
+    return out[:n]
 
 
 # Truncated files must fail validation, never decode as half-grey images.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 __all__ = [
+    "MAX_FILE_BYTES",
     "MAX_PIXELS",
+    "MIN_SIDE",
     "ImageError",
     "PreparedImage",
     "decode_batch",
     "decode_to_array",
     "encode",
     "load_rgb",
+    "is_utf8_name",
     "prepare_image",
+    "read_regular",
+    "safe_name",
 ]

@@ -8,10 +8,15 @@ reason, so nothing is dropped silently.
 from __future__ import annotations
 
 import csv
+import io
+import os
 import re
+import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from search.data.images import is_utf8_name, safe_name
 
 REAL, FAKE = 0, 1
 LABEL_NAMES = {REAL: "REAL", FAKE: "FAKE"}
@@ -41,10 +46,53 @@ class Scan:
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
-def _files(root: Path) -> list[Path]:
-    """Every regular, non-hidden file below root, in a stable order."""
-    return sorted(p for p in root.rglob("*")
-                  if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts))
+def _files(root: Path, scan: Scan, report_root: Path) -> list[Path]:
+    """Every regular, non-hidden file below root, in a stable order.
+
+    Symlinked folders are not followed (a link loop cannot make the walk endless); anything
+    else that is not an image file candidate is listed in ``scan.skipped`` with its reason
+    (paths relative to ``report_root``): FIFOs, devices and sockets (reading a FIFO would
+    block forever), broken symlinks, links to folders and names that are not UTF-8 (they
+    cannot be stored as ids; renaming them fixes it). Hidden files are left out on purpose.
+    """
+    found: list[Path] = []
+
+    def skip(path: Path, reason: str) -> None:
+        scan.skipped.append((safe_name(path.relative_to(report_root).as_posix()), reason))
+
+    for top, dirs, names in os.walk(root, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for d in dirs:
+            if os.path.islink(os.path.join(top, d)):
+                skip(Path(top, d), "symlink to a folder: not followed (copy the folder in, or "
+                                   "point --source at it)")
+        for name in sorted(names):
+            if name.startswith("."):
+                continue
+            path = Path(top, name)
+            reason = _not_a_file(path)
+            if reason is None and not is_utf8_name(path.relative_to(root).as_posix()):
+                reason = "file name is not valid UTF-8: rename the file (or its folder)"
+            if reason:
+                skip(path, reason)
+            else:
+                found.append(path)
+    return sorted(found)
+
+
+def _not_a_file(path: Path) -> str | None:
+    """Why ``path`` is not a regular file (following a symlink to its target), else None."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return "broken symlink: its target does not exist"
+    except OSError as err:
+        return f"unreadable file: {err.strerror or err}"
+    if stat.S_ISREG(mode):
+        return None
+    kind = ("a FIFO" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+            else "a socket" if stat.S_ISSOCK(mode) else "not a plain file")
+    return f"not a regular file ({kind}): only image files are read"
 
 
 def _label_of(name: str, class_map: Mapping[str, str] | None) -> int | None:
@@ -86,7 +134,7 @@ def scan_deepfake_faces(root: Path, **_: object) -> Scan:
         )
     scan = Scan()
     files: dict[str, Path] = {}
-    for p in _files(faces):  # sorted: the same file wins on every run
+    for p in _files(faces, scan, root):  # sorted: the same file wins on every run
         stem = p.relative_to(faces).with_suffix("").as_posix()
         if stem in files:  # x.jpg and x.png: one metadata row cannot tell which it means
             scan.skipped.append((p.relative_to(root).as_posix(),
@@ -95,7 +143,7 @@ def scan_deepfake_faces(root: Path, **_: object) -> Scan:
         files[stem] = p
     seen: set[str] = set()
     listed: set[str] = set()  # stems named by any row, usable or not (reported via the row)
-    with meta.open(newline="") as fh:
+    with io.StringIO(_read_csv_text(meta), newline="") as fh:
         reader = csv.DictReader(fh)
         missing_cols = {"videoname", "label"} - set(reader.fieldnames or ())
         if missing_cols:
@@ -126,6 +174,19 @@ def scan_deepfake_faces(root: Path, **_: object) -> Scan:
     for stem in sorted(set(files) - listed):
         scan.skipped.append((files[stem].relative_to(root).as_posix(), "no metadata row for this file"))
     return scan
+
+
+def _read_csv_text(path: Path) -> str:
+    """A CSV file's text: UTF-8 with or without a byte-order mark, else a clear error."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise SourceError(
+            f"{path} is not UTF-8 text (byte 0x{data[err.start]:02x} on line {line}; a Latin-1 "
+            f"or Windows export?): re-save it as UTF-8, e.g. iconv -f latin1 -t utf-8 "
+            f"{path.name} > utf8.csv && mv utf8.csv {path.name}") from None
 
 
 _SPLIT_NAMES = {"train": "train", "training": "train", "validation": "val", "val": "val",
@@ -160,7 +221,7 @@ def scan_real_vs_fake(root: Path, *, group_regex: str | None = None,
 def _scan_class_dirs(root: Path, base: Path, group_of: Callable[[str], str],
                      class_map: Mapping[str, str] | None, split: str | None = None) -> Scan:
     scan = Scan()
-    for path in _files(base):
+    for path in _files(base, scan, root):
         rel = path.relative_to(root).as_posix()
         parts = path.relative_to(base).parts
         if len(parts) < 2:

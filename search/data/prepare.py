@@ -11,22 +11,38 @@ import hashlib
 import json
 import multiprocessing as mp
 import os
+import re
+import shutil
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from search.data.images import MAX_PIXELS, ImageError, prepare_image
+from search.data.images import (
+    MAX_FILE_BYTES,
+    MAX_PIXELS,
+    MIN_SIDE,
+    ImageError,
+    prepare_image,
+    read_regular,
+)
 from search.data.layouts import LABEL_NAMES, SPLITS, Record, SourceError, scan_source
+from search.formats import MANIFEST
 from search.paths import default_shards_dir, default_source_dir
 
-MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
+# What prepare writes in --out besides the manifest: shards by this name, a hidden staging
+# folder while it writes, and the hash cache of verify_shards. It deletes nothing else.
+SHARD_NAME = re.compile(r"^(train|val|test)-\d{5}\.parquet$")
+STAGING_PREFIX = ".prepare-"
+VERIFIED = ".verified.json"
 
 SCHEMA = pa.schema([
     ("image", pa.binary()),
@@ -57,6 +73,8 @@ class PrepareOptions:
     class_map: Mapping[str, str] | None = None
     quality: int = 95  # JPEG quality when an image must be re-encoded
     max_pixels: int = MAX_PIXELS
+    min_side: int = MIN_SIDE  # images with a shorter side are skipped, never upscaled
+    max_file_bytes: int = MAX_FILE_BYTES  # larger files are skipped unread
     workers: int = 0  # decode processes; 0 = all cores
     demo_images: int = 2000  # demo layout only
     demo_difficulty: float = 0.5  # demo layout only
@@ -66,6 +84,15 @@ class PrepareOptions:
         if len(self.splits) != 3 or any(f < 0 for f in self.splits) or sum(self.splits) <= 0:
             raise SourceError(f"splits {self.splits} must be three non-negative fractions "
                               "(train, val, test), e.g. 0.6,0.2,0.2")
+        for name in ("shard_mb", "quality", "max_pixels", "min_side", "max_file_bytes"):
+            if not getattr(self, name) > 0:
+                raise SourceError(f"--{name.replace('_', '-')} must be positive, not {getattr(self, name)}")
+        if self.size is not None and self.size < self.min_side:
+            raise SourceError(f"--size {self.size} is below the minimum image side {self.min_side} px; "
+                              "use a larger --size (224 is the study's)")
+        for name in ("limit", "max_per_class"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise SourceError(f"--{name.replace('_', '-')} must be at least 1, not {getattr(self, name)}")
         total = sum(self.splits)
         return PrepareOptions(**{
             **asdict(self),
@@ -160,14 +187,15 @@ def assign_splits(records: Sequence[Record], fractions: Sequence[float], seed: i
     return [SPLITS[where[r.group]] for r in records]
 
 
-def _work(args: tuple[list[tuple[int, str]], int | None, int, int]) -> list[tuple[int, object]]:
-    """Decode and normalise a chunk of files in a pool process."""
-    items, size, quality, max_pixels = args
+def _work(args: tuple[list[tuple[int, str]], PrepareOptions]) -> list[tuple[int, object]]:
+    """Decode and normalise a chunk of files in a pool process (regular files only)."""
+    items, opts = args
     out: list[tuple[int, object]] = []
     for idx, path in items:
         try:
-            data = Path(path).read_bytes()
-            out.append((idx, prepare_image(data, size, quality=quality, max_pixels=max_pixels)))
+            data = read_regular(path, opts.max_file_bytes)
+            out.append((idx, prepare_image(data, opts.size, quality=opts.quality,
+                                           max_pixels=opts.max_pixels, min_side=opts.min_side)))
         except ImageError as err:
             out.append((idx, str(err)))
         except OSError as err:
@@ -179,8 +207,7 @@ def _decode_all(records: Sequence[Record], opts: PrepareOptions, progress: bool)
     """Yield (index, PreparedImage | reason) for every record, on all cores."""
     workers = opts.workers or os.cpu_count() or 1
     chunk = 64
-    tasks = [([(i, str(records[i].path)) for i in range(s, min(s + chunk, len(records)))],
-              opts.size, opts.quality, opts.max_pixels)
+    tasks = [([(i, str(records[i].path)) for i in range(s, min(s + chunk, len(records)))], opts)
              for s in range(0, len(records), chunk)]
     bar = _progress(len(records), progress)
     if workers == 1 or len(tasks) <= 1:
@@ -223,20 +250,72 @@ def _write_shards(rows: list[dict], out: Path, shard_bytes: int) -> list[dict]:
             table = pa.Table.from_pylist(part[start:end], schema=SCHEMA)
             pq.write_table(table, out / name, row_group_size=256, compression="snappy",
                            use_dictionary=["split", "group", "source"], write_statistics=True)
-            digest = hashlib.sha256((out / name).read_bytes()).hexdigest()
-            shards.append({"file": name, "split": split, "rows": end - start, "sha256": digest})
+            shards.append({"file": name, "split": split, "rows": end - start,
+                           "bytes": (out / name).stat().st_size, "sha256": _sha256(out / name)})
             start, index = end, index + 1
     return shards
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _claim_out(out: Path) -> list[Path]:
+    """The files an earlier prepare wrote in ``out`` (to be replaced by this one).
+
+    Refuses a folder holding anything else, naming it: prepare never deletes a file it did
+    not write. Ours are the shards the old manifest lists (by their fixed name pattern, so a
+    doctored manifest cannot point elsewhere), the manifest, the hash cache and staging folders.
+    """
+    if out.exists() and not out.is_dir():
+        raise SourceError(f"--out {out} is a file, not a folder: choose a folder for the shards")
+    if not out.exists():
+        return []
+    ours = {MANIFEST, VERIFIED}
+    if (out / MANIFEST).exists():
+        try:
+            listed = {s["file"] for s in json.loads((out / MANIFEST).read_text())["shards"]}
+        except (OSError, ValueError, KeyError, TypeError):
+            raise SourceError(
+                f"{out / MANIFEST} is not a readable prepare manifest, so prepare cannot tell "
+                f"which files in {out} it wrote: choose a new or empty --out folder") from None
+        ours |= {name for name in listed if isinstance(name, str) and SHARD_NAME.match(name)}
+    entries = sorted(out.iterdir())
+    foreign = [p.name for p in entries if p.name not in ours and not p.name.startswith(STAGING_PREFIX)]
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise SourceError(
+            f"--out {out} holds files that prepare did not write ({shown}); it replaces the "
+            "shard set of a folder and never deletes what is not its own: choose a new or "
+            "empty --out folder, or move those files out")
+    return [p for p in entries if p.name not in (MANIFEST,)]
+
+
+def _install(staging: Path, out: Path, old: Sequence[Path]) -> None:
+    """Replace an earlier prepare's files in ``out`` with the staged ones, manifest last."""
+    for path in old:
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    (out / MANIFEST).unlink(missing_ok=True)  # no manifest naming shards that are gone
+    for path in sorted(staging.iterdir()):
+        if path.name != MANIFEST:
+            path.replace(out / path.name)
+    (staging / MANIFEST).replace(out / MANIFEST)
 
 
 def prepare(options: PrepareOptions, *, progress: bool = True) -> PrepareResult:
     """Prepare a source into shards; see the module docstring. Raises SourceError on bad sources."""
     t0 = time.perf_counter()
     opts = options.resolved()
+    _claim_out(Path(opts.out))  # refuse a folder of the user's before hours of decoding
     layout = opts.layout
     if layout == "demo":
-        import shutil
-
         from search.data.demo import DEMO_SIZE, write_demo_source
 
         src = Path(opts.source)
@@ -280,15 +359,29 @@ def prepare(options: PrepareOptions, *, progress: bool = True) -> PrepareResult:
     rows.sort(key=lambda r: (SPLITS.index(r["split"]), r["id"]))
 
     out = Path(opts.out)
+    old = _claim_out(out)  # checked before any decoding too (below, at the start)
     out.mkdir(parents=True, exist_ok=True)
-    for old in out.glob("*.parquet"):
-        old.unlink()  # a re-run replaces the set; stale shards would be read as data
-    shards = _write_shards(rows, out, int(opts.shard_mb * 1024 * 1024))
+    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=out))
+    try:
+        shards = _write_shards(rows, staging, int(opts.shard_mb * 1024 * 1024))
+        manifest = _manifest(opts, rows, images, shards, skipped)
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+        _install(staging, out, [p for p in old if p != staging])
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    t_end = time.perf_counter()
+    return PrepareResult(manifest, out, {"scan": t_scan - t0, "decode": t_decode - t_scan,
+                                         "write": t_end - t_decode, "total": t_end - t0})
+
+
+def _manifest(opts: PrepareOptions, rows: list[dict], images: Mapping[int, Any],
+              shards: list[dict], skipped: list[tuple[str, str]]) -> dict:
+    """The manifest of a prepared set: options, counts, shards with hashes, every skip."""
     counts = {s: {"REAL": 0, "FAKE": 0} for s in SPLITS}
     for r in rows:
         counts[r["split"]][LABEL_NAMES[r["label"]]] += 1
-    skipped.sort()
-    manifest = {
+    skipped = sorted(skipped)
+    return {
         "format": FORMAT_VERSION,
         "layout": opts.layout,
         "options": {**asdict(opts), "splits": list(opts.splits)},
@@ -300,10 +393,6 @@ def prepare(options: PrepareOptions, *, progress: bool = True) -> PrepareResult:
         "skipped": [{"path": p, "reason": r} for p, r in skipped],
         "skipped_by_reason": dict(Counter(r.split(":")[0] for _, r in skipped)),
     }
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
-    t_end = time.perf_counter()
-    return PrepareResult(manifest, out, {"scan": t_scan - t0, "decode": t_decode - t_scan,
-                                         "write": t_end - t_decode, "total": t_end - t0})
 
 
 def load_manifest(shards: str | Path) -> dict:
@@ -316,12 +405,110 @@ def load_manifest(shards: str | Path) -> dict:
         if not storage.exists(location):
             raise SourceError(f"{location} not found: prepare the data locally, then upload the "
                               "whole shard folder there (manifest.json beside the shards)")
-        return json.loads(storage.read_text(location))
+        return _parse_manifest(storage.read_text(location), location)
     path = Path(shards) / MANIFEST
     if not path.is_file():
         raise SourceError(f"{path} not found: prepare the data first "
                           f"(deepfake-search prepare --layout ... --out {Path(shards)})")
-    return json.loads(path.read_text())
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise SourceError(f"{path} cannot be read ({err}): re-run prepare into that folder") from None
+    return _parse_manifest(text, path)
+
+
+def _parse_manifest(text: str, where: str | Path) -> dict:
+    """A manifest's JSON with its shape checked; every failure names the file and the fix."""
+    fix = "it was truncated or edited: re-run prepare into that folder"
+    try:
+        manifest = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise SourceError(f"{where} is not valid JSON ({err.msg} at line {err.lineno}); {fix}") from None
+    if not isinstance(manifest, dict):
+        raise SourceError(f"{where} is not a prepare manifest (not a JSON object); {fix}")
+    missing = [k for k in ("shards", "counts") if k not in manifest]
+    if missing:
+        raise SourceError(f"{where} lacks {', '.join(missing)}; {fix}")
+    for entry in manifest["shards"] if isinstance(manifest["shards"], list) else [None]:
+        if not (isinstance(entry, dict) and isinstance(entry.get("file"), str)
+                and SHARD_NAME.match(entry["file"]) and entry.get("split") in SPLITS
+                and isinstance(entry.get("rows"), int) and isinstance(entry.get("sha256"), str)):
+            raise SourceError(f"{where} has a malformed shard entry {entry!r}; {fix}")
+    return manifest
+
+
+def verify_shards(shards: str | Path, *, hashes: bool = True) -> dict:
+    """Check a prepared folder against its manifest before any training starts; returns it.
+
+    Always (cheap): every listed shard exists, has the recorded size, a readable Parquet
+    footer and the recorded row count, and the rows add up to the manifest's counts. With
+    ``hashes``, each shard's SHA-256 is compared with the manifest's once: the result is
+    cached in ``.verified.json`` by (size, mtime), so later runs hash only changed files.
+    A URI is only checked for its files' presence (hashing would download every shard).
+    Raises SourceError naming the shard and the fix.
+    """
+    from search import storage
+
+    manifest = load_manifest(shards)
+    fix = "re-run prepare into that folder (deepfake-search prepare ... --out FOLDER)"
+    if storage.is_uri(shards):
+        for entry in manifest["shards"]:
+            location = storage.join(shards, entry["file"])
+            if not storage.exists(location):
+                raise SourceError(f"{location} is listed in {MANIFEST} but missing: upload the "
+                                  "whole prepared folder again")
+        return manifest
+    folder = Path(shards)
+    rows: Counter = Counter()
+    cache = _read_cache(folder)
+    fresh: dict[str, list] = {}
+    for entry in manifest["shards"]:
+        path = folder / entry["file"]
+        if not path.is_file():
+            raise SourceError(f"{path} is listed in {folder / MANIFEST} but missing; {fix}")
+        info = path.stat()
+        if "bytes" in entry and info.st_size != entry["bytes"]:
+            raise SourceError(f"{path} is {info.st_size} bytes, the manifest says {entry['bytes']}: "
+                              f"truncated or replaced after prepare; {fix}")
+        try:
+            n = pq.read_metadata(path).num_rows
+        except Exception as err:  # pyarrow raises ArrowInvalid/OSError on a broken footer
+            raise SourceError(f"{path} is not a readable Parquet file ({err}); {fix}") from None
+        if n != entry["rows"]:
+            raise SourceError(f"{path} holds {n} rows, the manifest says {entry['rows']}; {fix}")
+        rows[entry["split"]] += n
+        key = [info.st_size, info.st_mtime_ns, entry["sha256"]]
+        if hashes and cache.get(entry["file"]) != key:
+            if _sha256(path) != entry["sha256"]:
+                raise SourceError(f"{path} does not match its SHA-256 in {MANIFEST}: the shard "
+                                  f"changed after prepare (damaged or edited); {fix}")
+        fresh[entry["file"]] = key
+    for split, counts in manifest["counts"].items():
+        if sum(counts.values()) != rows[split]:
+            raise SourceError(f"{folder / MANIFEST} counts {sum(counts.values())} {split} images "
+                              f"but its shards hold {rows[split]}; {fix}")
+    if hashes and fresh != cache:
+        _write_cache(folder, fresh)
+    return manifest
+
+
+def _read_cache(folder: Path) -> dict[str, list]:
+    """Shards whose hash was already checked: file -> [size, mtime_ns, sha256]."""
+    try:
+        cache = json.loads((folder / VERIFIED).read_text())
+        return cache if isinstance(cache, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_cache(folder: Path, cache: dict[str, list]) -> None:
+    """Best effort: a read-only shard folder is checked again next time, nothing more."""
+    try:
+        tmp = folder / f"{STAGING_PREFIX}verified-{os.getpid()}.tmp"
+        tmp.write_text(json.dumps(cache) + "\n")
+        tmp.replace(folder / VERIFIED)
+    except OSError:
+        pass
 
 
 def manifest_hash(shards: str | Path) -> str:
@@ -332,4 +519,4 @@ def manifest_hash(shards: str | Path) -> str:
 
 
 __all__ = ["MANIFEST", "SCHEMA", "PrepareOptions", "PrepareResult", "assign_splits",
-           "load_manifest", "manifest_hash", "prepare", "select"]
+           "load_manifest", "manifest_hash", "prepare", "select", "verify_shards"]

@@ -133,9 +133,13 @@ class DecodeBatch:
         self.keep_ids = keep_ids
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        images = batch["image"]
-        n = len(images)
-        out = decode_batch(images, self.size)
+        skipped: list[tuple[int, str]] = []
+        out = decode_batch(batch["image"], self.size, skipped=skipped)
+        if skipped:
+            ids = batch.get("id")
+            _log_skipped([f"{ids[i] if ids is not None else i}: {why}" for i, why in skipped])
+            batch = _without_rows(batch, [i for i, _ in skipped])
+        n = len(out)
         if self.augment is not None and n:
             # Seeded by this batch's ids and the epoch: reproducible, different every epoch.
             ids = np.asarray(batch["id"], dtype=object)
@@ -147,6 +151,22 @@ class DecodeBatch:
         if self.keep_ids:
             result["id"] = np.asarray(batch["id"], dtype=object)
         return result
+
+
+def _without_rows(batch: dict[str, np.ndarray], drop: Sequence[int]) -> dict[str, np.ndarray]:
+    """``batch`` without the rows at ``drop`` (every column alike)."""
+    keep = np.ones(len(batch["image"]), bool)
+    keep[list(drop)] = False
+    return {k: np.asarray(v)[keep] for k, v in batch.items()}
+
+
+def _log_skipped(rows: Sequence[str]) -> None:
+    """Report images skipped in one batch (a warning in the task's log, which Ray forwards)."""
+    import logging
+
+    logging.getLogger(__name__).warning(
+        "skipped %d undecodable image(s) of a shard batch (id: reason): %s; the shard was "
+        "damaged after prepare: re-run prepare", len(rows), "; ".join(rows[:5]))
 
 
 class Normalize:
