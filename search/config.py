@@ -109,12 +109,15 @@ class ClusterConfig:
     """How a trial maps onto the cluster and where results go."""
 
     address: str = ""  # Ray address; "" = RAY_ADDRESS, a running local cluster, else a new one
-    num_workers: int = 1  # Ray Train workers (DDP) per trial
+    # 1 = the trial trains in its own process (no TorchTrainer); >1 = DDP via TorchTrainer
+    num_workers: int = 1
     use_gpu: bool | None = None  # None = use GPUs when the cluster has them
     cpus_per_worker: float = 1.0
     gpus_per_worker: float = 1.0
-    data_cpus: float = 2.0  # CPUs per trial kept free for Ray Data's read+decode tasks
-    max_concurrent_trials: int = 0  # 0 = as many as the cluster's resources allow
+    data_cpus: float = 2.0  # CPUs reserved in each trial's placement group for its Ray Data tasks
+    threads: int = 0  # torch intra-op threads of a CPU worker; 0 = the CPUs it holds
+    max_concurrent_trials: int = 0  # 0 = as many as can be reserved at any moment
+    reuse_actors: bool = True  # a finished trial's process serves the next (imports paid once)
     storage_path: str = "results"  # local folder or pyarrow URI (s3://, gs://, NFS path)
     poll_interval_s: float = 0.5  # Ray Train controller's poll of its workers (Ray: 2 s)
 

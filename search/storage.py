@@ -103,15 +103,16 @@ def upload_file(local: Path, location: str) -> None:
         dst.write(src.read())
 
 
-def mirror_checkpoint_metadata(location: str, local: Path, runs: str) -> int:
-    """Copy every checkpoint's ``config.json`` under ``location/runs`` into ``local/runs``.
+def mirror_checkpoint_metadata(location: str, local: Path, runs: str = "") -> int:
+    """Copy every checkpoint's ``config.json`` under ``location/runs`` into ``local/runs``
+    (``runs=""``: the trial folders of the experiment itself).
 
     The tables pick each trial's best checkpoint from these small files; weights stay
     remote until a checkpoint is needed (:func:`fetch_checkpoint`). Returns the count.
     """
     import pyarrow.fs
 
-    fs, root = filesystem(join(location, runs))
+    fs, root = filesystem(join(location, runs) if runs else location)
     if fs.get_file_info(root).type == pyarrow.fs.FileType.NotFound:
         return 0
     count = 0

@@ -67,7 +67,9 @@ def ray_cluster():
     from search.train.driver import train_env
 
     # The same job environment as init_ray gives a real run (Train's poll interval).
-    ray.init(num_cpus=CLUSTER_CPUS, include_dashboard=True, log_to_driver=False,
+    # address="local": always a new cluster of the tests' own, never one that happens to run
+    # on this machine (a user's search, another test run).
+    ray.init(address="local", num_cpus=CLUSTER_CPUS, include_dashboard=True, log_to_driver=False,
              logging_level="WARNING", runtime_env={"env_vars": train_env(ExperimentConfig())})
     yield ray
     ray.shutdown()

@@ -1,9 +1,11 @@
-"""One configuration, one ``TorchTrainer``: the layer between the worker loop and Tune.
+"""One configuration as one Tune trial: the layer between the training loop and the search.
 
-``build_trainer`` wires the streamed datasets, the scaling and the storage into a
-``TorchTrainer``; ``train_one`` runs it alone (``deepfake-search train``), and
-``run_trial`` is the Tune function trainable that does the same inside a search and forwards
-each epoch's report to Tune.
+A trial holds one placement group with everything it uses (:func:`trial_resources`): its
+training CPUs/GPU and the CPUs of its Ray Data tasks, which :func:`pin_data_to_trial` keeps
+inside it. A single-worker trial (the default) trains in the Tune trial's own process
+(:class:`~search.train.runtime.TuneRuntime`); a multi-worker trial builds one
+``TorchTrainer`` (DDP) whose workers run the same loop. ``run_trial`` is the Tune function
+trainable for both; ``train_one`` runs one configuration through the same runtime.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from search.paths import default_results_dir, default_shards_dir, resolve_user_p
 from search.train.worker import input_spec, train_loop
 
 EVAL_SPLITS = ("val", "test")
-DRIVER_CPU = 0.01  # a trial's driver only waits on fit(); {"cpu": 0} is refused by Tune
+DRIVER_CPU = 0.01  # a DDP trial's own process only waits on fit(); Tune refuses {"CPU": 0}
 
 
 class ShardedEvalDataConfig(RayDataConfig):
@@ -184,39 +186,142 @@ def local_cpus(cfg: ExperimentConfig) -> int:
     """Logical CPUs one trial needs on a single node (rounded up)."""
     import math
 
-    need = cfg.cluster.num_workers * cfg.cluster.cpus_per_worker + cfg.cluster.data_cpus + DRIVER_CPU
+    need = sum(b.get("CPU", 0.0) for b in trial_bundles(cfg))
+    if cfg.cluster.num_workers > 1:
+        need += cfg.cluster.num_workers * cfg.cluster.cpus_per_worker
     return math.ceil(need)
 
 
-def train_one(cfg: ExperimentConfig, *, name: str | None = None) -> Any:
-    """Train one configuration without Tune; returns Ray Train's ``Result``.
+def trial_bundles(cfg: ExperimentConfig) -> list[dict[str, float]]:
+    """The placement group of one trial: everything it uses, reserved together.
 
-    Without ``name`` every call is a new run (``train-<arch>-<timestamp>``). Ray Train
-    continues a run whose name it finds in storage from its last checkpoint, so reusing a
-    name resumes that run rather than starting over.
+    Bundle 0 is the trial's own process (Tune schedules its trainable there): the training
+    CPUs and GPU of a single-worker trial, or a sliver for a DDP trial whose workers get
+    their own group from ``TorchTrainer``. Bundle 1 holds the CPUs of the trial's Ray Data
+    tasks (read, undersample, decode), which would otherwise compete with every trial's
+    reservation for whatever the cluster has left and could wait for ever after a node loss.
+    """
+    c = cfg.cluster
+    if c.num_workers == 1:
+        head = {"CPU": float(c.cpus_per_worker)}
+        if use_gpu(cfg):
+            head["GPU"] = float(c.gpus_per_worker)
+    else:
+        head = {"CPU": DRIVER_CPU}
+    return [head, {"CPU": float(c.data_cpus)}]
+
+
+def trial_resources(cfg: ExperimentConfig) -> Any:
+    """``trial_bundles`` as the ``PlacementGroupFactory`` Tune reserves per trial."""
+    from ray.tune import PlacementGroupFactory
+
+    return PlacementGroupFactory(trial_bundles(cfg), strategy="PACK")
+
+
+def pin_data_to_trial() -> None:
+    """Run this process's Ray Data tasks inside its placement group (the trial's).
+
+    Ray Data schedules its tasks with an explicit "SPREAD" strategy, which escapes the
+    placement group a Tune trial captures for its children. Giving Data the group itself
+    makes every read/decode task use the trial's reserved data CPUs (bundle 1), so trials
+    can never starve each other's data, whatever the cluster looks like.
+    """
+    import warnings
+
+    from ray.data import DataContext
+    from ray.util import get_current_placement_group
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    pg = get_current_placement_group()
+    if pg is None:
+        return
+    strategy = PlacementGroupSchedulingStrategy(pg, placement_group_capture_child_tasks=True)
+    ctx = DataContext.get_current()
+    with warnings.catch_warnings():
+        # Deprecated "after January 2027" in favour of Data managing scheduling itself, which
+        # it does not yet do inside a placement group; this is its documented way to do it.
+        warnings.simplefilter("ignore")
+        ctx.scheduling_strategy = strategy
+        ctx.scheduling_strategy_large_args = strategy
+
+
+def train_one(cfg: ExperimentConfig, *, name: str | None = None) -> Any:
+    """Train one configuration through the search's own runtime; returns Tune's ``Result``.
+
+    Without ``name`` every call is a new run (``train-<arch>-<timestamp>``); an existing
+    run's name resumes it from its last checkpoint.
     """
     import time
 
+    from ray import tune
+
     name = name or f"train-{cfg.model.arch}-{time.strftime('%Y%m%d-%H%M%S')}"
-    trainer = build_trainer(cfg, name=name, storage_path=_storage(cfg),
-                            metric=None)
-    return trainer.fit()
+    cfg = resolve_runtime(cfg)
+    location = f"{_storage(cfg).rstrip('/')}/{name}"
+    trainable = trial_trainable(cfg, storage_path=f"{location}/_train", metric=None)
+    if tune.Tuner.can_restore(location):
+        tuner = tune.Tuner.restore(location, trainable=trainable, resume_unfinished=True,
+                                   resume_errored=True)
+    else:
+        tuner = tune.Tuner(trainable, tune_config=tune.TuneConfig(num_samples=1),
+                           run_config=tune.RunConfig(
+                               name=name, storage_path=_storage(cfg), verbose=0,
+                               checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+                               failure_config=tune.FailureConfig(max_failures=1)))
+    result = tuner.fit()[0]
+    if result.error is not None:
+        raise result.error
+    if result.checkpoint is None and result.metrics.get("checkpoint_path"):
+        # A DDP trial's checkpoints live in its Train run; Tune only sees their path.
+        from dataclasses import replace
+
+        result = replace(result, checkpoint=tune.Checkpoint(result.metrics["checkpoint_path"]))
+    return result
+
+
+def resolve_runtime(cfg: ExperimentConfig) -> ExperimentConfig:
+    """Fix what the driver decides once for every trial: the shards' absolute location and
+    whether trials use GPUs (a trial must not ask the cluster again after a node is lost)."""
+    from dataclasses import replace
+
+    cfg = _with_resolved_shards(cfg)
+    return replace(cfg, cluster=replace(cfg.cluster, use_gpu=use_gpu(cfg)))
+
+
+def trial_trainable(cfg: ExperimentConfig, *, storage_path: str, metric: str | None,
+                    mode: str = "max") -> Any:
+    """``run_trial`` bound to the experiment and wrapped in the trial's placement group."""
+    from ray import tune
+
+    return tune.with_resources(
+        tune.with_parameters(run_trial, base=cfg.to_dict(), storage_path=storage_path,
+                             metric=metric, mode=mode),
+        trial_resources(cfg))
 
 
 def run_trial(params: dict[str, Any], base: dict[str, Any], storage_path: str,
-              metric: str, mode: str, max_failures: int = 0) -> None:
-    """Tune function trainable (the "driver"): one trial = one ``TorchTrainer.fit()``.
+              metric: str | None, mode: str) -> None:
+    """Tune function trainable: one trial, trained in this process or by a ``TorchTrainer``.
 
-    Named after the trial id so a retried or restored trial finds its own checkpoints.
+    ``storage_path`` is where a DDP trial's Train run keeps its checkpoints, named after the
+    trial so that a retried or restored trial finds its own.
     """
     from ray import tune
-    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from search.train.runtime import TuneRuntime
+    from search.train.worker import Recipe
 
     cfg = config_from_dict(base).with_params(params)
+    pin_data_to_trial()
+    if cfg.cluster.num_workers == 1:
+        datasets = build_datasets(cfg)
+        Recipe(cfg, TuneRuntime(datasets, use_gpu=bool(cfg.cluster.use_gpu))).run()
+        return
+    from ray.tune.integration.ray_train import TuneReportCallback
+
     trial_id = tune.get_context().get_trial_id()
     trainer = build_trainer(cfg, name=f"trial_{trial_id}", storage_path=storage_path,
-                            callbacks=[TuneReportCallback()], max_failures=max_failures,
-                            metric=metric, mode=mode)
+                            callbacks=[TuneReportCallback()], metric=metric, mode=mode)
     trainer.fit()
 
 
@@ -242,5 +347,6 @@ def local_experiment_dir(cfg: ExperimentConfig) -> Path:
 
 
 __all__ = ["ShardedEvalDataConfig", "build_datasets", "build_trainer", "experiment_dir",
-           "local_experiment_dir",
-           "resolve_shards", "run_trial", "train_one", "use_gpu"]
+           "local_experiment_dir", "pin_data_to_trial", "resolve_runtime", "resolve_shards",
+           "run_trial", "train_one", "trial_bundles", "trial_resources", "trial_trainable",
+           "use_gpu"]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import tempfile
 import time
 import warnings
 from collections.abc import Iterator
@@ -27,6 +26,7 @@ from search.config import ExperimentConfig, OptimConfig, config_from_dict
 from search.data.stream import Normalize
 from search.train.metrics import detector_metrics
 from search.train.models import create_model
+from search.train.runtime import Runtime, placement, scratch_dir
 
 # Batches from Ray's object store are read-only views; they are only ever read (Normalize
 # writes a new tensor), so torch's warning about non-writable arrays is noise here.
@@ -179,104 +179,150 @@ def predict_split(model: nn.Module, data: Any, *, batch_size: int, device: torch
             np.asarray([r[2] for r in rows], np.float64))
 
 
-def train_loop(config: dict[str, Any]) -> None:
-    """Ray Train entry point: ``config = {"experiment": ExperimentConfig.to_dict()}``."""
-    import ray.train
-    import ray.train.torch
+class Recipe:
+    """One trial's training, split into the steps a reader looks for (torchtune's recipes):
+    :meth:`setup`, :meth:`resume`, :meth:`train_one_epoch`, :meth:`validate`, :meth:`save`,
+    and :meth:`run` that strings them together. It reports, checkpoints and resumes only
+    through its :class:`~search.train.runtime.Runtime`, so the same code runs inside a Tune
+    trial (one worker) and inside every worker of a ``TorchTrainer`` (DDP).
+    """
 
-    cfg = config_from_dict(config["experiment"])
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    torch.manual_seed(cfg.seed * 1009 + rank)
-    np.random.seed((cfg.seed * 1009 + rank) % 2**32)
-    if not torch.cuda.is_available():  # intra-op threads = the CPUs this worker holds
-        torch.set_num_threads(max(1, int(cfg.cluster.cpus_per_worker)))
-    device = ray.train.torch.get_device()
-    on_gpu = device.type == "cuda"
-    amp = cfg.optim.amp and on_gpu
-    channels_last = cfg.optim.channels_last and on_gpu
+    def __init__(self, cfg: ExperimentConfig, runtime: Runtime) -> None:
+        self.cfg = cfg
+        self.rt = runtime
+        self.start_epoch = 0
+        self.final_metrics: dict[str, Any] | None = None
 
-    model = build_model(cfg)
-    start_epoch = 0
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as d:
-            load_weights(model, d)
-            state = torch.load(Path(d) / STATE, weights_only=True)
-            start_epoch = int(state["epoch"])
-            last_metrics = json.loads((Path(d) / CONFIG).read_text()).get("metrics", {})
-        if start_epoch >= cfg.optim.epochs:
-            # Interrupted after its last checkpoint but before Tune saw it end: say the final
-            # epoch again so the restored trial ends with its metrics instead of an empty result.
-            ray.train.report(last_metrics)
-            return
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    model = ray.train.torch.prepare_model(model)
-    optimizer = build_optimizer(model, cfg.optim)
-    if checkpoint is not None:
-        optimizer.load_state_dict(state["optimizer"])
+    # ------------------------------------------------------------------ set-up
+    def setup(self) -> None:
+        """Seeds, threads, device, model, optimiser and the input normalisation."""
+        cfg, rank = self.cfg, self.rt.rank
+        torch.manual_seed(cfg.seed * 1009 + rank)
+        np.random.seed((cfg.seed * 1009 + rank) % 2**32)
+        self.device = self.rt.device()
+        on_gpu = self.device.type == "cuda"
+        if not on_gpu:  # intra-op threads = the CPUs this worker holds
+            torch.set_num_threads(cpu_threads(cfg))
+        self.amp = cfg.optim.amp and on_gpu
+        self.channels_last = cfg.optim.channels_last and on_gpu
+        self.model = build_model(cfg)
+        self.optimizer: torch.optim.Optimizer | None = None
+        spec = input_spec(cfg)
+        self.normalize = Normalize(spec["mean"], spec["std"])
+        self.where = placement()
 
-    spec = input_spec(cfg)
-    normalize = Normalize(spec["mean"], spec["std"])
-    train_shard = ray.train.get_dataset_shard("train")
-    val_shard = ray.train.get_dataset_shard("val")
-    base_lrs = [g["lr"] for g in optimizer.param_groups]
-    for epoch in range(start_epoch, cfg.optim.epochs):
-        t0 = time.perf_counter()
+    def resume(self) -> None:
+        """Load the runtime's checkpoint, if any: weights, optimiser state, next epoch."""
+        state = None
+        with self.rt.restored() as d:
+            if d is not None:
+                load_weights(self.model, d)
+                state = torch.load(d / STATE, weights_only=True)
+                self.start_epoch = int(state["epoch"])
+                self.final_metrics = json.loads((d / CONFIG).read_text()).get("metrics", {})
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.model = self.rt.prepare_model(self.model)
+        self.optimizer = build_optimizer(self.model, self.cfg.optim)
+        self.base_lrs = [g["lr"] for g in self.optimizer.param_groups]
+        if state is not None:
+            self.optimizer.load_state_dict(state["optimizer"])
+
+    # ------------------------------------------------------------------ one epoch
+    def train_one_epoch(self, epoch: int) -> dict[str, Any] | None:
+        """One pass over this epoch's undersampled train split; ``None`` if told to stop."""
+        cfg, rt = self.cfg, self.rt
         factor = lr_factor(cfg.optim, epoch)
-        for group, lr in zip(optimizer.param_groups, base_lrs):
+        for group, lr in zip(self.optimizer.param_groups, self.base_lrs):
             group["lr"] = lr * factor
-        model.train()
-        loss_sum = torch.zeros((), device=device)
+        self.model.train()
+        loss_sum = torch.zeros((), device=self.device)
         seen = 0
+        t0 = time.perf_counter()
         batches = _timed(training_batches(
-            train_shard, batch_size=cfg.optim.batch_size, device=device, normalize=normalize,
-            channels_last=channels_last, prefetch_batches=cfg.data.prefetch_batches,
-            shuffle_buffer=4 * cfg.optim.batch_size,
-            shuffle_seed=(cfg.seed * 7919 + epoch) * max(world, 1) + rank))
+            rt.dataset("train"), batch_size=cfg.optim.batch_size, device=self.device,
+            normalize=self.normalize, channels_last=self.channels_last,
+            prefetch_batches=cfg.data.prefetch_batches, shuffle_buffer=4 * cfg.optim.batch_size,
+            shuffle_seed=(cfg.seed * 7919 + epoch) * max(rt.world_size, 1) + rt.rank))
         for x, y in batches:
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                logits = model(x).float().squeeze(1)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+                logits = self.model(x).float().squeeze(1)
             loss = F.binary_cross_entropy_with_logits(logits, y)
-            optimizer.zero_grad(set_to_none=True)
+            self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.optim.grad_clip > 0:
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
-            optimizer.step()
+                nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)
+            self.optimizer.step()
             loss_sum += loss.detach() * len(y)  # no .item(): keeps the GPU queue full
             seen += len(y)
-        train_time = time.perf_counter() - t0
-        t_val = time.perf_counter()
+            if rt.should_stop():
+                return None
         totals = _gather([(float(loss_sum), seen)])
         n_train = sum(n for _, n in totals)
-        train_loss = sum(s for s, _ in totals) / max(n_train, 1)
+        return {"epoch": epoch + 1, "train_loss": sum(s for s, _ in totals) / max(n_train, 1),
+                "train_images": n_train, "lr": self.base_lrs[0] * factor,
+                "train_time_s": time.perf_counter() - t0,
+                # Where an epoch's time goes: waiting on the data stream (first batch = the
+                # pipeline's start-up) vs evaluation.
+                "data_wait_s": batches.wait, "data_first_batch_s": batches.first}
 
+    def validate(self) -> tuple[dict[str, Any], tuple[list[str], np.ndarray, np.ndarray]]:
+        """Metrics over every validation image (gathered from every worker first)."""
+        t0 = time.perf_counter()
         # The bare module: ranks hold different numbers of validation rows, so no DDP hooks.
-        ids, labels, probs = predict_split(_unwrap(model), val_shard, batch_size=cfg.optim.batch_size,
-                                           device=device, normalize=normalize, amp=amp,
-                                           channels_last=channels_last)
-        metrics: dict[str, Any] = {"epoch": epoch + 1, "train_loss": train_loss,
-                                   "train_images": n_train,
-                                   "lr": base_lrs[0] * factor, "epoch_time_s": 0.0,
-                                   "train_time_s": train_time,
-                                   # Where an epoch's time goes: waiting on the data stream
-                                   # (first batch = the pipeline's start-up) vs evaluation.
-                                   "data_wait_s": batches.wait, "data_first_batch_s": batches.first,
-                                   "eval_time_s": time.perf_counter() - t_val}
+        ids, labels, probs = predict_split(
+            _unwrap(self.model), self.rt.dataset("val"), batch_size=self.cfg.optim.batch_size,
+            device=self.device, normalize=self.normalize, amp=self.amp,
+            channels_last=self.channels_last)
+        metrics: dict[str, Any] = {"eval_time_s": time.perf_counter() - t0}
         if len(labels):
             metrics.update({f"val_{k}": v for k, v in detector_metrics(labels, probs).items()})
-        metrics["epoch_time_s"] = time.perf_counter() - t0
+        return metrics, (ids, labels, probs)
 
-        with tempfile.TemporaryDirectory() as tmp:
+    def save(self, metrics: dict[str, Any], predictions: tuple[list[str], np.ndarray, np.ndarray]
+             ) -> None:
+        """Report the epoch with its checkpoint (written by rank 0 only)."""
+        with scratch_dir() as tmp:
             ckpt = None
-            if rank == 0:
-                tmp_path = Path(tmp)
-                save_checkpoint(tmp_path, model, cfg, {"epoch": epoch + 1, "metrics": metrics})
-                torch.save({"epoch": epoch + 1, "optimizer": optimizer.state_dict()}, tmp_path / STATE)
-                _write_predictions(tmp_path / PREDICTIONS, ids, labels, probs)
-                ckpt = ray.train.Checkpoint.from_directory(tmp)
-            ray.train.report(metrics, checkpoint=ckpt)
+            if self.rt.rank == 0:
+                ckpt = Path(tmp)
+                save_checkpoint(ckpt, self.model, self.cfg,
+                                {"epoch": metrics["epoch"], "metrics": metrics})
+                torch.save({"epoch": metrics["epoch"], "optimizer": self.optimizer.state_dict()},
+                           ckpt / STATE)
+                _write_predictions(ckpt / PREDICTIONS, *predictions)
+            self.rt.report(metrics, ckpt)
+
+    # ------------------------------------------------------------------ the recipe
+    def run(self) -> None:
+        """Set up, resume, then train/validate/save every remaining epoch."""
+        self.setup()
+        self.resume()
+        if self.start_epoch >= self.cfg.optim.epochs:
+            # Interrupted after its last checkpoint but before Tune saw it end: say the final
+            # epoch again so the restored trial ends with its metrics instead of an empty result.
+            self.rt.report(self.final_metrics or {}, None)
+            return
+        for epoch in range(self.start_epoch, self.cfg.optim.epochs):
+            t0 = time.perf_counter()
+            metrics = self.train_one_epoch(epoch)
+            if metrics is None:
+                return  # stopped by the scheduler mid-epoch
+            val_metrics, predictions = self.validate()
+            metrics.update(val_metrics, **self.where, epoch_time_s=time.perf_counter() - t0)
+            self.save(metrics, predictions)
+
+
+def cpu_threads(cfg: ExperimentConfig) -> int:
+    """Intra-op threads of a CPU worker: ``cluster.threads``, else the CPUs it holds."""
+    return max(1, int(cfg.cluster.threads or cfg.cluster.cpus_per_worker))
+
+
+def train_loop(config: dict[str, Any]) -> None:
+    """Ray Train entry point (each DDP worker): ``config = {"experiment": cfg.to_dict()}``."""
+    from search.train.runtime import TrainRuntime
+
+    Recipe(config_from_dict(config["experiment"]), TrainRuntime()).run()
 
 
 class _timed:
@@ -308,5 +354,5 @@ def _write_predictions(path: Path, ids: list[str], labels: np.ndarray, probs: np
 
 
 __all__ = ["CONFIG", "PREDICTIONS", "WEIGHTS", "NormalizeCollate", "build_model", "build_optimizer", "input_spec",
-           "load_weights", "lr_factor", "predict_split", "save_checkpoint", "train_loop",
+           "Recipe", "cpu_threads", "load_weights", "lr_factor", "predict_split", "save_checkpoint", "train_loop",
            "training_batches"]
