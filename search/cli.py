@@ -133,6 +133,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     cfg = ensure_demo_shards(_load(args))
     print(cfg)
+    check_shards(cfg)
     init_ray(cfg)
     result = train_one(cfg, name=args.name)
     cols = ["epoch", "train_loss", "val_accuracy", "val_precision", "val_recall", "val_f1",
@@ -173,6 +174,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     cfg = replace(cfg, search=search)
     if args.resume:
         cfg = _saved_experiment(cfg)
+    if cfg.data.shards:  # the embedded demo set is made (and so checked) by run_search
+        check_shards(cfg)
     outcome = run_search(cfg, resume=args.resume, verbose=args.verbose,
                          evaluate_test=not args.no_test)
     print(outcome.summary())
@@ -184,6 +187,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
         print(f"exported:    {export_model(outcome.experiment_dir)}")
     return 0
+
+
+def check_shards(cfg: ExperimentConfig) -> None:
+    """A missing, truncated or changed shard is an error now, naming it, not inside Ray."""
+    from search.data.prepare import verify_shards
+    from search.train.driver import resolve_shards
+
+    verify_shards(resolve_shards(cfg))
 
 
 def demo_experiment(cfg: ExperimentConfig) -> ExperimentConfig:

@@ -61,6 +61,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         print(format_predictions(frame))
     if args.out:
         print(f"wrote {write_predictions(frame, args.out)}")
+    if frame["error"].notna().all():
+        print(f"deepfake-search predict: error: none of the {len(frame)} input(s) could be "
+              "scored (reasons above)", file=sys.stderr)
+        return 1
     return 0
 
 

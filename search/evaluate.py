@@ -7,25 +7,39 @@ cluster the evaluation lands on a GPU node, not on the head.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from search.config import config_from_dict
+from search.config import ConfigError, config_from_dict
+from search.formats import CONFIG, WEIGHTS
 from search.train.metrics import detector_metrics
-from search.train.worker import CONFIG
 
 
 def load_checkpoint_model(checkpoint_dir: str | Path) -> tuple[Any, dict[str, Any]]:
     """Rebuild a model from a checkpoint folder (safetensors + config.json), in eval mode."""
+    from search.predict import ModelFolderError, load_json
     from search.train.worker import build_model, load_weights
 
     checkpoint_dir = Path(checkpoint_dir)
-    meta = json.loads((checkpoint_dir / CONFIG).read_text())
-    cfg = config_from_dict(meta["experiment"])
-    model = load_weights(build_model(cfg, pretrained=False), checkpoint_dir).eval()
+    path = checkpoint_dir / CONFIG
+    meta = load_json(path)
+    if not isinstance(meta.get("experiment"), dict) or not isinstance(meta.get("input"), dict):
+        raise ModelFolderError(f"{path} lacks its 'experiment' or 'input' section: it is not a "
+                               "checkpoint's config; pick another trial (--trial) or re-train")
+    try:
+        cfg = config_from_dict(meta["experiment"])
+    except ConfigError as err:
+        raise ModelFolderError(f"{path} 'experiment': {err}") from None
+    model = build_model(cfg, pretrained=False)
+    try:
+        model = load_weights(model, checkpoint_dir).eval()
+    except Exception as err:  # SafetensorError, RuntimeError (shapes), OSError
+        raise ModelFolderError(
+            f"{checkpoint_dir / WEIGHTS} cannot be loaded into the {cfg.model.arch} its config "
+            f"describes ({str(err).strip()[:200]}): the checkpoint is damaged or mixed up; "
+            "pick another trial (--trial) or re-train") from None
     return model, meta
 
 

@@ -25,15 +25,28 @@ import numpy as np
 import pandas as pd
 
 from search.config import ExperimentConfig, SearchConfig, config_from_dict
-from search.predict import EXPORT_FORMAT, ONNX_FILE, _json_safe, dataset_name
-from search.train.worker import CONFIG, WEIGHTS
+from search.formats import (
+    CONFIG,
+    EXPERIMENT,
+    METRICS,
+    MODEL_CARD,
+    TEST_METRICS,
+    TEST_PREDICTIONS,
+    TRIALS_CSV,
+    TRIALS_PARQUET,
+    WEIGHTS,
+)
+from search.formats import ONNX as ONNX_FILE
+from search.predict import EXPORT_FORMAT, _json_safe, dataset_name
 
 EXPORT_DIR = "export"
 ONNX_OPSET = 18
 ONNX_TOLERANCE = 1e-4
 THRESHOLD_RULE = "F1-optimal on validation"
-METRICS_FILE = "metrics.json"
-CARD = "README.md"
+METRICS_FILE = METRICS
+CARD = MODEL_CARD
+# Columns export reads from the trials table (written by search.tune.tables).
+TRIAL_COLUMNS = ("trial_id", "status", "checkpoint")
 
 
 class ExportError(RuntimeError):
@@ -42,10 +55,21 @@ class ExportError(RuntimeError):
 
 # ------------------------------------------------------------------ choosing the trial
 def load_trials(results_dir: Path) -> pd.DataFrame:
-    """The search's trials table (parquet, else csv), with trial ids as strings."""
-    for name, reader in (("trials.parquet", pd.read_parquet), ("trials.csv", pd.read_csv)):
-        if (results_dir / name).is_file():
-            trials = reader(results_dir / name)
+    """The search's trials table (parquet, else csv), with trial ids as strings; a table
+    that cannot be read or lacks the columns export needs is an error naming it."""
+    for name, reader in ((TRIALS_PARQUET, pd.read_parquet), (TRIALS_CSV, pd.read_csv)):
+        path = results_dir / name
+        if path.is_file():
+            try:
+                trials = reader(path)
+            except Exception as err:  # pyarrow/pandas errors on a damaged table
+                raise ValueError(f"{path} cannot be read ({str(err)[:200]}): it is damaged; "
+                                 "re-create it by resuming the search (run --resume)") from None
+            missing = [c for c in TRIAL_COLUMNS if c not in trials.columns]
+            if missing:
+                raise ValueError(f"{path} lacks the column(s) {', '.join(missing)} that export "
+                                 "needs: it is not a trials table this version wrote; pass "
+                                 "--trial ID with a complete table, or re-run the search")
             trials["trial_id"] = trials["trial_id"].astype(str)
             return trials
     raise FileNotFoundError(f"{results_dir} has no trials.parquet or trials.csv: is it the "
@@ -54,10 +78,16 @@ def load_trials(results_dir: Path) -> pd.DataFrame:
 
 def load_experiment(results_dir: Path) -> ExperimentConfig:
     """The experiment configuration saved by the search."""
-    path = results_dir / "experiment.json"
+    from search.config import ConfigError
+    from search.predict import load_json
+
+    path = results_dir / EXPERIMENT
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: is {results_dir} a search's results folder?")
-    return config_from_dict(json.loads(path.read_text()))
+    try:
+        return config_from_dict(load_json(path))
+    except ConfigError as err:
+        raise ValueError(f"{path}: {err}") from None
 
 
 def _metric_name(metric: str) -> str:
@@ -163,12 +193,12 @@ def _test_metrics(results_dir: Path, trial_id: str, checkpoint: Path,
     """The trial's test-split metrics, when the search evaluated this very checkpoint."""
     from search.train.metrics import detector_metrics
 
-    path = results_dir / "test_metrics.json"
+    path = results_dir / TEST_METRICS
     if path.is_file() and str(checkpoint) == finalist_checkpoint:
         test = json.loads(path.read_text()).get(trial_id)
         if test:
             return test
-    preds = checkpoint / "test_predictions.csv"
+    preds = checkpoint / TEST_PREDICTIONS
     if preds.is_file():
         frame = pd.read_csv(preds)
         return detector_metrics(frame["label"].to_numpy(), frame["p_fake"].to_numpy(),

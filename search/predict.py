@@ -13,12 +13,13 @@ training stream's own ``DecodeBatch`` (decode to the model's input size, normali
 
 from __future__ import annotations
 
-import glob
+import fnmatch
 import json
 import logging
 import math
 import os
 import sys
+import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -28,14 +29,25 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from search.train.worker import CONFIG, WEIGHTS
+from search.formats import (
+    CONFIG,
+    CROSS_JSON,
+    CROSS_MD,
+    EXPERIMENT,
+    TRIALS_CSV,
+    TRIALS_PARQUET,
+    WEIGHTS,
+)
+from search.formats import ONNX as ONNX_FILE
 
 EXPORT_FORMAT = "deepfake-search-model/1"
-ONNX_FILE = "model.onnx"
 LABELS = {0: "REAL", 1: "FAKE"}
-CROSS_MD = "cross_dataset.md"
-CROSS_JSON = "cross_dataset.json"
 DEFAULT_RULE = "default 0.5 (no validation threshold was saved)"
+REEXPORT = "re-export the model (deepfake-search export RESULTS_DIR) or copy the folder again"
+
+
+class ModelFolderError(ValueError):
+    """A model folder's file that cannot be used; the message names the file and the fix."""
 
 
 @dataclass(frozen=True)
@@ -97,9 +109,55 @@ def _training_set(shards: str) -> tuple[int | None, str, str]:
         return None, dataset_name(shards), ""
 
 
+def load_json(path: Path) -> dict[str, Any]:
+    """A model or checkpoint folder's JSON object, or ModelFolderError naming the file."""
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ModelFolderError(f"{path} is not readable JSON ({err}): {REEXPORT}") from None
+    if not isinstance(meta, dict):
+        raise ModelFolderError(f"{path} is not a JSON object: {REEXPORT}")
+    return meta
+
+
+def _input_spec(meta: dict[str, Any], where: Path) -> tuple[int, tuple[float, ...], tuple[float, ...]]:
+    """(input_size, mean, std) from the ``input`` section: three finite values each, std > 0
+    (one value must not be broadcast silently to three channels)."""
+    spec = meta.get("input")
+    if not isinstance(spec, dict):
+        raise ModelFolderError(f"{where} has no 'input' section (input_size, mean, std), so the "
+                               f"images cannot be preprocessed as in training: {REEXPORT}")
+    size = spec.get("input_size")
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ModelFolderError(f"{where} input.input_size must be a positive integer, not "
+                               f"{size!r}: {REEXPORT}")
+    values = {}
+    for key in ("mean", "std"):
+        v = spec.get(key)
+        if not (isinstance(v, list) and len(v) == 3 and all(_finite(x) is not None for x in v)):
+            raise ModelFolderError(f"{where} input.{key} must be three numbers (R, G, B), not "
+                                   f"{v!r}: {REEXPORT}")
+        values[key] = tuple(float(x) for x in v)
+    if min(values["std"]) <= 0:
+        raise ModelFolderError(f"{where} input.std must be positive, not {list(values['std'])}: {REEXPORT}")
+    return size, values["mean"], values["std"]
+
+
+def _threshold(value: Any, where: str) -> float | None:
+    """A saved threshold: None when none was saved (or NaN: validation had no FAKE), else a
+    number in [0, 1]; anything else is an error, never a silent 0.5."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    number = None if isinstance(value, bool) else _finite(value)
+    if number is None or not 0.0 <= number <= 1.0 or isinstance(value, str):
+        raise ModelFolderError(f"{where} must be a number between 0 and 1, not {value!r}: fix it, "
+                               "delete it (0.5 is then used), or pass --threshold")
+    return number
+
+
 def read_model_info(model_dir: str | Path) -> ModelInfo:
     """Describe an exported model folder or a checkpoint folder (reads JSON only)."""
-    from search.config import config_from_dict
+    from search.config import ConfigError, config_from_dict
 
     directory = Path(model_dir).expanduser().resolve()
     cfg_path = directory / CONFIG
@@ -109,31 +167,35 @@ def read_model_info(model_dir: str | Path) -> ModelInfo:
         raise FileNotFoundError(
             f"{directory} is not a model folder: it needs {CONFIG} and {WEIGHTS} (an exported "
             "model from 'deepfake-search export', or a trial's checkpoint folder)")
-    try:
-        meta = json.loads(cfg_path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{cfg_path} is not valid JSON: {err}") from None
-    spec = meta.get("input") or {}
+    meta = load_json(cfg_path)
     if str(meta.get("format", "")).startswith("deepfake-search-model"):
-        train = meta.get("training_data") or {}
-        threshold = _finite(meta.get("threshold"))
+        size, mean, std = _input_spec(meta, cfg_path)
+        if not isinstance(meta.get("arch"), str) or not isinstance(meta.get("layers"), dict):
+            raise ModelFolderError(f"{cfg_path} needs 'arch' (a name) and 'layers' (a mapping): "
+                                   f"{REEXPORT}")
+        train = meta.get("training_data") if isinstance(meta.get("training_data"), dict) else {}
+        threshold = _threshold(meta.get("threshold"), f"{cfg_path} 'threshold'")
         return ModelInfo(
             directory=directory, kind="export", arch=meta["arch"], layers=dict(meta["layers"]),
-            input_size=int(spec["input_size"]), mean=tuple(spec["mean"]), std=tuple(spec["std"]),
+            input_size=size, mean=mean, std=std,
             threshold=0.5 if threshold is None else threshold,
             threshold_rule=meta.get("threshold_rule", "") if threshold is not None else DEFAULT_RULE,
             image_size=train.get("image_size"), train_name=train.get("name", "unknown"),
             train_hash=train.get("manifest_hash", ""), meta=meta)
-    if "experiment" not in meta or not spec:
-        raise ValueError(f"{cfg_path} is neither an exported model's nor a checkpoint's config "
-                         "(no 'format', or no 'experiment' and 'input')")
-    cfg = config_from_dict(meta["experiment"])
-    threshold = _finite((meta.get("metrics") or {}).get("val_threshold"))
+    if "experiment" not in meta:
+        raise ModelFolderError(f"{cfg_path} is neither an exported model's config (no 'format') "
+                               f"nor a checkpoint's (no 'experiment'): {REEXPORT}")
+    size, mean, std = _input_spec(meta, cfg_path)
+    try:
+        cfg = config_from_dict(meta["experiment"])
+    except ConfigError as err:
+        raise ModelFolderError(f"{cfg_path} 'experiment': {err}") from None
+    metrics = meta.get("metrics") if isinstance(meta.get("metrics"), dict) else {}
+    threshold = _threshold(metrics.get("val_threshold"), f"{cfg_path} metrics.val_threshold")
     image_size, name, digest = _training_set(cfg.data.shards)
     return ModelInfo(
         directory=directory, kind="checkpoint", arch=cfg.model.arch,
-        layers=cfg.model.layer_kwargs(), input_size=int(spec["input_size"]),
-        mean=tuple(spec["mean"]), std=tuple(spec["std"]),
+        layers=cfg.model.layer_kwargs(), input_size=size, mean=mean, std=std,
         threshold=0.5 if threshold is None else threshold,
         threshold_rule="F1-optimal on validation" if threshold is not None else DEFAULT_RULE,
         image_size=image_size, train_name=name, train_hash=digest, meta=meta)
@@ -146,7 +208,20 @@ def build_torch_model(info: ModelInfo) -> Any:
     from search.train.models import create_model
 
     model = create_model(info.arch, pretrained=False, input_size=info.input_size, **info.layers)
-    model.load_state_dict(load_file(str(info.directory / WEIGHTS)))
+    path = info.directory / WEIGHTS
+    try:
+        weights = load_file(str(path))
+    except Exception as err:  # SafetensorError, OSError: a truncated or foreign file
+        raise ModelFolderError(f"{path} cannot be read as safetensors ({err}): the file is "
+                               f"truncated or not a weights file; {REEXPORT}") from None
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()[1:3] or [str(err)[:200]]
+        raise ModelFolderError(
+            f"{path} does not fit the model {CONFIG} describes (arch {info.arch!r}, layers "
+            f"{info.layers}): {' '.join(x.strip() for x in first)[:300]}; the two files come "
+            f"from different models: {REEXPORT}") from None
     return model.eval()
 
 
@@ -185,8 +260,14 @@ class _OnnxScorer:
 
         options = ort.SessionOptions()
         options.log_severity_level = 3
-        self.session = ort.InferenceSession(str(info.directory / ONNX_FILE), options,
-                                            providers=["CPUExecutionProvider"])
+        path = info.directory / ONNX_FILE
+        try:
+            self.session = ort.InferenceSession(str(path), options,
+                                                providers=["CPUExecutionProvider"])
+        except Exception as err:  # onnxruntime's InvalidProtobuf, Fail, ...
+            raise ModelFolderError(f"{path} cannot be loaded by onnxruntime "
+                                   f"({str(err).strip()[:200]}): {REEXPORT}, or use --backend "
+                                   "torch") from None
         self.input = self.session.get_inputs()[0].name
         self.output = self.session.get_outputs()[0].name  # the logit
 
@@ -210,7 +291,11 @@ _GLOB_CHARS = set("*?[")
 
 def expand_paths(paths: Iterable[str | Path]) -> list[tuple[str, str | None]]:
     """(path, error) for every file named: files as given, folders recursively (hidden
-    files skipped), globs expanded; a path that matches nothing is kept with its error."""
+    files skipped), globs expanded; a path that matches nothing is kept with its error.
+
+    Symlinked folders are never followed inside a folder or a glob (listed with that
+    reason instead), so a link loop cannot make the expansion endless.
+    """
     out: list[tuple[str, str | None]] = []
     seen: set[str] = set()
 
@@ -219,28 +304,58 @@ def expand_paths(paths: Iterable[str | Path]) -> list[tuple[str, str | None]]:
             seen.add(path)
             out.append((path, error))
 
-    def walk(folder: str) -> None:
-        for root, dirs, files in os.walk(folder):
+    def walk(folder: str, keep: Any = None) -> None:
+        for root, dirs, files in os.walk(folder, followlinks=False):
             dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            for d in list(dirs):
+                path = os.path.join(root, d)
+                if os.path.islink(path):
+                    dirs.remove(d)
+                    if keep is None or keep(path):
+                        add(path, "symlink to a folder: not followed (name the folder itself)")
+                elif keep is not None and keep(path):
+                    dirs.remove(d)
+                    walk(path)
             for name in sorted(files):
-                if not name.startswith("."):
-                    add(os.path.join(root, name))
+                path = os.path.join(root, name)
+                if not name.startswith(".") and (keep is None or keep(path)):
+                    add(path)
 
     for raw in paths:
         text = str(raw)
         if os.path.isdir(text):
             walk(text)
-        elif os.path.exists(text):
+        elif os.path.lexists(text):
             add(text)
         elif _GLOB_CHARS & set(text):
-            matches = sorted(glob.glob(os.path.expanduser(text), recursive=True))
-            if not matches:
+            before = len(out)
+            base, pattern = _glob_base(os.path.expanduser(text))
+            if os.path.isdir(base):
+                walk(base, lambda path, b=base, p=pattern: _glob_match(
+                    os.path.relpath(path, b).split(os.sep), p))
+            if len(out) == before:
                 add(text, "no file matches this pattern")
-            for match in matches:
-                walk(match) if os.path.isdir(match) else add(match)
         else:
             add(text, "no such file or folder")
     return out
+
+
+def _glob_base(pattern: str) -> tuple[str, list[str]]:
+    """The folder a glob starts in (its parts before the first wildcard) and the rest."""
+    parts = pattern.split(os.sep)
+    first = next(i for i, part in enumerate(parts) if _GLOB_CHARS & set(part))
+    base = os.sep.join(parts[:first]) or ("" if pattern.startswith(os.sep) else ".")
+    return base or os.sep, [p for p in parts[first:] if p]
+
+
+def _glob_match(parts: list[str], pattern: list[str]) -> bool:
+    """``parts`` (a relative path) against glob ``pattern`` parts; ``**`` spans folders."""
+    if not pattern:
+        return not parts
+    if pattern[0] == "**":
+        return any(_glob_match(parts[i:], pattern[1:]) for i in range(len(parts) + 1))
+    return bool(parts) and fnmatch.fnmatchcase(parts[0], pattern[0]) and _glob_match(
+        parts[1:], pattern[1:])
 
 
 class Preprocessor:
@@ -263,13 +378,16 @@ class Preprocessor:
 
 
 def _load_one(path: str, pre: Preprocessor) -> tuple[np.ndarray | None, str | None]:
-    """(array, None) or (None, reason) for one file; never raises."""
-    from search.data.images import ImageError
+    """(array, None) or (None, reason) for one file (regular files only); never raises."""
+    from search.data.images import ImageError, read_regular
 
     try:
-        with open(path, "rb") as fh:
-            data = fh.read()
+        data = read_regular(path)
+    except ImageError as err:
+        return None, str(err)
     except OSError as err:
+        if os.path.islink(path) and not os.path.exists(path):
+            return None, "broken symlink: its target does not exist"
         return None, f"unreadable file: {err.strerror or err}"
     try:
         return pre(data), None
@@ -292,8 +410,8 @@ def iter_predictions(model: str | Path | ModelInfo, paths: Iterable[str | Path],
         raise ValueError(f"batch size must be at least 1, not {batch_size}")
     info = model if isinstance(model, ModelInfo) else read_model_info(model)
     thr = info.threshold if threshold is None else float(threshold)
-    if not math.isfinite(thr):
-        raise ValueError(f"threshold must be a finite number, not {threshold!r}")
+    if not (math.isfinite(thr) and 0.0 <= thr <= 1.0):
+        raise ValueError(f"--threshold must be a number between 0 and 1, not {threshold!r}")
     items = expand_paths(paths)
     if not items:
         raise FileNotFoundError("no input files: give image files, folders or glob patterns")
@@ -305,6 +423,8 @@ def iter_predictions(model: str | Path | ModelInfo, paths: Iterable[str | Path],
 
     bar = tqdm(total=len(items), unit="img", desc="predict", file=sys.stderr,
                disable=not progress, mininterval=0.5)
+    from search.data.images import safe_name
+
     workers = max(1, min(4, os.cpu_count() or 1))
     with ThreadPoolExecutor(workers) as pool:
         try:
@@ -317,10 +437,10 @@ def iter_predictions(model: str | Path | ModelInfo, paths: Iterable[str | Path],
                 for i, (path, _) in enumerate(chunk):
                     if i in p_by_index:
                         p = float(p_by_index[i])
-                        yield {"path": path, "p_fake": p, "label": LABELS[int(p >= thr)],
-                               "error": None}
+                        yield {"path": safe_name(path), "p_fake": p,
+                               "label": LABELS[int(p >= thr)], "error": None}
                     else:
-                        yield {"path": path, "p_fake": math.nan, "label": None,
+                        yield {"path": safe_name(path), "p_fake": math.nan, "label": None,
                                "error": loaded[i][1]}
                 bar.update(len(chunk))
         finally:
@@ -346,18 +466,30 @@ def predict_paths(model_dir: str | Path, paths: Iterable[str | Path], *,
 
 
 def write_predictions(frame: pd.DataFrame, out: str | Path) -> Path:
-    """Write predictions as CSV or JSON (chosen by the file's extension)."""
+    """Write predictions as CSV or JSON (chosen by the file's extension).
+
+    Written to a temporary file beside ``out`` and renamed: a failure leaves an earlier
+    ``out`` as it was, never half-written.
+    """
     out = Path(out)
     suffix = out.suffix.lower()
     if suffix not in (".csv", ".json"):
         raise ValueError(f"--out {out}: use a .csv or .json file name")
     out.parent.mkdir(parents=True, exist_ok=True)
-    if suffix == ".csv":
-        frame.to_csv(out, index=False)
-    else:
-        records = [{k: (None if isinstance(v, float) and math.isnan(v) else v)
-                    for k, v in row.items()} for row in frame.to_dict(orient="records")]
-        out.write_text(json.dumps(records, indent=1) + "\n")
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}-", dir=out.parent)
+    os.close(fd)
+    try:
+        if suffix == ".csv":
+            frame.to_csv(tmp, index=False)
+        else:
+            records = [{k: (None if isinstance(v, float) and math.isnan(v) else v)
+                        for k, v in row.items()} for row in frame.to_dict(orient="records")]
+            Path(tmp).write_text(json.dumps(records, indent=1) + "\n")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
     return out
 
 
@@ -407,12 +539,12 @@ def evaluate_model(model_dir: str | Path, shards: str | Path, split: str = "test
     ``data`` (the set's name) and ``in_domain`` (the set the model was trained on).
     """
     from search import storage
-    from search.data.prepare import load_manifest, manifest_hash
+    from search.data.prepare import manifest_hash, verify_shards
     from search.evaluate import predict_shards
     from search.train.metrics import detector_metrics
 
     shards = storage.absolute(shards)
-    load_manifest(shards)  # a clear error before Ray starts
+    verify_shards(shards)  # a missing, truncated or changed shard: a clear error before Ray
     model, info = load_model(model_dir)
     ensure_ray()
     spec = {"input": {"input_size": info.input_size, "mean": list(info.mean),
@@ -459,8 +591,8 @@ def find_results_dir(model_dir: str | Path) -> Path | None:
     """The results folder a model folder lives in (an export/ or a trial checkpoint), if any."""
     here = Path(model_dir).expanduser().resolve()
     for parent in [here, *here.parents][:5]:
-        if (parent / "experiment.json").is_file() and (
-                (parent / "trials.parquet").is_file() or (parent / "trials.csv").is_file()):
+        if (parent / EXPERIMENT).is_file() and (
+                (parent / TRIALS_PARQUET).is_file() or (parent / TRIALS_CSV).is_file()):
             return parent
     return None
 
@@ -561,8 +693,8 @@ def cross_dataset(model_dir: str | Path, sets: Sequence[str | Path], split: str 
     return matrix, md_path
 
 
-__all__ = ["EXPORT_FORMAT", "ModelInfo", "Preprocessor", "build_torch_model", "cross_dataset",
+__all__ = ["EXPORT_FORMAT", "ModelFolderError", "ModelInfo", "Preprocessor", "build_torch_model", "cross_dataset",
            "cross_dataset_markdown", "dataset_name", "ensure_ray", "evaluate_model",
            "expand_paths", "find_results_dir", "format_metrics", "format_predictions",
-           "iter_predictions", "load_model", "make_scorer", "predict_paths", "read_model_info",
+           "iter_predictions", "load_json", "load_model", "make_scorer", "predict_paths", "read_model_info",
            "write_predictions"]
