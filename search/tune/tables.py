@@ -15,7 +15,8 @@ from typing import Any
 
 import pandas as pd
 
-from search.formats import CONFIG, TRAIN_RUNS, TRIAL_PREFIX
+from search.fmt import markdown_table
+from search.formats import CHECKPOINT_GLOB, CONFIG, TRAIN_RUNS, TRIAL_PREFIX, trial_dirname
 
 #: The columns of the study's table, then the ones it needed to be read correctly.
 STUDY_COLUMNS = ("accuracy", "precision", "recall", "f1")
@@ -33,9 +34,11 @@ def _better(a: float, b: float, mode: str) -> bool:
 
 
 def trial_checkpoints(experiment_dir: str | Path, trial_id: str) -> list[Path]:
-    """Checkpoint folders a trial's Train run left (each holds config.json with metrics)."""
-    run = Path(experiment_dir) / TRAIN_RUNS / f"{TRIAL_PREFIX}{trial_id}"
-    return sorted(p for p in run.glob("checkpoint_*") if (p / CONFIG).is_file())
+    """Checkpoint folders a trial left (each holds config.json with that epoch's metrics):
+    in its Tune folder (single-worker trials) or its Train run's (DDP trials)."""
+    root = Path(experiment_dir)
+    runs = (root / trial_dirname(trial_id), root / TRAIN_RUNS / trial_dirname(trial_id))
+    return sorted(p for run in runs for p in run.glob(CHECKPOINT_GLOB) if (p / CONFIG).is_file())
 
 
 def best_checkpoint(experiment_dir: str | Path, trial_id: str, metric: str,
@@ -119,69 +122,99 @@ def finalists(trials: pd.DataFrame, metric: str) -> pd.DataFrame:
     return ok.drop_duplicates("arch", keep="first") if "arch" in ok else ok.head(1)
 
 
-def _fmt(value: Any) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "—"
-    if isinstance(value, float):
-        return f"{value:.4g}" if abs(value) < 1e-3 and value != 0 else f"{value:.3f}"
-    return str(value)
+#: The best trial's row per split: the study's metrics, the ones they need, the confusion.
+SPLIT_COLUMNS = (*STUDY_COLUMNS, "auc", "ap", "eer", "balanced_accuracy", "threshold",
+                 "f1_at_threshold", "baseline_accuracy", *CONFUSION)
+#: What the leaderboard's tables mean, shared by leaderboard.md and the HTML report.
+BOARD_NOTE = ("Best trial per architecture by validation `{metric}` ({mode}). FAKE is the "
+              "positive class; metrics at threshold 0.5, `threshold` is the F1-optimal one on "
+              "validation and `f1_at_threshold` the F1 there; `baseline_*` is always answering "
+              "the majority class on the same split.")
+TEST_NOTE = ("The test split was evaluated once, after the search, for the finalists only, at "
+             "the threshold chosen on validation; it was never used to choose.")
+IMPORTANCE_NOTE = ("Share of the variance of the search metric that each parameter explains: "
+                   "over all trials, then within each architecture's trials (its layer settings "
+                   "exist only there).")
+
+Tests = Mapping[str, Mapping[str, Any]]
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
+def _frame(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> pd.DataFrame:
+    """A table whose cells keep their Python values (ints stay ints, None stays None)."""
+    return pd.DataFrame(list(rows), columns=list(header), dtype=object)
+
+
+def board_table(trials: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """The study's table: the best trial of each architecture, best first."""
+    header = ["model", *STUDY_COLUMNS, *EXTRA_COLUMNS, *CONFUSION, "ratio", "lr", "epoch", "trial"]
+    metrics = (*STUDY_COLUMNS, *EXTRA_COLUMNS, *CONFUSION)
+    return _frame(header, [[r.get("arch"), *(r.get(f"best_val_{c}") for c in metrics),
+                            r.get("ratio"), r.get("lr"), r.get("best_epoch"), r.get("trial_id")]
+                           for _, r in finalists(trials, metric).iterrows()])
+
+
+def split_table(top: pd.Series, test: Tests) -> pd.DataFrame:
+    """One trial on validation (its best epoch) and, when it was scored, on test."""
+    rows = [["validation", *(top.get(f"best_val_{n}") for n in SPLIT_COLUMNS)]]
+    scored = test.get(str(top["trial_id"]))
+    if scored:
+        rows.append(["test", *(scored.get(n) for n in SPLIT_COLUMNS)])
+    return _frame(["split", *SPLIT_COLUMNS], rows)
+
+
+def others_test_table(top: pd.Series, test: Tests) -> pd.DataFrame:
+    """The test split of every finalist but ``top``."""
+    return _frame(["trial", *SPLIT_COLUMNS], [[tid, *(m.get(n) for n in SPLIT_COLUMNS)]
+                                              for tid, m in test.items()
+                                              if tid != str(top["trial_id"])])
+
+
+def importance_table(scores: Mapping[str, float]) -> pd.DataFrame:
+    """One group's parameter importances, largest first."""
+    return _frame(["parameter", "importance"], list(scores.items()))
+
+
+def status_counts(trials: pd.DataFrame) -> str:
+    """``"3 completed, 1 stopped early"``: how the trials ended."""
+    counts = trials["status"].value_counts().to_dict() if "status" in trials else {}
+    return ", ".join(f"{n} {s.lower().replace('_', ' ')}" for s, n in counts.items())
+
+
+def markdown(frame: pd.DataFrame) -> str:
+    """A table built here as GitHub markdown (the leaderboard's number format)."""
+    return markdown_table(list(frame.columns), frame.itertuples(index=False))
 
 
 def leaderboard(trials: pd.DataFrame, *, metric: str, mode: str,
-                test: Mapping[str, Mapping[str, Any]] | None = None,
+                test: Tests | None = None,
                 importances: Mapping[str, Mapping[str, float]] | str | None = None,
                 title: str = "") -> str:
     """The study's table (best trial per architecture) plus what it needed to be read."""
     test = test or {}
     best = finalists(trials, metric)
-    header = ["model", *STUDY_COLUMNS, *EXTRA_COLUMNS, *CONFUSION, "ratio", "lr", "epoch", "trial"]
-    rows = [[r.get("arch"), *(r.get(f"best_val_{c}") for c in (*STUDY_COLUMNS, *EXTRA_COLUMNS,
-                                                                 *CONFUSION)),
-             r.get("ratio"), r.get("lr"), r.get("best_epoch"), r.get("trial_id")]
-            for _, r in best.iterrows()]
     out = [f"# Leaderboard{': ' + title if title else ''}", "",
-           f"Best trial per architecture by validation `{metric}` ({mode}). FAKE is the "
-           "positive class; metrics at threshold 0.5, `threshold` is the F1-optimal one on "
-           "validation and `f1_at_threshold` the F1 there; `baseline_*` is always answering "
-           "the majority class on the same split.", "", _table(header, rows), ""]
-    counts = trials["status"].value_counts().to_dict() if len(trials) else {}
-    out += ["Trials: " + ", ".join(f"{n} {s.lower().replace('_', ' ')}" for s, n in counts.items()), ""]
+           BOARD_NOTE.format(metric=metric, mode=mode), "", markdown(board_table(trials, metric)),
+           "", f"Trials: {status_counts(trials)}", ""]
     if len(best):
         top = best.iloc[0]
-        out += [f"## Best overall: trial {top['trial_id']} ({top.get('arch')})", ""]
-        tm = test.get(str(top["trial_id"]))
-        names = [*STUDY_COLUMNS, "auc", "ap", "eer", "balanced_accuracy", "threshold",
-                 "f1_at_threshold", "baseline_accuracy", *CONFUSION]
-        hdr = ["split", *names]
-        rows = [["validation", *(top.get(f"best_val_{n}") for n in names)]]
-        if tm:
-            rows.append(["test", *(tm.get(n) for n in names)])
-        out += [_table(hdr, rows), ""]
-        if tm:
-            out += ["The test split was evaluated once, after the search, for the finalists "
-                    "only, at the threshold chosen on validation; it was never used to choose.", ""]
-        others = [(tid, m) for tid, m in test.items() if tid != str(top["trial_id"])]
-        if others:
-            out += ["Test split of the other finalists:", "",
-                    _table(["trial", *names], [[tid, *(m.get(n) for n in names)] for tid, m in others]),
-                    ""]
+        out += [f"## Best overall: trial {top['trial_id']} ({top.get('arch')})", "",
+                markdown(split_table(top, test)), ""]
+        if test.get(str(top["trial_id"])):
+            out += [TEST_NOTE, ""]
+        others = others_test_table(top, test)
+        if len(others):
+            out += ["Test split of the other finalists:", "", markdown(others), ""]
     out += ["## Parameter importances (Optuna, fANOVA)", ""]
     if isinstance(importances, Mapping) and importances:
-        out += ["Share of the variance of the search metric that each parameter explains: "
-                "over all trials, then within each architecture's trials (its layer "
-                "settings exist only there).", ""]
+        out += [IMPORTANCE_NOTE, ""]
         for group, scores in importances.items():
-            out += [f"### {group}", "", _table(["parameter", "importance"], list(scores.items())), ""]
+            out += [f"### {group}", "", markdown(importance_table(scores)), ""]
     else:
         out += [f"Not available: {importances or 'too few finished trials'}", ""]
     return "\n".join(out)
 
 
-__all__ = ["TRAIN_RUNS", "TRIAL_PREFIX", "best_checkpoint", "collect", "finalists",
-           "leaderboard", "trial_checkpoints"]
+__all__ = ["BOARD_NOTE", "IMPORTANCE_NOTE", "SPLIT_COLUMNS", "TEST_NOTE", "TRAIN_RUNS",
+           "TRIAL_PREFIX", "best_checkpoint", "board_table", "collect", "finalists",
+           "importance_table", "leaderboard", "markdown", "others_test_table", "split_table",
+           "status_counts", "trial_checkpoints"]

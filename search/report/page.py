@@ -1,0 +1,64 @@
+"""The page: sections assembled into one static HTML file, its style sheet inlined.
+
+``write_report`` clears the report folder's old figures, runs every section builder and
+writes ``report.html`` beside the PNGs they drew. The page has no script and loads nothing
+from the network, so the folder can be zipped, mailed and opened offline.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import time
+from importlib import resources
+from pathlib import Path
+
+from search import formats
+from search.report.markup import Section, esc
+from search.report.results import Results, load_results
+from search.report.sections import BUILDERS
+
+CSS_RESOURCE = "report.css"  # package data of search.report
+FOOTER = "deepfake-search report · static page, opens offline"
+
+
+def stylesheet() -> str:
+    """The page's CSS, shipped beside this module as package data."""
+    return resources.files("search.report").joinpath(CSS_RESOURCE).read_text(encoding="utf-8")
+
+
+def render(title: str, subtitle: str, sections: list[Section]) -> str:
+    """The whole page: header, a navigation bar of the sections, the sections, a footer."""
+    nav = "".join(f'<a href="#{s.anchor}">{esc(s.title)}</a>' for s in sections)
+    body = "".join(f'<section id="{s.anchor}"><h2>{esc(s.title)}</h2>{"".join(s.body)}'
+                   "</section>" for s in sections)
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>{esc(title)}</title><style>{stylesheet()}</style></head><body>"
+            f'<header><div class="wrap"><h1>{esc(title)}</h1><p>{esc(subtitle)}'
+            f'</p></div></header><nav><div class="wrap">{nav}</div></nav>'
+            f'<main class="wrap">{body}</main><footer>{html.escape(FOOTER)}</footer>'
+            "</body></html>\n")
+
+
+def _subtitle(r: Results) -> str:
+    archs = ", ".join(dict.fromkeys(str(a) for a in r.trials.get("arch", [])))
+    return (f"{len(r.trials)} trials · metric {r.metric} · {archs} · "
+            f"{time.strftime('%Y-%m-%d %H:%M')}")
+
+
+def write_report(results_dir: str | Path) -> Path:
+    """Write ``<results_dir>/report/report.html`` (+ its PNGs) and return its path."""
+    r = load_results(results_dir)
+    r.out.mkdir(exist_ok=True)
+    for old in r.out.glob("*.png"):
+        old.unlink()  # figures of an earlier report that may not be drawn again
+    sections = [s for s in (build(r) for build in BUILDERS) if s is not None]
+    path = r.out / formats.REPORT_FILE
+    path.write_text(render(f"Search report: {r.cfg.search.name}", _subtitle(r), sections),
+                    encoding="utf-8")
+    logging.getLogger(__name__).info("report written to %s", path)
+    return path
+
+
+__all__ = ["CSS_RESOURCE", "render", "stylesheet", "write_report"]
