@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import json
+import math
 import re
-from collections.abc import Iterable, Mapping
+import types
+import typing
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -42,8 +46,16 @@ class ConfigError(ValueError):
     """A configuration value or key that cannot be used; the message says how to fix it."""
 
 
+class _Validated:
+    """Checks every field of a config section when it is built (also by ``replace``), so a
+    bad value fails as the YAML is loaded, before any cluster starts; see :func:`validate`."""
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+
 @dataclass(frozen=True)
-class DataConfig:
+class DataConfig(_Validated):
     """Where the shards are and how training batches are drawn from them."""
 
     shards: str = ""  # prepared shard folder (holds manifest.json); "" = the embedded demo set
@@ -58,7 +70,7 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(_Validated):
     """Architecture and layer configuration; see ``search.train.models`` for each param."""
 
     arch: str = "custom_cnn"
@@ -86,14 +98,14 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
-class OptimConfig:
+class OptimConfig(_Validated):
     """Optimiser, schedule and training-loop settings of one trial."""
 
-    optimizer: str = "adamw"  # adamw | sgd
+    optimizer: Literal["adamw", "sgd"] = "adamw"
     lr: float = 1e-3
     weight_decay: float = 1e-4
     momentum: float = 0.9  # sgd only
-    schedule: str = "cosine"  # cosine | step | constant
+    schedule: Literal["cosine", "step", "constant"] = "cosine"
     warmup_epochs: int = 0
     step_size: int = 3  # step schedule: decay every this many epochs
     gamma: float = 0.1  # step schedule: decay factor
@@ -105,7 +117,7 @@ class OptimConfig:
 
 
 @dataclass(frozen=True)
-class ClusterConfig:
+class ClusterConfig(_Validated):
     """How a trial maps onto the cluster and where results go."""
 
     address: str = ""  # Ray address; "" = RAY_ADDRESS, a running local cluster, else a new one
@@ -123,15 +135,15 @@ class ClusterConfig:
 
 
 @dataclass(frozen=True)
-class SearchConfig:
+class SearchConfig(_Validated):
     """The search: what is optimised, how trials are sampled, stopped and retried."""
 
     name: str = "demo"
     metric: str = "val_auc"
-    mode: str = ""  # "" = inferred from the metric (max, except losses and error rates)
+    mode: Literal["", "max", "min"] = ""  # "" = inferred from the metric (max, except losses and error rates)
     num_samples: int = 8
-    algorithm: str = "tpe"  # tpe | random
-    scheduler: str = "asha"  # asha | none
+    algorithm: Literal["tpe", "random"] = "tpe"
+    scheduler: Literal["asha", "none"] = "asha"
     grace_period: int = 1  # ASHA: epochs every trial gets before it can be stopped
     reduction_factor: int = 2
     max_failures: int = 1  # retries of a failed trial, from its last checkpoint
@@ -244,7 +256,7 @@ def _check_keys(where: str, keys: Iterable[str], valid: Iterable[str], what: str
 def _coerce(section: Any, values: Mapping[str, Any]) -> Any:
     """A copy of ``section`` with ``values`` applied, type-checked against the field types."""
     kinds = {f.name: f for f in fields(section)}
-    name = type(section).__name__
+    name = _section_name(type(section))
     _check_keys(name, values, kinds)
     out = {}
     for key, value in values.items():
@@ -260,25 +272,29 @@ def _convert(where: str, value: Any, default: Any) -> Any:
     if isinstance(default, bool):
         if isinstance(value, bool) or (isinstance(value, str) and not isinstance(default, str)):
             return value  # bool | str fields (pretrained) keep strings
-        raise ConfigError(f"{where} must be true or false, not {value!r}")
+        raise ConfigError(f"{where} must be true or false, not {value!r}." + _fix(where))
     if isinstance(default, int):
-        if isinstance(value, bool) or not float(value).is_integer():
-            raise ConfigError(f"{where} must be an integer, not {value!r}")
-        return int(value)
+        try:
+            whole = not isinstance(value, bool) and float(value).is_integer()
+        except (TypeError, ValueError, OverflowError):
+            whole = False
+        if not whole:
+            raise ConfigError(f"{where} must be a whole number, not {value!r}." + _fix(where))
+        return int(float(value))
     if isinstance(default, float):
         try:
-            return float(value)
+            return value if isinstance(value, bool) else float(value)  # validate names a bool
         except (TypeError, ValueError):
-            raise ConfigError(f"{where} must be a number, not {value!r}") from None
+            raise ConfigError(f"{where} must be a number, not {value!r}." + _fix(where)) from None
     if isinstance(default, str):
         if isinstance(value, (dict, list)):
-            raise ConfigError(f"{where} must be a string, not {value!r}")
+            raise ConfigError(f"{where} must be a string, not {value!r}." + _fix(where))
         return str(value)
     if isinstance(default, tuple):
         return tuple(value)
     if isinstance(default, Mapping):
         if not isinstance(value, Mapping):
-            raise ConfigError(f"{where} must be a mapping, not {value!r}")
+            raise ConfigError(f"{where} must be a mapping, not {value!r}." + _fix(where))
         return dict(value)
     return value
 
@@ -293,8 +309,10 @@ def config_from_dict(tree: Mapping[str, Any]) -> ExperimentConfig:
         if not isinstance(values, Mapping):
             raise ConfigError(f"section {section!r} must be a mapping of keys to values")
         kwargs[section] = _coerce(cls(), values)
-    cfg = ExperimentConfig(**kwargs, seed=int(tree.get("seed", 0)))
-    return cfg
+    seed = _convert("seed", tree.get("seed", 0), 0)
+    if seed is None:
+        raise ConfigError("seed must be a whole number, not null")
+    return ExperimentConfig(**kwargs, seed=seed)
 
 
 def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> ExperimentConfig:
@@ -318,6 +336,146 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
         raise ConfigError(f"{path or 'config'}: {err}") from None
 
 
+# ----------------------------------------------------------------- validation when built
+def _section_name(cls: type) -> str:
+    """'data', 'model', ... for a section class (the prefix of every key in messages)."""
+    return next((name for name, c in SECTIONS.items() if c is cls), cls.__name__)
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+_KIND = {bool: "true or false", int: "a whole number", float: "a number", str: "a string",
+         type(None): "null"}
+
+
+def _describe(hint: Any) -> str:
+    """What a type hint accepts, in words ('true or false', "one of 'a', 'b'", ...)."""
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(hint))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in typing.get_args(hint))
+    if origin is not None:
+        return f"a {getattr(origin, '__name__', origin)}"
+    return _KIND.get(hint, getattr(hint, "__name__", str(hint)))
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether ``value`` is of type ``hint`` (bools are not numbers, ints are floats)."""
+    origin = typing.get_origin(hint)
+    if hint is Any:
+        return True
+    if origin is Literal:
+        return value in typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, a) for a in typing.get_args(hint))
+    if origin is not None:
+        return isinstance(value, origin)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is type(None):
+        return value is None
+    return isinstance(value, hint)
+
+
+def _at_least(low: float) -> Callable[[Any], str | None]:
+    return lambda v: None if v >= low else f"must be at least {low:g}"
+
+
+def _positive(v: float) -> str | None:
+    return None if v > 0 else "must be greater than 0"
+
+
+def _fraction(v: float) -> str | None:
+    return None if 0 <= v <= 1 else "must be between 0 and 1"
+
+
+def _below_one(v: float) -> str | None:
+    return None if 0 <= v < 1 else "must be at least 0 and below 1"
+
+
+def _ratio(v: str) -> str | None:
+    try:
+        parse_ratio(v)
+    except ConfigError:
+        return "must be 'natural' or REAL:FAKE with two positive numbers, such as '1:2'"
+    return None
+
+
+def _name(v: str) -> str | None:
+    ok = re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._=-]*", v) is not None
+    return None if ok else ("must be a folder name: letters, digits, '.', '_', '-' and '=', "
+                            "starting with a letter or digit (it names the results folder)")
+
+
+def _not_empty(v: str) -> str | None:
+    return None if v.strip() else "must not be empty"
+
+
+def _mappings(v: tuple) -> str | None:
+    return None if all(isinstance(p, Mapping) for p in v) else "must be a list of mappings"
+
+
+# Ranges on top of the types; a section field without an entry is type-checked only.
+_RULES: dict[str, Callable[[Any], str | None]] = {
+    "data.ratio": _ratio, "data.jpeg_prob": _fraction, "data.blur_prob": _fraction,
+    "data.color_jitter": _below_one, "data.decode_workers": _at_least(0),
+    "data.prefetch_batches": _at_least(0),
+    "model.arch": _not_empty, "model.input_size": _at_least(16), "model.conv_blocks": _at_least(1),
+    "model.base_width": _at_least(1), "model.kernel_size": _at_least(1),
+    "model.dense_units": _at_least(1), "model.dropout": _below_one,
+    "model.frozen_stages": _at_least(0), "model.head_dropout": _below_one,
+    "model.head_hidden": _at_least(0),
+    "optim.lr": _positive, "optim.weight_decay": _at_least(0), "optim.momentum": _fraction,
+    "optim.warmup_epochs": _at_least(0), "optim.step_size": _at_least(1), "optim.gamma": _positive,
+    "optim.epochs": _at_least(1), "optim.batch_size": _at_least(1), "optim.grad_clip": _at_least(0),
+    "cluster.num_workers": _at_least(1), "cluster.cpus_per_worker": _positive,
+    "cluster.gpus_per_worker": _at_least(0), "cluster.data_cpus": _at_least(0),
+    "cluster.max_concurrent_trials": _at_least(0), "cluster.poll_interval_s": _positive,
+    "cluster.storage_path": _not_empty,
+    "search.name": _name, "search.metric": _not_empty, "search.num_samples": _at_least(1),
+    "search.grace_period": _at_least(1), "search.reduction_factor": _at_least(2),
+    "search.max_failures": _at_least(0), "search.points_to_evaluate": _mappings,
+}
+
+
+def _fix(key: str) -> str:
+    """The fix appended to every value error: where to set the key."""
+    return f" Set it in the experiment YAML or as {key}=VALUE on the command line."
+
+
+def _unquoted_fits(value: Any, hint: Any) -> bool:
+    """Whether a string value would fit without its quotes (``"False"`` for a bool)."""
+    try:
+        return isinstance(value, str) and _fits(yaml_load(value), hint)
+    except yaml.YAMLError:
+        return False
+
+
+def validate(section: Any) -> None:
+    """Check a config section's every field against its type and range, or raise
+    ConfigError naming the key (``optim.lr``), the value and the fix."""
+    prefix = _section_name(type(section))
+    for f in fields(section):
+        key, value = f"{prefix}.{f.name}", getattr(section, f.name)
+        hint = _hints(type(section))[f.name]
+        if not _fits(value, hint):
+            quoted = " (a quoted string: drop the quotes)" if _unquoted_fits(value, hint) else ""
+            hint_text = did_you_mean(value, typing.get_args(hint)) if isinstance(value, str) and (
+                typing.get_origin(hint) is Literal) else ""
+            raise ConfigError(f"{key} must be {_describe(hint)}, not {value!r}{quoted}.{hint_text}"
+                              + _fix(key))
+        rule = _RULES.get(key)
+        problem = rule(value) if rule else None
+        if problem:
+            raise ConfigError(f"{key} {problem}, not {value!r}." + _fix(key))
+
+
 def parse_ratio(ratio: str) -> tuple[float, float] | None:
     """Parse a REAL:FAKE ratio: ``"1:2"`` -> (1.0, 2.0); ``"natural"`` -> None."""
     text = str(ratio).strip().lower()
@@ -327,7 +485,7 @@ def parse_ratio(ratio: str) -> tuple[float, float] | None:
         real, fake = (float(x) for x in text.split(":"))
     except ValueError:
         raise ConfigError(f"ratio {ratio!r} must be 'natural' or REAL:FAKE such as '1:2'") from None
-    if real <= 0 or fake <= 0:
+    if not (real > 0 and fake > 0 and math.isfinite(real) and math.isfinite(fake)):
         raise ConfigError(f"ratio {ratio!r}: both parts must be positive")
     return real, fake
 
@@ -345,4 +503,5 @@ __all__ = [
     "load_config",
     "parse_ratio",
     "trial_param_section",
+    "validate",
 ]

@@ -31,7 +31,7 @@ def test_yaml_and_overrides(tmp_path):
     ("optim:\n  learning_rate: 0.1\n", "unknown key 'learning_rate'"),
     ("optimizer:\n  lr: 0.1\n", "unknown section 'optimizer'.*'optim'"),
     ("model:\n  arch: resnet50\n  frozen_stage: 1\n", "Did you mean 'frozen_stages'"),
-    ("optim:\n  epochs: 2.5\n", "must be an integer"),
+    ("optim:\n  epochs: 2.5\n", "optim.epochs must be a whole number"),
     ("- a\n- b\n", "must hold a mapping"),
 ])
 def test_typos_are_errors_naming_the_key(tmp_path, text, message):
@@ -68,6 +68,56 @@ def test_cli_reports_config_errors_without_traceback(tmp_path, capsys):
     assert cli(["train", "--config", str(path)]) == 2
     err = capsys.readouterr().err
     assert "unknown key 'nmae'" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("override, message", [
+    ("optim.lr=0", "optim.lr must be greater than 0"),
+    ("optim.lr=-0.1", "optim.lr must be greater than 0"),
+    ("data.ratio=0:1", "data.ratio must be 'natural' or REAL:FAKE"),
+    ("data.ratio=abc", "data.ratio must be 'natural' or REAL:FAKE"),
+    ("optim.batch_size=0", "optim.batch_size must be at least 1"),
+    ("cluster.use_gpu='False'", "cluster.use_gpu must be true or false or null.*drop the quotes"),
+    ("data.hflip='no'", "data.hflip must be true or false"),
+    ("search.num_samples=-1", "search.num_samples must be at least 1"),
+    ("optim.epochs=ten", "optim.epochs must be a whole number, not 'ten'"),
+    ("search.mode=maximum", "search.mode must be one of '', 'max', 'min'.*Did you mean 'max'"),
+    ("search.algorithm=bayes", "search.algorithm must be one of 'tpe', 'random'"),
+    ("search.scheduler=hyperband", "search.scheduler must be one of 'asha', 'none'"),
+    ("search.reduction_factor=1", "search.reduction_factor must be at least 2"),
+    ("optim.optimizer=adam", "Did you mean 'adamw'"),
+    ("data.jpeg_prob=1.5", "data.jpeg_prob must be between 0 and 1"),
+    ("search.name=../elsewhere", "search.name must be a folder name"),
+    ("seed=abc", "seed must be a whole number"),
+])
+def test_bad_values_fail_when_the_config_is_built(override, message):
+    """Every value is checked as the config is built (before any cluster), naming its key
+    and how to set it."""
+    with pytest.raises(ConfigError, match=message) as err:
+        load_config(None, [override])
+    assert "=VALUE" in str(err.value)  # the fix: where the key is set
+
+
+def test_replace_and_trial_params_are_validated_too():
+    from dataclasses import replace
+
+    from search.config import OptimConfig
+
+    with pytest.raises(ConfigError, match="optim.lr"):
+        replace(OptimConfig(), lr=-1.0)
+    with pytest.raises(ConfigError, match="optim.batch_size"):
+        ExperimentConfig().with_params({"batch_size": 0})
+    assert OptimConfig(lr=1).lr == 1  # an int is a fine float
+
+
+def test_search_settings_fail_before_ray_starts(tmp_path, capsys):
+    """A misspelt scheduler used to fail only after ray.init (reduction_factor 1 with an
+    AssertionError); now the command stops at the config."""
+    import ray
+
+    assert cli(["run", "search.scheduler=ashaa", "search.reduction_factor=1"]) == 2
+    err = capsys.readouterr().err
+    assert "search.scheduler must be one of" in err and "Traceback" not in err
+    assert not ray.is_initialized()
 
 
 def test_package_exports_resolve_lazily():
