@@ -1,25 +1,221 @@
-"""``deepfake-search report``: one static page whose every figure loads in a real browser."""
+"""``deepfake-search report``: one static page whose every figure loads in a real browser.
+
+Most tests read a results folder written here in a second (``synthetic``: the files a search
+leaves, no training); the page and browser tests read a real tiny search's.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
+import optuna
+import pandas as pd
 import pytest
 
-from search.predict import cross_dataset_markdown
-from search.report import markdown_to_html, write_report
+from search import formats
+from search.config import DataConfig, ExperimentConfig, SearchConfig
+from search.fmt import DASH, compact
+from search.report import REPORT_DIR, REPORT_FILE, write_report
+from search.report.markup import table
+from search.report.page import stylesheet
+from search.tune import tables
 from search.tune.importance import param_importances
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-TOP_FILES = ("experiment.json", "trials.parquet", "trials.csv", "history.parquet",
-             "leaderboard.md", "test_metrics.json", "optuna.db")
+TOP_FILES = (formats.EXPERIMENT, formats.SPACE, formats.TRIALS_PARQUET, formats.TRIALS_CSV,
+             formats.HISTORY, formats.LEADERBOARD, formats.TEST_METRICS, formats.OPTUNA_DB)
+SECTIONS = ["overview", "leaderboard", "confusion", "curves", "learning", "search", "cross",
+            "files"]
+FIGURES = ("confusion.png", "curves.png", "learning.png", "importances.png", "search.png",
+           "cross_dataset.png")
+CELL = {"accuracy_at_threshold": 0.81, "auc": 0.88, "n": 120, "positive_rate": 0.67,
+        "f1_at_threshold": 0.86, "baseline_accuracy": 0.67, "threshold": 0.5, "in_domain": True}
+MATRIX = {"split": "test", "rows": {"demo_shards (demo)": {"model": "export", "cells": {
+    "demo_shards (demo)": CELL,
+    "frames_shards (folders)": {**CELL, "accuracy_at_threshold": 0.4, "auc": 0.55,
+                                "in_domain": False}}}}}
 
 
+# ------------------------------------------------------------------ a synthetic results folder
+def _scores(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, float]:
+    """The confusion counts and a few metrics of predictions ``p`` at ``threshold``."""
+    pred = p >= threshold
+    tp, tn = int(np.sum(pred & (y == 1))), int(np.sum(~pred & (y == 0)))
+    fp, fn = int(np.sum(pred & (y == 0))), int(np.sum(~pred & (y == 1)))
+    return {"tp": tp, "tn": tn, "fp": fp, "fn": fn, "accuracy": (tp + tn) / len(y),
+            "f1": 2 * tp / max(2 * tp + fp + fn, 1), "threshold": threshold}
+
+
+def _predictions(ckpt: Path, name: str, skill: float, rng: np.random.Generator) -> dict:
+    y = np.array([0] * 40 + [1] * 80)
+    p = 1 / (1 + np.exp(-(skill * (2 * y - 1) + rng.normal(0, 1, len(y)))))
+    pd.DataFrame({"id": range(len(y)), "label": y, "p_fake": p}).to_csv(ckpt / name, index=False)
+    at = _scores(y, p, 0.45)
+    return {**_scores(y, p, 0.5), **{f"{k}_at_threshold": v for k, v in at.items()},
+            "auc": 0.5 + skill / 4, "baseline_accuracy": 2 / 3, "n": len(y), "threshold": 0.45}
+
+
+def _trial(root: Path, tid: str, arch: str, status: str, epochs: int, skill: float,
+           rng: np.random.Generator) -> tuple[dict, dict | None]:
+    """One trials-table row (its checkpoint written under a folder since moved) and its
+    test-split metrics."""
+    row = {"trial_id": tid, "status": status, "arch": arch, "ratio": "1:2",
+           "lr": 10 ** rng.uniform(-4, -2), "epochs": epochs, "checkpoint": ""}
+    if status == "ERROR":
+        return {**row, "best_val_auc": math.nan, "best_epoch": math.nan, "error": "boom"}, None
+    ckpt = root / formats.trial_dirname(tid) / "checkpoint_000001"
+    ckpt.mkdir(parents=True)
+    val = _predictions(ckpt, formats.VAL_PREDICTIONS, skill, rng)
+    test = _predictions(ckpt, formats.TEST_PREDICTIONS, skill, rng)
+    row["checkpoint"] = str(Path("/moved/away") / root.name / ckpt.relative_to(root))
+    row |= {f"best_val_{k}": v for k, v in val.items()} | {"best_epoch": epochs,
+                                                          "best_val_ap": math.nan}
+    return row, test
+
+
+def _study(root: Path, name: str, rng: np.random.Generator) -> None:
+    """An Optuna study of eight completed trials in which ``lr`` and ``arch`` matter."""
+    study = optuna.create_study(study_name=name, direction="maximize",
+                                storage=f"sqlite:///{root / formats.OPTUNA_DB}")
+    dists = {"arch": optuna.distributions.CategoricalDistribution(["custom_cnn", "resnet10t"]),
+             "lr": optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True)}
+    for i in range(8):
+        params = {"arch": dists["arch"].choices[i % 2], "lr": 10 ** rng.uniform(-4, -2)}
+        study.add_trial(optuna.trial.create_trial(
+            params=params, distributions=dists, value=0.6 + 0.1 * (i % 2) + params["lr"] * 10))
+
+
+def make_results(root: Path) -> Path:
+    """The files a finished search leaves (tables, history, test metrics, study, space,
+    predictions, a cross-dataset matrix), written without training anything."""
+    rng = np.random.default_rng(0)
+    results = root / "synthetic"
+    results.mkdir()
+    cfg = ExperimentConfig(data=DataConfig(shards="/data/r&d <faces>"),
+                           search=SearchConfig(name="synthetic", metric="val_auc"))
+    (results / formats.EXPERIMENT).write_text(json.dumps(cfg.to_dict()))
+    (results / formats.SPACE).write_text("arch           in ['custom_cnn', 'resnet10t']\n"
+                                         "ratio          = '1:2'\nlr             in [1e-4, 1e-2] log\n")
+    made = [_trial(results, *spec, rng) for spec in (
+        ("a1", "custom_cnn", "COMPLETED", 3, 2.0), ("b2", "resnet10t", "COMPLETED", 3, 1.0),
+        ("c3", "custom_cnn", "STOPPED_EARLY", 1, 0.5), ("d4", "resnet10t", "ERROR", 0, 0.0))]
+    trials = pd.DataFrame([row for row, _ in made])
+    trials.to_parquet(results / formats.TRIALS_PARQUET)
+    history = pd.DataFrame([{"trial_id": row["trial_id"], "epoch": e, "train_loss": 1 / e,
+                             "val_auc": row["best_val_auc"] - 0.1 / e}
+                            for row, _ in made for e in range(1, row["epochs"] + 1)])
+    history.to_parquet(results / formats.HISTORY)
+    test = {row["trial_id"]: m for row, m in made[:2]}  # the two finalists
+    (results / formats.TEST_METRICS).write_text(json.dumps(test))
+    _study(results, cfg.search.name, rng)
+    (results / formats.CROSS_JSON).write_text(json.dumps(MATRIX))
+    return results
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_results(tmp_path_factory.mktemp("synthetic"))
+
+
+@pytest.fixture(scope="module")
+def synthetic_page(synthetic: Path) -> str:
+    return write_report(synthetic).read_text()
+
+
+# ------------------------------------------------------------------ the page, quickly
+def _figures(page: str) -> list[str]:
+    return re.findall(r'<img src="([^"]+)"', page)
+
+
+def test_every_section_and_figure(synthetic: Path, synthetic_page: str) -> None:
+    assert re.findall(r'<section id="([^"]+)"', synthetic_page) == SECTIONS
+    assert sorted(_figures(synthetic_page)) == sorted(FIGURES)
+    for name in FIGURES:
+        assert (synthetic / REPORT_DIR / name).stat().st_size > 1000, name
+    assert stylesheet().strip() and stylesheet() in synthetic_page  # package data, inlined
+    assert "<script" not in synthetic_page and "http://" not in synthetic_page
+    assert "/data/r&amp;d &lt;faces&gt;" in synthetic_page and "<faces>" not in synthetic_page
+
+
+def test_tables_come_from_the_dataframes(synthetic: Path, synthetic_page: str) -> None:
+    trials = pd.read_parquet(synthetic / formats.TRIALS_PARQUET)
+    board = tables.board_table(trials, "val_auc")
+    assert list(board["trial"]) == ["a1", "b2"]  # the best trial of each architecture
+    for _, row in board.iterrows():  # each finalist's row, in the leaderboard's format
+        cells = "".join(f'<td class="{"txt" if isinstance(v, str) or v is None else "num"}">'
+                        f"{compact(v)}</td>" for v in row)
+        assert f"<tr>{cells}</tr>" in synthetic_page, row["trial"]
+    assert f'<td class="num">{DASH}</td>' in synthetic_page  # best_val_ap is NaN: a dash
+    assert ">nan<" not in synthetic_page.lower()
+    failed = re.search(r"<tr><td class=\"txt\">d4</td>(.*?)</tr>", synthetic_page)
+    assert failed and 'class="txt status-error">ERROR' in failed.group(1)
+    lr = trials.set_index("trial_id").loc["a1", "lr"]
+    assert f">{lr:.2e}</td>" in synthetic_page  # learning rates in the trials table: 1.23e-03
+    assert "Trials: 2 completed, 1 stopped early, 1 error" in synthetic_page
+    assert "trained on \\ tested on" in synthetic_page and "0.810 / 0.880 *" in synthetic_page
+
+
+def test_importances_and_moved_checkpoints(synthetic_page: str) -> None:
+    assert "<h4>all trials</h4>" in synthetic_page and "importances.png" in synthetic_page
+    # The checkpoints were recorded under /moved/away: found again under the results folder.
+    assert "curves.png" in synthetic_page and "no val_predictions.csv" not in synthetic_page
+
+
+def test_partial_results_get_notes_not_errors(synthetic: Path, tmp_path: Path) -> None:
+    """A search that left only its config and trials table still gets a page, with notes."""
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for name in (formats.EXPERIMENT, formats.TRIALS_PARQUET):
+        shutil.copy(synthetic / name, bare / name)
+    page = write_report(bare).read_text()
+    assert re.findall(r'<section id="([^"]+)"', page) == [s for s in SECTIONS if s != "cross"]
+    for why in ("no val_predictions.csv", "no history.parquet",
+                "parameter importances not available: no optuna.db"):
+        assert why in page, why
+    assert _figures(page) == ["confusion.png", "search.png"]
+
+
+def test_a_missing_results_folder_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        write_report(tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError, match="experiment.json"):
+        write_report(tmp_path)
+
+
+def test_html_tables_escape_and_dash() -> None:
+    frame = pd.DataFrame({"name": ["<b>", None], "score": [0.5, math.nan], "n": [3, 4]},
+                         dtype=object)
+    out = table(frame, headers={"n": "count"})
+    assert "<th>count</th>" in out and "&lt;b&gt;" in out and "<b>" not in out
+    assert '<td class="num">0.500</td>' in out and '<td class="num">3</td>' in out
+    assert f'<td class="num">{DASH}</td>' in out and f'<td class="txt">{DASH}</td>' in out
+
+
+def test_report_command_loads_neither_torch_nor_ray(synthetic: Path) -> None:
+    """The command line's report, in a fresh interpreter: no torch or Ray module loaded."""
+    code = ("import sys\nfrom search.cli import main\n"
+            f"assert main(['report', {str(synthetic)!r}]) == 0\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'ray'}))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, check=True)
+    assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout + done.stderr
+
+
+def test_importances_fail_softly(tmp_path: Path) -> None:
+    (tmp_path / "optuna.db").write_bytes(b"this is not a database")
+    assert isinstance(param_importances(tmp_path / "optuna.db", "tiny"), str)
+    assert "no optuna.db" in param_importances(tmp_path / "missing" / "optuna.db", "tiny")
+
+
+# ------------------------------------------------------------------ a real search's report
 @pytest.fixture(scope="module")
 def report(tiny_search: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The report of a copy of the tiny search's tables (checkpoints stay where they are),
@@ -29,22 +225,14 @@ def report(tiny_search: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name in TOP_FILES:
         if (tiny_search / name).is_file():
             shutil.copy(tiny_search / name, results / name)
-    cell = {"accuracy_at_threshold": 0.81, "auc": 0.88, "n": 120, "positive_rate": 0.67,
-            "f1_at_threshold": 0.86, "baseline_accuracy": 0.67, "threshold": 0.5,
-            "in_domain": True}
-    matrix = {"split": "test", "rows": {"demo_shards (demo)": {"model": "export", "cells": {
-        "demo_shards (demo)": cell,
-        "frames_shards (folders)": {**cell, "accuracy_at_threshold": 0.4, "auc": 0.55,
-                                    "in_domain": False}}}}}
-    (results / "cross_dataset.json").write_text(json.dumps(matrix))
-    (results / "cross_dataset.md").write_text(cross_dataset_markdown(matrix))
+    (results / formats.CROSS_JSON).write_text(json.dumps(MATRIX))
     return write_report(results)
 
 
 def test_report_page_and_figures(report: Path) -> None:
-    assert report.name == "report.html" and report.parent.name == "report"
+    assert report.name == REPORT_FILE and report.parent.name == REPORT_DIR
     page = report.read_text()
-    sources = re.findall(r'<img src="([^"]+)"', page)
+    sources = _figures(page)
     for name in ("confusion.png", "curves.png", "learning.png", "search.png",
                  "cross_dataset.png"):
         assert name in sources, name
@@ -54,20 +242,6 @@ def test_report_page_and_figures(report: Path) -> None:
                    "Parameter importances", "Cross-dataset", "trained on \\ tested on"):
         assert needle in page, needle
     assert "<script" not in page and "http://" not in page and "https://" not in page
-
-
-def test_importances_fail_softly(tmp_path: Path) -> None:
-    (tmp_path / "optuna.db").write_bytes(b"this is not a database")
-    assert isinstance(param_importances(tmp_path / "optuna.db", "tiny"), str)
-    assert "no optuna.db" in param_importances(tmp_path / "missing" / "optuna.db", "tiny")
-
-
-def test_markdown_tables_become_html() -> None:
-    out = markdown_to_html("# Title\n\nSome `code` and **bold**.\n\n| a | b |\n|---|---|\n"
-                           "| x | 0.5 |\n\n- one\n- two <b>\n")
-    assert "<h2>Title</h2>" in out and "<code>code</code>" in out
-    assert "<th>a</th>" in out and '<td class="num">0.5</td>' in out
-    assert "<li>two &lt;b&gt;</li>" in out
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed "

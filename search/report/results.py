@@ -96,18 +96,18 @@ def searched_params(results_dir: Path, trials: pd.DataFrame) -> list[str]:
 
 
 def checkpoint_dir(results_dir: Path, path: Any) -> Path | None:
-    """A trial's checkpoint folder, also when the results folder was moved since."""
+    """A trial's checkpoint folder, also when the results folder was moved since (in the
+    trial's Tune folder, or under ``_train`` for a multi-worker trial)."""
     if not isinstance(path, str) or not path:
         return None
     here = Path(path)
     if here.is_dir():
         return here
+    # Re-root <old experiment>/[_train/]trial_<id>/checkpoint_<n> under results_dir.
     parts = here.parts
-    if formats.TRAIN_RUNS in parts:  # re-root .../<experiment>/_train/trial_x/checkpoint_y
-        moved = results_dir.joinpath(*parts[parts.index(formats.TRAIN_RUNS):])
-        if moved.is_dir():
-            return moved
-    return None
+    keep = 3 if len(parts) >= 3 and parts[-3] == formats.TRAIN_RUNS else 2
+    moved = results_dir.joinpath(*parts[-keep:])
+    return moved if moved.is_dir() else None
 
 
 def load_results(results_dir: str | Path) -> Results:

@@ -1,0 +1,37 @@
+"""The lightweight side loads no torch and no Ray: each module in a fresh interpreter.
+
+Tables, the report and the formatting helpers run after a search, often on a laptop without
+the training stack; an import of torch or Ray there costs seconds and gigabytes. (The report
+command itself is checked end to end in ``test_report.py``.)
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ("torch", "ray")
+LIGHT = ("search", "search.fmt", "search.formats", "search.tune.tables", "search.report",
+         "search.report.sections")
+
+
+def loaded(module: str) -> list[str]:
+    """The heavy top-level packages that importing ``module`` loads, in a fresh interpreter."""
+    code = (f"import json, sys, {module}\n"
+            f"print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}} & {set(HEAVY)!r})))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("module", LIGHT)
+def test_loads_neither_torch_nor_ray(module: str) -> None:
+    assert loaded(module) == []
+
+
+def test_the_check_sees_torch() -> None:
+    """The probe itself works: a module that does import torch is caught."""
+    assert "torch" in loaded("search.train.models")
