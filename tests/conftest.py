@@ -52,13 +52,13 @@ def demo_shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "shards"
 
 
-CLUSTER_CPUS = 5  # logical CPUs over the 2 cores: two tiny trials at once (2.01 CPUs each)
+CLUSTER_CPUS = 5  # logical CPUs over the 2 cores: two tiny trials at once (2 CPUs each)
 
 
 @pytest.fixture(scope="session")
 def ray_cluster():
-    """A real local Ray cluster shared by the session, with its dashboard: ray[default]'s
-    State API is what frees the placement groups of stopped trials."""
+    """A real local Ray cluster shared by the session, without its dashboard: nothing the
+    search frees may depend on the dashboard or the State API."""
     import ray
 
     if ray.is_initialized():
@@ -69,7 +69,7 @@ def ray_cluster():
     # The same job environment as init_ray gives a real run (Train's poll interval).
     # address="local": always a new cluster of the tests' own, never one that happens to run
     # on this machine (a user's search, another test run).
-    ray.init(address="local", num_cpus=CLUSTER_CPUS, include_dashboard=True, log_to_driver=False,
+    ray.init(address="local", num_cpus=CLUSTER_CPUS, include_dashboard=False, log_to_driver=False,
              logging_level="WARNING", runtime_env={"env_vars": train_env(ExperimentConfig())})
     yield ray
     ray.shutdown()

@@ -64,13 +64,13 @@ def test_search_with_uri_storage(tmp_path: Path, demo_shards: Path, ray_cluster,
     trials = pd.read_parquet(remote / "trials.parquet")
     assert len(trials) == 2 and set(trials["status"]) == {"COMPLETED"}
     # Checkpoints live in the URI; the finalists' are mirrored whole for test and export.
-    assert list(remote.glob("_train/trial_*/checkpoint_*/model.safetensors"))
+    assert list(remote.glob("trial_*/checkpoint_*/model.safetensors"))
     for path in trials["checkpoint"]:
         assert Path(path).is_relative_to(outcome.experiment_dir)
         assert (Path(path) / "config.json").is_file()
     best = Path(trials["checkpoint"].iloc[0])
     assert (best / "model.safetensors").is_file()
-    assert list(remote.glob("_train/trial_*/checkpoint_*/test_predictions.csv"))
+    assert list(remote.glob("trial_*/checkpoint_*/test_predictions.csv"))
     # TensorBoard's event files are written by Tune straight to the URI.
     assert list(remote.glob("trial_*/events.out.tfevents.*"))
     # A checkpoint whose weights are not mirrored is fetched from the URI on export.

@@ -23,6 +23,8 @@ STUDY_COLUMNS = ("accuracy", "precision", "recall", "f1")
 EXTRA_COLUMNS = ("auc", "ap", "eer", "balanced_accuracy", "threshold", "f1_at_threshold",
                  "baseline_accuracy", "baseline_f1")
 CONFUSION = ("tp", "tn", "fp", "fn")
+#: Where each epoch ran (reported by the training loop): a trial's node, host and process.
+PLACEMENT = ("node_id", "hostname", "pid")
 
 
 def _better(a: float, b: float, mode: str) -> bool:
@@ -88,6 +90,8 @@ def collect(results: Sequence[Any], *, experiment_dir: str | Path, metric: str, 
             last = frame.iloc[-1]
             row.update({k: last[k] for k in frame.columns if k.startswith("val_")})
             row["train_loss"] = last.get("train_loss")
+            # Where the trial ran last (a retried trial may have moved to another node).
+            row.update({k: last[k] for k in PLACEMENT if k in frame.columns})
             if metric in frame:
                 scores = frame[metric]
                 pos = scores.idxmax() if mode == "max" else scores.idxmin()
@@ -108,7 +112,7 @@ def collect(results: Sequence[Any], *, experiment_dir: str | Path, metric: str, 
     hist = pd.concat(history, ignore_index=True) if history else pd.DataFrame()
     keep = ["trial_id", "epoch", "train_loss", "lr", "train_images", "epoch_time_s",
             "train_time_s", "data_wait_s", "data_first_batch_s", "eval_time_s", "time_total_s",
-            "timestamp",
+            "timestamp", *PLACEMENT,
             *sorted(c for c in hist.columns if c.startswith("val_"))]
     hist = hist[[c for c in keep if c in hist.columns]] if len(hist) else hist
     return trials, hist

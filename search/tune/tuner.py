@@ -37,6 +37,7 @@ from search.train.driver import (
 )
 from search.tune import tables
 from search.tune.importance import param_importances
+from search.tune.janitor import PlacementGroupJanitor
 from search.tune.space import Param, build_space, check_points, describe, sample
 
 
@@ -325,7 +326,7 @@ def build_tuner(cfg: ExperimentConfig, *, resume: bool = False, verbose: bool = 
             checkpoint_config=tune.CheckpointConfig(
                 num_to_keep=2, checkpoint_score_attribute=cfg.search.metric,
                 checkpoint_score_order=mode),
-            callbacks=[printer.callback(), *_uploaders(exp_dir, location)],
+            callbacks=[printer.callback(), PlacementGroupJanitor(), *_uploaders(exp_dir, location)],
             verbose=1 if verbose else 0,
         ),
     )

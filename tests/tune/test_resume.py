@@ -57,7 +57,7 @@ def test_resume_after_driver_killed(tmp_path, demo_shards, ray_cluster):
         proc.wait()
     assert finished and started_after, "".join(lines[-30:])
     exp = tmp_path / "results" / "resume"
-    done_ckpts = sorted(p.name for p in (exp / "_train" / f"trial_{finished}").glob("checkpoint_*"))
+    done_ckpts = sorted(p.name for p in (exp / f"trial_{finished}").glob("checkpoint_*"))
     # Tune's own log of the finished trial: one line per report; a rerun would add lines.
     done_reports = (exp / f"trial_{finished}" / "result.json").read_text().splitlines()
     assert len(done_reports) == 2
@@ -75,7 +75,7 @@ def test_resume_after_driver_killed(tmp_path, demo_shards, ray_cluster):
     trials = pd.read_parquet(exp / "trials.parquet")
     assert len(trials) == 3 and trials["trial_id"].is_unique  # none lost, none duplicated
     assert (trials["status"] == "COMPLETED").all(), trials[["trial_id", "status", "epochs"]]
-    assert sorted(p.name for p in (exp / "_train" / f"trial_{finished}").glob("checkpoint_*")) == done_ckpts
+    assert sorted(p.name for p in (exp / f"trial_{finished}").glob("checkpoint_*")) == done_ckpts
     history = pd.read_parquet(exp / "history.parquet")
     assert sorted(history[history.trial_id == finished]["epoch"]) == [1, 2]
     # the interrupted trial continued from its checkpoint: every epoch once in the history

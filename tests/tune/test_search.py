@@ -1,5 +1,6 @@
 """End-to-end search on a real local Ray cluster: tables, leaderboard, Optuna, TensorBoard,
-resource release; and the search space on its own."""
+resource release; and the checks made before a search starts (the space on its own:
+test_space.py)."""
 
 from __future__ import annotations
 
@@ -17,81 +18,14 @@ import pandas as pd
 import pytest
 
 from search.config import ConfigError
-from search.tune.space import DEFAULT_SPACE, build_space, sample
+from search.tune.space import DEFAULT_SPACE, build_space
 
 METRICS = ("val_accuracy", "val_precision", "val_recall", "val_f1", "val_auc", "val_ap",
            "val_eer", "val_balanced_accuracy", "val_tp", "val_tn", "val_fp", "val_fn")
 
 
-# ------------------------------------------------------------------ the space
-def test_default_space_is_the_studys():
-    assert set(DEFAULT_SPACE["arch"].choices) == {"custom_cnn", "resnet50", "resnext50_32x4d",
-                                                  "resnext101_32x8d", "xception"}
-    assert set(DEFAULT_SPACE["ratio"].choices) == {"1:1", "1:2"}
-    assert DEFAULT_SPACE["lr"].log
-
-
-def test_define_by_run_is_conditional_and_respects_overrides():
-    space = build_space({"arch": ["custom_cnn", "resnet50"], "ratio": "1:2",
-                         "conv_blocks": {"low": 2, "high": 3}, "lr": {"low": 1e-4, "high": 1e-2, "log": True}})
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-    seen = set()
-    for _ in range(30):
-        trial = study.ask()
-        constants = sample(trial, space)
-        arch = trial.params["arch"]
-        seen.add(arch)
-        assert constants["ratio"] == "1:2"  # fixed values come back as constants
-        if arch == "custom_cnn":
-            assert 2 <= trial.params["conv_blocks"] <= 3
-            assert isinstance(trial.params["conv_blocks"], int)
-            assert "frozen_stages" not in trial.params
-        else:
-            assert "conv_blocks" not in trial.params and "frozen_stages" in trial.params
-        assert 1e-4 <= trial.params["lr"] <= 1e-2
-        study.tell(trial, 0.5)
-    assert seen == {"custom_cnn", "resnet50"}
-
-
-@pytest.mark.parametrize("space, message", [
-    ({"wieght_decay": {"low": 1, "high": 2}}, "unknown parameter 'wieght_decay'.*Did you mean 'weight_decay'"),
-    ({"lr": {"low": 1e-3, "hihg": 1e-2}}, "unknown key 'hihg'.*'high'"),
-    ({"arch": ["resnet5"]}, "resnet50"),
-    ({"lr": {"low": 1e-2, "high": 1e-3}}, "above high"),
-])
-def test_space_typos_are_errors(space, message):
-    with pytest.raises((ConfigError, ValueError), match=message):
-        build_space(space)
-
-
-SEEDED = {"arch": ["custom_cnn", "resnet50"], "ratio": ["1:1", "1:2"], "batch_size": 64,
-          "lr": {"low": 1e-4, "high": 1e-2, "log": True}}
-
-
-@pytest.mark.parametrize("point, message", [
-    ({"arch": "custom_cnn", "learning_rate": 1e-3}, r"points_to_evaluate\[0\]: 'learning_rate'.*not a parameter"),
-    ({"arch": "xception"}, r"arch='xception' is not among the choices"),
-    ({"arch": "custom_cnn", "ratio": "2:1"}, "not among the choices"),
-    ({"arch": "resnet50", "conv_blocks": 3}, "'conv_blocks' does not apply to arch 'resnet50'"),
-    ({"arch": "custom_cnn", "batch_size": 32}, "the space fixes it at 64"),
-    ({"arch": "custom_cnn", "lr": "fast"}, "must be a number"),
-])
-def test_points_to_evaluate_are_checked_against_the_space(point, message):
-    from search.tune.space import check_points
-
-    with pytest.raises(ConfigError, match=message):
-        check_points([point], build_space(SEEDED))
-
-
-def test_points_outside_a_range_run_with_a_warning():
-    from search.tune.space import check_points
-
-    space = build_space(SEEDED)
-    check_points([{"arch": "resnet50", "lr": 3e-4, "frozen_stages": 2, "ratio": "1:2"}], space)
-    with pytest.warns(UserWarning, match=r"lr=1e-07 is outside \[0.0001, 0.01\]"):
-        check_points([{"arch": "custom_cnn", "lr": 1e-7}], space)
-
-
+# ------------------------------------------------------------------ before a search starts
+# (the space on its own: test_space.py)
 def test_run_search_rejects_a_bad_point_before_starting_ray(demo_shards, tmp_path):
     import ray
 
@@ -259,6 +193,10 @@ def test_resources_released_after_search(tiny_search, ray_cluster):
     while time.time() < deadline and ray_cluster.available_resources().get("CPU", 0) < total:
         time.sleep(1)
     assert ray_cluster.available_resources().get("CPU", 0) == total
+    # no reservation left behind (read from the GCS: the session's cluster has no dashboard)
+    live = [pg for pg in ray_cluster.util.placement_group_table().values()
+            if pg["state"] != "REMOVED"]
+    assert not live, live
     # it was a search with early stopping on
     exp = json.loads((tiny_search / "experiment.json").read_text())
     assert exp["search"]["scheduler"] == "asha"
