@@ -82,7 +82,9 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from search.data.prepare import verify_shards
     from search.predict import (
+        build_torch_model,
         cross_dataset,
         ensure_ray,
         evaluate_model,
@@ -91,6 +93,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     )
 
     info = read_model_info(args.model)
+    build_torch_model(info)  # a broken weights file: a clear error now, not after Ray starts
+    for shards in [args.data, *args.cross]:
+        verify_shards(shards)
     print(f"model: {info.directory} ({info.arch}, {info.kind}; trained on {info.train_name})")
     _quiet_ray_data()
     ensure_ray()

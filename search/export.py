@@ -85,7 +85,8 @@ def load_experiment(results_dir: Path) -> ExperimentConfig:
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: is {results_dir} a search's results folder?")
     try:
-        return config_from_dict(load_json(path))
+        return config_from_dict(load_json(path, "it is damaged: copy it again from the "
+                                          "experiment's storage path, or re-run the search"))
     except ConfigError as err:
         raise ValueError(f"{path}: {err}") from None
 

@@ -109,14 +109,15 @@ def _training_set(shards: str) -> tuple[int | None, str, str]:
         return None, dataset_name(shards), ""
 
 
-def load_json(path: Path) -> dict[str, Any]:
-    """A model or checkpoint folder's JSON object, or ModelFolderError naming the file."""
+def load_json(path: Path, fix: str = REEXPORT) -> dict[str, Any]:
+    """A JSON object from a model, checkpoint or results folder, or ModelFolderError naming
+    the file and ``fix`` (what to do about it)."""
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ModelFolderError(f"{path} is not readable JSON ({err}): {REEXPORT}") from None
+        raise ModelFolderError(f"{path} is not readable JSON ({err}): {fix}") from None
     if not isinstance(meta, dict):
-        raise ModelFolderError(f"{path} is not a JSON object: {REEXPORT}")
+        raise ModelFolderError(f"{path} is not a JSON object: {fix}")
     return meta
 
 

@@ -134,7 +134,11 @@ def scan_deepfake_faces(root: Path, **_: object) -> Scan:
         )
     scan = Scan()
     files: dict[str, Path] = {}
-    for p in _files(faces, scan, root):  # sorted: the same file wins on every run
+    found = _files(faces, scan, root)
+    # Files already listed as unusable (a FIFO, a broken link...): their rows say nothing new.
+    reported = {Path(path).relative_to(faces.name).with_suffix("").as_posix()
+                for path, _ in scan.skipped}
+    for p in found:  # sorted: the same file wins on every run
         stem = p.relative_to(faces).with_suffix("").as_posix()
         if stem in files:  # x.jpg and x.png: one metadata row cannot tell which it means
             scan.skipped.append((p.relative_to(root).as_posix(),
@@ -164,6 +168,8 @@ def scan_deepfake_faces(root: Path, **_: object) -> Scan:
                 scan.skipped.append((f"{where} ({stem})", "duplicate id: videoname listed twice"))
                 continue
             path = files.get(stem)
+            if path is None and stem in reported:
+                continue
             if path is None:
                 scan.skipped.append((f"faces_224/{stem}.jpg", "missing file: metadata row has no image"))
                 continue

@@ -423,7 +423,7 @@ def _parse_manifest(text: str, where: str | Path) -> dict:
     try:
         manifest = json.loads(text)
     except json.JSONDecodeError as err:
-        raise SourceError(f"{where} is not valid JSON ({err.msg} at line {err.lineno}); {fix}") from None
+        raise SourceError(f"{where} is not valid JSON (line {err.lineno}: {err.msg}); {fix}") from None
     if not isinstance(manifest, dict):
         raise SourceError(f"{where} is not a prepare manifest (not a JSON object); {fix}")
     missing = [k for k in ("shards", "counts") if k not in manifest]
