@@ -4,7 +4,8 @@
 shows beside it: the leaderboard, the finalists' confusion matrices, ROC and
 precision-recall curves (validation and test), learning curves of the top trials, Optuna's
 parameter importances, a slice plot of the search and, when ``deepfake-search evaluate
---cross`` wrote one, the cross-dataset matrix. It loads neither torch nor Ray.
+--cross`` wrote one, the cross-dataset matrix. It loads neither torch nor Ray; names are
+imported on first use, so ``search.report.cross`` alone costs only pandas.
 
 - :mod:`~search.report.results`: reads the results folder once;
 - :mod:`~search.report.sections`: one builder per section;
@@ -14,7 +15,12 @@ parameter importances, a slice plot of the search and, when ``deepfake-search ev
 - :mod:`~search.report.page`: the page (``report.css`` is package data) and ``write_report``.
 """
 
-from search.formats import REPORT_DIR, REPORT_FILE
-from search.report.page import write_report
+from search._lazy import lazy_exports
 
-__all__ = ["REPORT_DIR", "REPORT_FILE", "write_report"]
+_EXPORTS = {
+    "REPORT_DIR": "search.formats",
+    "REPORT_FILE": "search.formats",
+    "write_report": "search.report.page",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -140,7 +140,7 @@ IMPORTANCE_NOTE = ("Share of the variance of the search metric that each paramet
                    "over all trials, then within each architecture's trials (its layer settings "
                    "exist only there).")
 
-Tests = Mapping[str, Mapping[str, Any]]
+TestMetrics = Mapping[str, Mapping[str, Any]]  # trial id -> its test-split metrics
 
 
 def _frame(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> pd.DataFrame:
@@ -157,7 +157,7 @@ def board_table(trials: pd.DataFrame, metric: str) -> pd.DataFrame:
                            for _, r in finalists(trials, metric).iterrows()])
 
 
-def split_table(top: pd.Series, test: Tests) -> pd.DataFrame:
+def split_table(top: pd.Series, test: TestMetrics) -> pd.DataFrame:
     """One trial on validation (its best epoch) and, when it was scored, on test."""
     rows = [["validation", *(top.get(f"best_val_{n}") for n in SPLIT_COLUMNS)]]
     scored = test.get(str(top["trial_id"]))
@@ -166,7 +166,7 @@ def split_table(top: pd.Series, test: Tests) -> pd.DataFrame:
     return _frame(["split", *SPLIT_COLUMNS], rows)
 
 
-def others_test_table(top: pd.Series, test: Tests) -> pd.DataFrame:
+def others_test_table(top: pd.Series, test: TestMetrics) -> pd.DataFrame:
     """The test split of every finalist but ``top``."""
     return _frame(["trial", *SPLIT_COLUMNS], [[tid, *(m.get(n) for n in SPLIT_COLUMNS)]
                                               for tid, m in test.items()
@@ -190,7 +190,7 @@ def markdown(frame: pd.DataFrame) -> str:
 
 
 def leaderboard(trials: pd.DataFrame, *, metric: str, mode: str,
-                test: Tests | None = None,
+                test: TestMetrics | None = None,
                 importances: Mapping[str, Mapping[str, float]] | str | None = None,
                 title: str = "") -> str:
     """The study's table (best trial per architecture) plus what it needed to be read."""
