@@ -305,9 +305,17 @@ def expand_paths(paths: Iterable[str | Path]) -> list[tuple[str, str | None]]:
             seen.add(path)
             out.append((path, error))
 
-    def walk(folder: str, keep: Any = None) -> None:
+    def walk(folder: str, keep: Any = None, depth: int | None = None) -> None:
+        """Files below ``folder``; with ``keep`` (a glob), only matches, no deeper than ``depth``."""
         for root, dirs, files in os.walk(folder, followlinks=False):
             dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            if depth is not None and os.path.relpath(root, folder).count(os.sep) + (
+                    root != folder) >= depth - 1:
+                dirs[:] = [d for d in dirs if keep(os.path.join(root, d))]
+            for name in sorted(files):  # a folder's own files first, then its subfolders
+                path = os.path.join(root, name)
+                if not name.startswith(".") and (keep is None or keep(path)):
+                    add(path)
             for d in list(dirs):
                 path = os.path.join(root, d)
                 if os.path.islink(path):
@@ -317,10 +325,6 @@ def expand_paths(paths: Iterable[str | Path]) -> list[tuple[str, str | None]]:
                 elif keep is not None and keep(path):
                     dirs.remove(d)
                     walk(path)
-            for name in sorted(files):
-                path = os.path.join(root, name)
-                if not name.startswith(".") and (keep is None or keep(path)):
-                    add(path)
 
     for raw in paths:
         text = str(raw)
@@ -333,7 +337,8 @@ def expand_paths(paths: Iterable[str | Path]) -> list[tuple[str, str | None]]:
             base, pattern = _glob_base(os.path.expanduser(text))
             if os.path.isdir(base):
                 walk(base, lambda path, b=base, p=pattern: _glob_match(
-                    os.path.relpath(path, b).split(os.sep), p))
+                    os.path.relpath(path, b).split(os.sep), p),
+                     None if "**" in pattern else len(pattern))
             if len(out) == before:
                 add(text, "no file matches this pattern")
         else:

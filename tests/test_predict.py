@@ -212,3 +212,18 @@ def test_cross_dataset_markdown_handles_missing_cells() -> None:
         "a": {"model": "m1", "cells": {"a": cell}},
         "b": {"model": "m2", "cells": {"c": {**cell, "in_domain": False}}}}})
     assert "| a | 0.900 / — * |  |" in text and "| b |  | 0.900 / — |" in text
+
+
+def test_globs_and_folders_never_follow_symlinked_folders(tmp_path: Path) -> None:
+    """A link to a parent folder made ``DIR/**`` expand without end; now it is listed."""
+    import os
+
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    for rel in ("x.png", "a/y.png", "a/b/z.png"):
+        (tmp_path / rel).write_bytes(b"")
+    os.symlink("..", tmp_path / "a" / "loop")
+    for given in (f"{tmp_path}/**", str(tmp_path)):
+        items = dict((os.path.relpath(p, tmp_path), e) for p, e in expand_paths([given]))
+        assert set(items) == {"x.png", "a/y.png", "a/b/z.png", "a/loop"}
+        assert "not followed" in items["a/loop"]
+    assert [os.path.relpath(p, tmp_path) for p, _ in expand_paths([f"{tmp_path}/*/y.png"])] == ["a/y.png"]

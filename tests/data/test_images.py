@@ -61,3 +61,41 @@ def test_decompression_bombs_are_refused(monkeypatch):
 def test_unusable_bytes_have_reasons(data, reason):
     with pytest.raises(ImageError, match=reason):
         load_rgb(data)
+
+
+def test_only_regular_files_are_read(tmp_path):
+    """A FIFO would block open() forever, /dev/zero would fill memory: both are refused
+    before a byte is read, as is a file over the size cap."""
+    import os
+
+    from search.data.images import read_regular
+
+    fifo = tmp_path / "fifo.jpg"
+    os.mkfifo(fifo)
+    with pytest.raises(ImageError, match="not a regular file \\(a FIFO\\)"):
+        read_regular(fifo)
+    with pytest.raises(ImageError, match="character device"):
+        read_regular("/dev/zero")
+    big = tmp_path / "big.jpg"
+    big.write_bytes(b"x" * 101)
+    with pytest.raises(ImageError, match="file too large: 101 bytes > limit 100"):
+        read_regular(big, max_bytes=100)
+    assert read_regular(big, max_bytes=101) == b"x" * 101
+
+
+def test_tiny_images_are_refused_not_upscaled():
+    data = _encode(Image.new("RGB", (1, 1)), "PNG")
+    with pytest.raises(ImageError, match="image too small: 1x1 px"):
+        prepare_image(data, 224)
+    assert prepare_image(_encode(Image.new("RGB", (16, 20)), "PNG"), 32).width == 32
+
+
+def test_undecodable_rows_are_dropped_from_a_batch():
+    from search.data.images import decode_batch
+
+    good = _encode(Image.new("RGB", (20, 20), (9, 9, 9)), "PNG")
+    skipped: list[tuple[int, str]] = []
+    out = decode_batch([good, good[:30], good], 8, skipped=skipped)
+    assert out.shape == (2, 8, 8, 3) and [i for i, _ in skipped] == [1]
+    with pytest.raises(OSError):
+        decode_batch([good[:30]], 8)  # without the list: strict, as the tests compare pixels
