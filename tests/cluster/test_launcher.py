@@ -189,7 +189,7 @@ SetEnv HOME={self.home} RAY_TMPDIR={self.root} RAY_USAGE_STATS_ENABLED=0
             stop_ray.kill(pid)
 
 
-def _head_config(sshd: Sshd, cluster: str, gcs_port: int) -> dict:
+def _head_config(sshd: Sshd, cluster: str, gcs_port: int, dashboard_port: int) -> dict:
     """cluster-onprem.yaml pointed at the test's sshd, head only, on ports of its own."""
     config = yaml.safe_load((REPO / "cluster-onprem.yaml").read_text())
     config["cluster_name"] = cluster
@@ -206,10 +206,42 @@ def _head_config(sshd: Sshd, cluster: str, gcs_port: int) -> dict:
     start = config["head_start_ray_commands"]
     [i] = [i for i, c in enumerate(start) if "ray start --head" in c and "--port=6379" in c]
     own_ports = (f"--port={gcs_port} --temp-dir={sshd.root / 'ray'} --num-cpus={HEAD_CPUS} "
-                 f"--dashboard-port={_free_port()} --ray-client-server-port={_free_port()} "
+                 f"--dashboard-port={dashboard_port} --ray-client-server-port={_free_port()} "
                  f"--dashboard-agent-listen-port={_free_port()} --disable-usage-stats")
     start[i] = start[i].replace("--port=6379", own_ports)
     return config
+
+
+def _dashboard_only_through_ssh(config_file: Path, port: int, env: dict, log: Path) -> None:
+    """``ray dashboard`` reaches the head's dashboard; the head's network address does not."""
+    import urllib.request
+
+    import ray
+
+    local = _free_port()
+    with log.open("ab") as out:
+        tunnel = subprocess.Popen(
+            [str(Path(sys.executable).parent / "ray"), "dashboard", "-p", str(local),
+             "--remote-port", str(port), str(config_file)],
+            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        deadline, body = time.monotonic() + 60, ""
+        while time.monotonic() < deadline and not body:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{local}/api/version", timeout=5) as r:
+                    body = r.read().decode()
+            except OSError:
+                time.sleep(0.5)
+        assert "ray_version" in body, f"no dashboard through `ray dashboard`: {log.read_text()[-3000:]}"
+    finally:
+        for pid in stop_ray.descendants(tunnel.pid):
+            stop_ray.kill(pid)
+        tunnel.terminate()
+        tunnel.wait(10)
+    address = ray.util.get_node_ip_address()
+    if not address.startswith("127."):
+        with pytest.raises(OSError):
+            socket.create_connection((address, port), timeout=3).close()
 
 
 def _ssh_control_dir(cluster: str) -> Path:
@@ -267,7 +299,8 @@ def test_ray_up_submit_down_on_an_ssh_head(demo_shards: Path, tmp_path: Path):
         (sshd.home / ".bashrc").write_text(
             f'export PATH="{bin_dir}:{venv_bin}:$PATH"\n'
             'export PYTHONPATH="$HOME/deepfake-search"\n')
-        config_file.write_text(yaml.safe_dump(_head_config(sshd, cluster, _free_port())))
+        dashboard = _free_port()
+        config_file.write_text(yaml.safe_dump(_head_config(sshd, cluster, _free_port(), dashboard)))
 
         t0 = time.monotonic()
         _ray(["up", "-y", "--disable-usage-stats", str(config_file)], env, log, UP_TIMEOUT_S)
@@ -275,6 +308,7 @@ def test_ray_up_submit_down_on_an_ssh_head(demo_shards: Path, tmp_path: Path):
         assert (sshd.home / "deepfake-search" / "search" / "run.py").is_file()
         assert not (sshd.home / "deepfake-search" / ".venv").exists()  # rsync_exclude held
         assert stop_ray.cluster_pids(marker), "ray up left no Ray process on the head"
+        _dashboard_only_through_ssh(config_file, dashboard, env, log)
 
         storage = root / "results"
         t0 = time.monotonic()
