@@ -28,10 +28,13 @@ def orphaned_placement_groups(job_id: str | None = None) -> list[str]:
     job = job_id or ray.get_runtime_context().get_job_id()
     live = {gcs_pb2.PlacementGroupTableData.PENDING, gcs_pb2.PlacementGroupTableData.CREATED,
             gcs_pb2.PlacementGroupTableData.RESCHEDULING}
+    driver = ray.ActorID.nil().binary()  # the creator "actor" of a driver's own groups
     out = []
     for raw in state._connect_and_get_accessor().get_placement_group_table():
         pg = gcs_pb2.PlacementGroupTableData.FromString(raw)
-        created_by_actor = any(pg.creator_actor_id)  # all-zero id: created by a driver
+        # A driver-made group (Tune's per-trial ones) has the nil id and is marked
+        # creator_actor_dead from birth: never an orphan.
+        created_by_actor = bool(pg.creator_actor_id) and pg.creator_actor_id != driver
         if (pg.state in live and not pg.is_detached and created_by_actor
                 and pg.creator_actor_dead and pg.creator_job_id.hex() == job):
             out.append(pg.placement_group_id.hex())
