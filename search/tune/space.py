@@ -1,8 +1,12 @@
 """The search space: the study's choices as plain data, sampled by one define-by-run function.
 
 ``DEFAULT_SPACE`` reproduces the study (its five architectures, REAL:FAKE 1:1 or 1:2, a
-learning-rate range) plus the layer settings it tuned by hand. An experiment YAML narrows
-or widens it under ``search.space`` without code::
+learning-rate range) plus the layer settings it tuned by hand. It searches only what can
+change the result: ``frozen_stages`` only where the weights are pretrained (freezing
+random stages only throws capacity away), ``conv_blocks`` only as deep as the input size
+allows, and not ``batch_size`` (with ``lr`` searched it adds no degree of freedom worth a
+trial; it is a memory and throughput setting, ``optim.batch_size``). An experiment YAML
+narrows or widens it under ``search.space`` without code::
 
     search:
       space:
@@ -11,6 +15,12 @@ or widens it under ``search.space`` without code::
         lr: {low: 1.0e-4, high: 1.0e-2, log: true}
         conv_blocks: {low: 2, high: 4}            # ints stay ints
         dropout: {choices: [0.0, 0.25, 0.5]}
+
+:func:`space_for` builds an experiment's space and refuses an experiment value that the
+space would silently replace (``model.arch: resnet50`` while the space searches five).
+With pretrained weights, the trials of timm architectures take ``model.pretrained`` (a
+local file may name the trial's architecture, ``/weights/{arch}.safetensors``) and those
+of ``custom_cnn``, which has none, train from scratch.
 """
 
 from __future__ import annotations
@@ -18,10 +28,13 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from search.config import SECTIONS, TRIAL_SECTIONS, ConfigError, did_you_mean
+from search.config import SECTIONS, TRIAL_SECTIONS, ConfigError, did_you_mean, trial_param_section
 from search.train.models import STUDY_ARCHS, model_params
+
+if TYPE_CHECKING:
+    from search.config import ExperimentConfig
 
 CUSTOM = "custom"  # condition: only when arch == custom_cnn
 TIMM = "timm"  # condition: only for timm families
@@ -40,6 +53,8 @@ class Param:
     integer: bool = False
     value: Any = None  # fixed value (no search) when choices and low are None
     when: str | None = None  # None = always; CUSTOM or TIMM = only for those architectures
+    otherwise: Any = None  # for the architectures it does not apply to: None = leave as is
+    note: str = ""  # why it is fixed or bounded (shown by describe and in errors)
 
     def applies(self, arch: str) -> bool:
         if self.when is None:
@@ -66,7 +81,6 @@ DEFAULT_SPACE: dict[str, Param] = {p.name: p for p in (
     Param("ratio", choices=("1:1", "1:2")),
     Param("lr", low=1e-5, high=1e-2, log=True),
     Param("weight_decay", low=1e-6, high=1e-2, log=True),
-    Param("batch_size", choices=(32, 64)),
     # custom CNN: the study's Conv2D/MaxPool/Flatten/Dense/Dropout stack
     Param("conv_blocks", low=2, high=5, integer=True, when=CUSTOM),
     Param("base_width", choices=(16, 32, 64), when=CUSTOM),
@@ -74,7 +88,8 @@ DEFAULT_SPACE: dict[str, Param] = {p.name: p for p in (
     Param("dense_units", choices=(64, 128, 256), when=CUSTOM),
     Param("dropout", low=0.0, high=0.6, when=CUSTOM),
     Param("batch_norm", choices=(True, False), when=CUSTOM),
-    # timm families: how much to fine-tune and how to regularise the head
+    # timm families: how much to fine-tune (pretrained weights only: build_space fixes it
+    # at 0 for random init) and how to regularise the head
     Param("frozen_stages", low=0, high=4, integer=True, when=TIMM),
     Param("head_dropout", low=0.0, high=0.5, when=TIMM),
 )}
@@ -116,20 +131,137 @@ def _parse(name: str, spec: Any, base: Param | None, default: Any) -> Param:
     return Param(name, value=spec, when=when)
 
 
-def build_space(overrides: Mapping[str, Any] | None = None) -> dict[str, Param]:
-    """The default space with ``overrides`` (from ``search.space``) applied; typos rejected."""
+def uses_weights(pretrained: bool | str | None) -> bool:
+    """True when ``model.pretrained`` loads weights: ``true`` (timm's hub) or a file path."""
+    return pretrained is True or (isinstance(pretrained, str) and pretrained.strip() != "")
+
+
+def build_space(overrides: Mapping[str, Any] | None = None, *,
+                pretrained: bool | str | None = False,
+                input_size: int | None = None) -> dict[str, Param]:
+    """The default space with ``overrides`` (from ``search.space``) applied; typos rejected.
+
+    ``pretrained`` (``model.pretrained``) decides whether freezing can help: without weights
+    ``frozen_stages`` is fixed at 0 and searching it is an error; with them the timm trials
+    take the weights and the ``custom_cnn`` ones train from scratch. ``input_size`` (None:
+    each architecture's own) bounds ``conv_blocks``: each block halves the image.
+    """
     valid = _trial_fields()
     space = dict(DEFAULT_SPACE)
-    for name, spec in (overrides or {}).items():
+    overrides = dict(overrides or {})
+    for name, spec in overrides.items():
         if name not in valid:
             hint = did_you_mean(name, valid)
             raise ConfigError(f"search.space: unknown parameter {name!r}.{hint} "
                               f"Valid: {', '.join(sorted(valid))}")
+        if name == "pretrained":
+            raise ConfigError("search.space.pretrained: set model.pretrained instead (true, a "
+                              "weights file, or false); the space derives frozen_stages from it")
         space[name] = _parse(name, spec, DEFAULT_SPACE.get(name), valid[name])
     arch = space["arch"]
     archs = arch.choices if arch.choices is not None else (arch.value,)
     for a in archs:
         model_params(a)  # unknown architecture: an error naming close matches, now
+    _fit_weights(space, pretrained, user="frozen_stages" in overrides)
+    if "custom_cnn" in archs:
+        _fit_input(space, _smallest_input(space, input_size), user="conv_blocks" in overrides)
+    return space
+
+
+def _values(param: Param) -> tuple[Any, ...]:
+    """The values a parameter can take (a range as its two ends)."""
+    if param.fixed:
+        return (param.value,)
+    return param.choices if param.choices is not None else (param.low, param.high)
+
+
+def _fit_weights(space: dict[str, Param], pretrained: bool | str | None, *, user: bool) -> None:
+    """Freezing only where weights are pretrained; custom_cnn trials never take weights."""
+    if uses_weights(pretrained):
+        space["pretrained"] = Param("pretrained", value=pretrained, when=TIMM, otherwise=False,
+                                    note="custom_cnn has no pretrained weights")
+        return
+    frozen = space["frozen_stages"]
+    if user and any(v not in (0, None) for v in _values(frozen)):
+        raise ConfigError(
+            f"search.space.frozen_stages: {_spec_text(frozen)} freezes randomly initialised "
+            "stages (model.pretrained is false), which only throws capacity away. Set "
+            "model.pretrained (true for timm's hub, or a weights file) or drop "
+            "search.space.frozen_stages")
+    space["frozen_stages"] = replace(frozen, choices=None, low=None, high=None, value=0,
+                                     note="random init: nothing worth freezing")
+
+
+def _smallest_input(space: Mapping[str, Param], input_size: int | None) -> int | None:
+    """The smallest input size a trial can get (the space may search model.input_size)."""
+    param = space.get("input_size")
+    if param is None:
+        return input_size
+    return int(min(float(v) for v in _values(param)))
+
+
+def _fit_input(space: dict[str, Param], input_size: int | None, *, user: bool) -> None:
+    """Bound conv_blocks so that the image keeps at least one pixel after the last block."""
+    if input_size is None or input_size < 1:
+        return
+    limit = input_size.bit_length() - 1  # blocks that halve input_size and leave >= 1 px
+    blocks = space["conv_blocks"]
+    deepest = max(int(v) for v in _values(blocks))
+    if deepest <= limit:
+        return
+    shallowest = min(int(v) for v in _values(blocks))
+    if user or blocks.fixed or blocks.choices is not None or shallowest > limit:
+        raise ConfigError(
+            f"search.space.conv_blocks: {_spec_text(blocks)} cannot run at input_size "
+            f"{input_size}: each block halves the image, so at most {limit} blocks fit")
+    space["conv_blocks"] = replace(blocks, high=limit,
+                                   note=f"at most {limit} blocks at {input_size} px")
+
+
+def _spec_text(param: Param) -> str:
+    if param.fixed:
+        return repr(param.value)
+    if param.choices is not None:
+        return str(list(param.choices))
+    return f"[{param.low}, {param.high}]"
+
+
+def check_experiment(cfg: ExperimentConfig, space: Mapping[str, Param]) -> None:
+    """Refuse experiment values that the search space would silently replace.
+
+    A trial's parameters overwrite the experiment's: ``model.arch: resnet50`` with a space
+    that searches five architectures would never be used. A value that differs from its
+    default was set on purpose, so it is an error naming both places and the fix (a value
+    equal to its default cannot be told from an unset one and passes). Refusing beats a
+    printed note: the note scrolls past in a cluster's log before hours of search on values
+    the user did not choose, and the fix is one line.
+    """
+    problems = []
+    archs = _values(space["arch"])
+    for name, param in space.items():
+        if name == "pretrained" or not any(param.applies(a) for a in archs):
+            continue  # taken from the experiment itself; or no trial ever sets it
+        section = trial_param_section(name)
+        value = getattr(getattr(cfg, section), name)
+        if value == getattr(SECTIONS[section](), name):
+            continue
+        if param.fixed and param.value == value:
+            continue
+        what = (f"fixes it at {param.value!r}" if param.fixed else f"searches it in {_spec_text(param)}")
+        why = f" ({param.note})" if param.note else ""
+        problems.append(f"{section}.{name}: {value!r} is set, but the search space {what}{why}, "
+                        f"so it would never be used. Set search.space.{name}: {value!r} to use "
+                        f"it in every trial, or remove {section}.{name}")
+    if problems:
+        raise ConfigError("\n".join(problems))
+
+
+def space_for(cfg: ExperimentConfig) -> dict[str, Param]:
+    """An experiment's space: its ``search.space`` fitted to its weights and input size, and
+    checked against the values the experiment sets (see :func:`check_experiment`)."""
+    size = None if cfg.model.native_input_size else cfg.model.input_size
+    space = build_space(cfg.search.space, pretrained=cfg.model.pretrained, input_size=size)
+    check_experiment(cfg, space)
     return space
 
 
@@ -142,10 +274,15 @@ def sample(trial: Any, space: Mapping[str, Param]) -> dict[str, Any]:
     arch = arch_param.value if arch_param.fixed else arch_param.suggest(trial)
     constants: dict[str, Any] = {"arch": arch} if arch_param.fixed else {}
     for name, param in space.items():
-        if name == "arch" or not param.applies(arch):
+        if name == "arch":
             continue
-        if param.fixed:
-            constants[name] = param.value
+        if not param.applies(arch):
+            if param.otherwise is not None:
+                constants[name] = param.otherwise
+        elif param.fixed:
+            value = param.value
+            # a weights file per architecture: pretrained: /weights/{arch}.safetensors
+            constants[name] = value.replace("{arch}", arch) if isinstance(value, str) else value
         else:
             param.suggest(trial)
     return constants
@@ -202,7 +339,9 @@ def describe(space: Mapping[str, Param]) -> str:
             what = f"in {list(p.choices)}"
         else:
             what = f"in [{p.low}, {p.high}]" + (" log" if p.log else "")
-        lines.append(f"{p.name:<14} {what}" + (f"  (only {p.when})" if p.when else ""))
+        when = f"  (only {p.when}; else {p.otherwise!r})" if p.when and p.otherwise is not None \
+            else f"  (only {p.when})" if p.when else ""
+        lines.append(f"{p.name:<14} {what}{when}" + (f"  [{p.note}]" if p.note else ""))
     return "\n".join(lines)
 
 
@@ -215,4 +354,5 @@ def with_fixed(space: Mapping[str, Param], **values: Any) -> dict[str, Param]:
     return out
 
 
-__all__ = ["DEFAULT_SPACE", "Param", "build_space", "check_points", "describe", "sample", "with_fixed"]
+__all__ = ["DEFAULT_SPACE", "Param", "build_space", "check_experiment", "check_points", "describe",
+           "sample", "space_for", "uses_weights", "with_fixed"]

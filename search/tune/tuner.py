@@ -38,7 +38,7 @@ from search.train.driver import (
 from search.tune import tables
 from search.tune.importance import param_importances
 from search.tune.janitor import PlacementGroupJanitor
-from search.tune.space import Param, build_space, check_points, describe, sample
+from search.tune.space import Param, check_points, describe, sample, space_for
 
 
 @dataclass
@@ -284,7 +284,7 @@ def build_tuner(cfg: ExperimentConfig, *, resume: bool = False, verbose: bool = 
     from ray import tune
 
     mode = cfg.search.resolved_mode()
-    space = build_space(cfg.search.space)
+    space = space_for(cfg)
     location = experiment_dir(cfg)  # where Tune and Train write: a path or a URI
     exp_dir = local_experiment_dir(cfg)  # where the driver writes (the same, when local)
     max_epochs = _max_epochs(space, cfg)
@@ -366,7 +366,7 @@ def finish(cfg: ExperimentConfig, results: Any, *, evaluate_test: bool = True) -
     from search.evaluate import evaluate_remote
 
     mode = cfg.search.resolved_mode()
-    space = build_space(cfg.search.space)
+    space = space_for(cfg)
     location, exp_dir = experiment_dir(cfg), local_experiment_dir(cfg)
     remote = storage.is_uri(location)
     if remote:  # the tables choose checkpoints by their metrics: mirror those small files
@@ -438,8 +438,9 @@ def run_search(cfg: ExperimentConfig, *, resume: bool = False, verbose: bool = F
     """Run (or resume) a search end to end; see the module docstring."""
     cfg = ensure_demo_shards(cfg)
     resolve_shards(cfg)
-    # Reject typos in the space and the seeded points before any cluster starts.
-    check_points(cfg.search.points_to_evaluate, build_space(cfg.search.space))
+    # Reject typos in the space, experiment values it would replace and seeded points
+    # that do not fit it, before any cluster starts.
+    check_points(cfg.search.points_to_evaluate, space_for(cfg))
     init_ray(cfg, verbose=verbose)
     cfg = resolve_runtime(cfg)
     check_fits(cfg)
