@@ -435,7 +435,8 @@ _RULES: dict[str, Callable[[Any], str | None]] = {
     "optim.warmup_epochs": _at_least(0), "optim.step_size": _at_least(1), "optim.gamma": _positive,
     "optim.epochs": _at_least(1), "optim.batch_size": _at_least(1), "optim.grad_clip": _at_least(0),
     "cluster.num_workers": _at_least(1), "cluster.cpus_per_worker": _positive,
-    "cluster.gpus_per_worker": _at_least(0), "cluster.data_cpus": _at_least(0),
+    "cluster.gpus_per_worker": _at_least(0), "cluster.data_cpus": _at_least(1),  # a data task takes 1 CPU of the trial's own
+    "cluster.threads": _at_least(0),
     "cluster.max_concurrent_trials": _at_least(0), "cluster.poll_interval_s": _positive,
     "cluster.storage_path": _not_empty,
     "search.name": _name, "search.metric": _not_empty, "search.num_samples": _at_least(1),
