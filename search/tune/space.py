@@ -53,7 +53,7 @@ class Param:
     integer: bool = False
     value: Any = None  # fixed value (no search) when choices and low are None
     when: str | None = None  # None = always; CUSTOM or TIMM = only for those architectures
-    otherwise: Any = None  # for the architectures it does not apply to: None = leave as is
+    weights: bool | str = False  # arch only: model.pretrained of the timm trials (see sample)
     note: str = ""  # why it is fixed or bounded (shown by describe and in errors)
 
     def applies(self, arch: str) -> bool:
@@ -178,8 +178,9 @@ def _values(param: Param) -> tuple[Any, ...]:
 def _fit_weights(space: dict[str, Param], pretrained: bool | str | None, *, user: bool) -> None:
     """Freezing only where weights are pretrained; custom_cnn trials never take weights."""
     if uses_weights(pretrained):
-        space["pretrained"] = Param("pretrained", value=pretrained, when=TIMM, otherwise=False,
-                                    note="custom_cnn has no pretrained weights")
+        # Carried by arch, not as a parameter of its own: the trials table would get a column
+        # mixing False (custom_cnn) and file paths, which Parquet cannot store.
+        space["arch"] = replace(space["arch"], weights=pretrained)
         return
     frozen = space["frozen_stages"]
     if user and any(v not in (0, None) for v in _values(frozen)):
@@ -239,8 +240,8 @@ def check_experiment(cfg: ExperimentConfig, space: Mapping[str, Param]) -> None:
     problems = []
     archs = _values(space["arch"])
     for name, param in space.items():
-        if name == "pretrained" or not any(param.applies(a) for a in archs):
-            continue  # taken from the experiment itself; or no trial ever sets it
+        if not any(param.applies(a) for a in archs):
+            continue  # no trial ever sets it
         section = trial_param_section(name)
         value = getattr(getattr(cfg, section), name)
         if value == getattr(SECTIONS[section](), name):
@@ -273,16 +274,17 @@ def sample(trial: Any, space: Mapping[str, Param]) -> dict[str, Any]:
     arch_param = space["arch"]
     arch = arch_param.value if arch_param.fixed else arch_param.suggest(trial)
     constants: dict[str, Any] = {"arch": arch} if arch_param.fixed else {}
+    if uses_weights(arch_param.weights):
+        # custom_cnn has no pretrained weights (its builder refuses any); a weights file may
+        # name the trial's architecture: pretrained: /weights/{arch}.safetensors
+        weights = arch_param.weights
+        constants["pretrained"] = False if arch == "custom_cnn" else (
+            weights.replace("{arch}", arch) if isinstance(weights, str) else weights)
     for name, param in space.items():
-        if name == "arch":
+        if name == "arch" or not param.applies(arch):
             continue
-        if not param.applies(arch):
-            if param.otherwise is not None:
-                constants[name] = param.otherwise
-        elif param.fixed:
-            value = param.value
-            # a weights file per architecture: pretrained: /weights/{arch}.safetensors
-            constants[name] = value.replace("{arch}", arch) if isinstance(value, str) else value
+        if param.fixed:
+            constants[name] = param.value
         else:
             param.suggest(trial)
     return constants
@@ -339,8 +341,9 @@ def describe(space: Mapping[str, Param]) -> str:
             what = f"in {list(p.choices)}"
         else:
             what = f"in [{p.low}, {p.high}]" + (" log" if p.log else "")
-        when = f"  (only {p.when}; else {p.otherwise!r})" if p.when and p.otherwise is not None \
-            else f"  (only {p.when})" if p.when else ""
+        when = f"  (only {p.when})" if p.when else ""
+        if uses_weights(p.weights):
+            when += f"  (timm trials: pretrained={p.weights!r}; custom_cnn: from scratch)"
         lines.append(f"{p.name:<14} {what}{when}" + (f"  [{p.note}]" if p.note else ""))
     return "\n".join(lines)
 
