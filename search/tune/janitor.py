@@ -18,9 +18,11 @@ from typing import Any
 from ray.tune import Callback
 
 
-def orphaned_placement_groups(job_id: str | None = None) -> list[str]:
+def orphaned_placement_groups(job_id: str | None = None, *, alive_too: bool = False
+                              ) -> list[str]:
     """Hex ids of live placement groups of ``job_id`` (default: this job) whose creator actor
-    is dead. Groups created by the driver itself (Tune's per-trial groups) never qualify."""
+    is dead (``alive_too``: whatever the creator's state). Groups created by the driver
+    itself (Tune's per-trial groups) never qualify."""
     import ray
     from ray._private.state import state
     from ray.core.generated import gcs_pb2
@@ -36,7 +38,7 @@ def orphaned_placement_groups(job_id: str | None = None) -> list[str]:
         # creator_actor_dead from birth: never an orphan.
         created_by_actor = bool(pg.creator_actor_id) and pg.creator_actor_id != driver
         if (pg.state in live and not pg.is_detached and created_by_actor
-                and pg.creator_actor_dead and pg.creator_job_id.hex() == job):
+                and (pg.creator_actor_dead or alive_too) and pg.creator_job_id.hex() == job):
             out.append(pg.placement_group_id.hex())
     return out
 
@@ -54,6 +56,20 @@ def remove_orphans(job_id: str | None = None) -> int:
         except Exception:  # removed meanwhile: nothing to do
             pass
     return removed
+
+
+def sweep(timeout_s: float = 15.0) -> int:
+    """After the search: wait for the trials' actors to be gone and remove what they left.
+
+    Called once Tune has returned, when no actor-made group of this job can still be in use.
+    Returns how many groups are still live at the end (0 = nothing leaked)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        remove_orphans()
+        left = orphaned_placement_groups(alive_too=True)
+        if not left or time.monotonic() > deadline:
+            return len(left)
+        time.sleep(0.5)
 
 
 class PlacementGroupJanitor(Callback):
@@ -85,4 +101,4 @@ class PlacementGroupJanitor(Callback):
         self._sweep()
 
 
-__all__ = ["PlacementGroupJanitor", "orphaned_placement_groups", "remove_orphans"]
+__all__ = ["PlacementGroupJanitor", "orphaned_placement_groups", "remove_orphans", "sweep"]

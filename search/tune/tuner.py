@@ -37,7 +37,7 @@ from search.train.driver import (
 )
 from search.tune import tables
 from search.tune.importance import param_importances
-from search.tune.janitor import PlacementGroupJanitor
+from search.tune.janitor import PlacementGroupJanitor, sweep
 from search.tune.space import Param, check_points, describe, sample, space_for
 
 
@@ -317,7 +317,8 @@ def build_tuner(cfg: ExperimentConfig, *, resume: bool = False, verbose: bool = 
             trial_dirname_creator=_trial_dirname,  # short names: TensorBoard shows them
             # A finished trial's process (torch, timm, Ray Data already imported) serves the
             # next one. Safe with ASHA: the loop leaves between batches when told to stop.
-            reuse_actors=cfg.cluster.reuse_actors,
+            # (Single-worker trials only: a reused DDP trial would keep its Train run alive.)
+            reuse_actors=cfg.cluster.reuse_actors and cfg.cluster.num_workers == 1,
         ),
         run_config=tune.RunConfig(
             name=cfg.search.name, storage_path=_storage_root(location),
@@ -459,6 +460,8 @@ def run_search(cfg: ExperimentConfig, *, resume: bool = False, verbose: bool = F
         ray.data.DataContext.get_current().enable_progress_bars = False
     tuner = build_tuner(cfg, resume=resume, verbose=verbose)
     results = tuner.fit()
+    if cfg.cluster.num_workers > 1:  # DDP trials' worker groups, whatever stopped them
+        sweep()
     return finish(cfg, results, evaluate_test=evaluate_test)
 
 
