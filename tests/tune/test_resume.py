@@ -23,6 +23,10 @@ def _config(path: Path, shards: Path, storage: Path, address: str) -> Path:
     tiny["data"] = {"shards": str(shards)}
     tiny["cluster"] = {"storage_path": str(storage), "address": address, "data_cpus": 1,
                        "max_concurrent_trials": 1}
+    # Epochs long enough (64 px, 4 epochs) that the kill lands before the second trial ends:
+    # a single-worker trial no longer pays seconds of start-up that used to leave time.
+    tiny["model"] = {"input_size": 64}
+    tiny["optim"]["epochs"] = 4
     tiny["search"].update({"name": "resume", "num_samples": 3, "scheduler": "none"})
     path.write_text(yaml.safe_dump(tiny))
     return path
@@ -35,7 +39,9 @@ def _cli(*args: str) -> list[str]:
 def test_resume_after_driver_killed(tmp_path, demo_shards, ray_cluster):
     address = ray_cluster.get_runtime_context().gcs_address
     cfg = _config(tmp_path / "exp.yaml", demo_shards, tmp_path / "results", address)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # Tune saves its experiment state at least every second (auto: less often), so the state
+    # the kill leaves behind already knows the second trial's first checkpoint.
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TUNE_GLOBAL_CHECKPOINT_S": "1"}
     proc = subprocess.Popen(_cli("run", "--config", str(cfg), "--no-test"), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True)
     finished, started_after, lines = None, None, []
@@ -46,13 +52,13 @@ def test_resume_after_driver_killed(tmp_path, demo_shards, ray_cluster):
             m = re.search(r"\] (\w+)\s+finished after", line)
             if m and finished is None:
                 finished = m.group(1)
-            m = re.search(r"\] (\w+)\s+epoch 1/2", line)
+            m = re.search(r"\] (\w+)\s+epoch 1/4", line)
             if finished and m and m.group(1) != finished:
                 started_after = m.group(1)  # a second trial is mid-way: kill now
                 break
             assert time.time() < deadline, "".join(lines[-30:])
     finally:
-        time.sleep(3)  # let Tune write its experiment state, as it would before a crash
+        time.sleep(1.5)  # let Tune write its experiment state, as it would before a crash
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     assert finished and started_after, "".join(lines[-30:])
@@ -60,7 +66,7 @@ def test_resume_after_driver_killed(tmp_path, demo_shards, ray_cluster):
     done_ckpts = sorted(p.name for p in (exp / f"trial_{finished}").glob("checkpoint_*"))
     # Tune's own log of the finished trial: one line per report; a rerun would add lines.
     done_reports = (exp / f"trial_{finished}" / "result.json").read_text().splitlines()
-    assert len(done_reports) == 2
+    assert len(done_reports) == 4
 
     resumed = subprocess.run(_cli("run", "--config", str(cfg), "--resume", "--no-test"),
                              capture_output=True, text=True, env=env, timeout=900)
@@ -68,8 +74,8 @@ def test_resume_after_driver_killed(tmp_path, demo_shards, ray_cluster):
     # The progress lines survive the restore (the printer is pickled with the experiment),
     # so their absence below means something: the finished trial is not rerun, and the
     # interrupted one continues at its second epoch instead of starting over.
-    assert re.search(rf"\] {started_after}\s+epoch 2/2", resumed.stdout), resumed.stdout[-3000:]
-    assert not re.search(rf"\] {started_after}\s+epoch 1/2", resumed.stdout), resumed.stdout[-3000:]
+    assert re.search(rf"\] {started_after}\s+epoch 4/4", resumed.stdout), resumed.stdout[-3000:]
+    assert not re.search(rf"\] {started_after}\s+epoch 1/4", resumed.stdout), resumed.stdout[-3000:]
     assert f"{finished}  started" not in resumed.stdout and f"{finished}  epoch" not in resumed.stdout
     assert (exp / f"trial_{finished}" / "result.json").read_text().splitlines() == done_reports
     trials = pd.read_parquet(exp / "trials.parquet")
@@ -77,6 +83,6 @@ def test_resume_after_driver_killed(tmp_path, demo_shards, ray_cluster):
     assert (trials["status"] == "COMPLETED").all(), trials[["trial_id", "status", "epochs"]]
     assert sorted(p.name for p in (exp / f"trial_{finished}").glob("checkpoint_*")) == done_ckpts
     history = pd.read_parquet(exp / "history.parquet")
-    assert sorted(history[history.trial_id == finished]["epoch"]) == [1, 2]
+    assert sorted(history[history.trial_id == finished]["epoch"]) == [1, 2, 3, 4]
     # the interrupted trial continued from its checkpoint: every epoch once in the history
-    assert sorted(history[history.trial_id == started_after]["epoch"]) == [1, 2]
+    assert sorted(history[history.trial_id == started_after]["epoch"]) == [1, 2, 3, 4]
