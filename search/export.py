@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import io
 import json
 import math
@@ -35,6 +34,7 @@ from search.formats import (
     TRIALS_CSV,
     TRIALS_PARQUET,
     WEIGHTS,
+    file_sha256,
 )
 from search.formats import ONNX as ONNX_FILE
 from search.predict import EXPORT_FORMAT, _json_safe, dataset_name
@@ -155,14 +155,6 @@ def _fetch_from_storage(cfg: ExperimentConfig, results_dir: Path, checkpoint: Pa
 
 
 # ------------------------------------------------------------------ what goes in the folder
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _training_data(cfg: ExperimentConfig) -> dict[str, Any]:
     """What the model was trained on, from the shards' manifest (best effort)."""
     from search.data.prepare import load_manifest, manifest_hash
@@ -465,7 +457,7 @@ def export_model(results_dir: str | Path, *, trial_id: str | None = None,
         # Reload check: the folder alone must rebuild the very same model.
         rebuilt = build_torch_model(read_model_info(staging))
         _same_outputs(model, rebuilt, int(meta["input"]["input_size"]))
-        files = {name: _sha256(staging / name) for name in (WEIGHTS, ONNX_FILE, CONFIG,
+        files = {name: file_sha256(staging / name) for name in (WEIGHTS, ONNX_FILE, CONFIG,
                                                              METRICS_FILE)}
         (staging / CARD).write_text(model_card(_json_safe(config), _json_safe(metrics), files))
         staging.chmod(0o755)  # mkdtemp made it private; an export is meant to be shared

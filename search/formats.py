@@ -14,6 +14,9 @@ lightweight commands (tables, report, ONNX predict) can import it without loadin
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 # --- checkpoint folder (and the weights + config of a model folder)
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
@@ -47,6 +50,16 @@ TRAIN_RUNS = "_train"  # <experiment>/_train/trial_<id>/: a multi-worker trial's
 MANIFEST = "manifest.json"
 
 
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks (shards in manifests, files of a model
+    folder in its card)."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def trial_dirname(trial_id: str) -> str:
     """The folder name of one trial (in the results folder and under ``_train``)."""
     return f"{TRIAL_PREFIX}{trial_id}"
@@ -56,5 +69,5 @@ __all__ = [
     "CHECKPOINT_GLOB", "CONFIG", "CROSS_JSON", "CROSS_MD", "EXPERIMENT", "HISTORY", "LEADERBOARD",
     "MANIFEST", "METRICS", "MODEL_CARD", "ONNX", "OPTUNA_DB", "REPORT_DIR", "REPORT_FILE", "SPACE",
     "STATE", "TEST_METRICS", "TEST_PREDICTIONS", "TRAIN_RUNS", "TRIALS_CSV", "TRIALS_PARQUET",
-    "TRIAL_PREFIX", "VAL_PREDICTIONS", "WEIGHTS", "trial_dirname",
+    "TRIAL_PREFIX", "VAL_PREDICTIONS", "WEIGHTS", "file_sha256", "trial_dirname",
 ]

@@ -34,7 +34,7 @@ from search.data.images import (
     read_regular,
 )
 from search.data.layouts import LABEL_NAMES, SPLITS, Record, SourceError, scan_source
-from search.formats import MANIFEST
+from search.formats import MANIFEST, file_sha256
 from search.paths import default_shards_dir, default_source_dir
 
 FORMAT_VERSION = 1
@@ -251,17 +251,9 @@ def _write_shards(rows: list[dict], out: Path, shard_bytes: int) -> list[dict]:
             pq.write_table(table, out / name, row_group_size=256, compression="snappy",
                            use_dictionary=["split", "group", "source"], write_statistics=True)
             shards.append({"file": name, "split": split, "rows": end - start,
-                           "bytes": (out / name).stat().st_size, "sha256": _sha256(out / name)})
+                           "bytes": (out / name).stat().st_size, "sha256": file_sha256(out / name)})
             start, index = end, index + 1
     return shards
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _claim_out(out: Path) -> list[Path]:
@@ -481,7 +473,7 @@ def verify_shards(shards: str | Path, *, hashes: bool = True) -> dict:
         rows[entry["split"]] += n
         key = [info.st_size, info.st_mtime_ns, entry["sha256"]]
         if hashes and cache.get(entry["file"]) != key:
-            if _sha256(path) != entry["sha256"]:
+            if file_sha256(path) != entry["sha256"]:
                 raise SourceError(f"{path} does not match its SHA-256 in {MANIFEST}: the shard "
                                   f"changed after prepare (damaged or edited); {fix}")
         fresh[entry["file"]] = key

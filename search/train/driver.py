@@ -24,6 +24,7 @@ from search.config import ExperimentConfig, config_from_dict
 from search.data.layouts import SourceError
 from search.data.prepare import load_manifest
 from search.data.stream import eval_dataset, train_dataset
+from search.formats import TRAIN_RUNS, trial_dirname
 from search.paths import default_results_dir, default_shards_dir, resolve_user_path
 from search.train.worker import input_spec, train_loop
 
@@ -255,10 +256,12 @@ def train_one(cfg: ExperimentConfig, *, name: str | None = None) -> Any:
 
     from ray import tune
 
+    from search import storage
+
     name = name or f"train-{cfg.model.arch}-{time.strftime('%Y%m%d-%H%M%S')}"
     cfg = resolve_runtime(cfg)
-    location = f"{_storage(cfg).rstrip('/')}/{name}"
-    trainable = trial_trainable(cfg, storage_path=f"{location}/_train", metric=None)
+    location = storage.join(_storage(cfg), name)
+    trainable = trial_trainable(cfg, storage_path=storage.join(location, TRAIN_RUNS), metric=None)
     if tune.Tuner.can_restore(location):
         tuner = tune.Tuner.restore(location, trainable=trainable, resume_unfinished=True,
                                    resume_errored=True)
@@ -320,7 +323,7 @@ def run_trial(params: dict[str, Any], base: dict[str, Any], storage_path: str,
     from ray.tune.integration.ray_train import TuneReportCallback
 
     trial_id = tune.get_context().get_trial_id()
-    trainer = build_trainer(cfg, name=f"trial_{trial_id}", storage_path=storage_path,
+    trainer = build_trainer(cfg, name=trial_dirname(trial_id), storage_path=storage_path,
                             callbacks=[TuneReportCallback()], metric=metric, mode=mode)
     trainer.fit()
 

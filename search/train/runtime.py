@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
@@ -151,9 +150,4 @@ class TrainRuntime:
         return False  # Train stops its workers itself
 
 
-def scratch_dir() -> contextlib.AbstractContextManager[str]:
-    """A temporary folder for one checkpoint before the runtime persists it."""
-    return tempfile.TemporaryDirectory(prefix="ckpt-")
-
-
-__all__ = ["Runtime", "TrainRuntime", "TuneRuntime", "placement", "scratch_dir"]
+__all__ = ["Runtime", "TrainRuntime", "TuneRuntime", "placement"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import tempfile
 import time
 import warnings
 from collections.abc import Iterator
@@ -24,16 +25,15 @@ from torch import nn
 
 from search.config import ExperimentConfig, OptimConfig, config_from_dict
 from search.data.stream import Normalize
+from search.formats import CONFIG, STATE, WEIGHTS
+from search.formats import VAL_PREDICTIONS as PREDICTIONS
 from search.train.metrics import detector_metrics
 from search.train.models import create_model
-from search.train.runtime import Runtime, placement, scratch_dir
+from search.train.runtime import Runtime, placement
 
 # Batches from Ray's object store are read-only views; they are only ever read (Normalize
 # writes a new tensor), so torch's warning about non-writable arrays is noise here.
 warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-
-from search.formats import CONFIG, STATE, WEIGHTS  # noqa: E402
-from search.formats import VAL_PREDICTIONS as PREDICTIONS  # noqa: E402
 
 
 def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
@@ -282,7 +282,7 @@ class Recipe:
     def save(self, metrics: dict[str, Any], predictions: tuple[list[str], np.ndarray, np.ndarray]
              ) -> None:
         """Report the epoch with its checkpoint (written by rank 0 only)."""
-        with scratch_dir() as tmp:
+        with tempfile.TemporaryDirectory(prefix="ckpt-") as tmp:
             ckpt = None
             if self.rt.rank == 0:
                 ckpt = Path(tmp)

@@ -24,8 +24,8 @@ from ray.tune.search.optuna import OptunaSearch
 from search import storage
 from search.config import ConfigError, ExperimentConfig
 from search.data.demo import DEMO_SIZE
+from search.formats import CHECKPOINT_GLOB, OPTUNA_DB, TEST_PREDICTIONS, trial_dirname
 from search.formats import EXPERIMENT as CONFIG_FILE
-from search.formats import OPTUNA_DB
 from search.train.driver import (
     experiment_dir,
     init_ray,
@@ -276,7 +276,7 @@ def _max_epochs(space: dict[str, Param], cfg: ExperimentConfig) -> int:
 
 
 def _trial_dirname(trial: Any) -> str:
-    return f"{tables.TRIAL_PREFIX}{trial.trial_id}"
+    return trial_dirname(trial.trial_id)
 
 
 def build_tuner(cfg: ExperimentConfig, *, resume: bool = False, verbose: bool = False) -> Any:
@@ -327,7 +327,7 @@ def build_tuner(cfg: ExperimentConfig, *, resume: bool = False, verbose: bool = 
             checkpoint_config=tune.CheckpointConfig(
                 num_to_keep=2, checkpoint_score_attribute=cfg.search.metric,
                 checkpoint_score_order=mode),
-            callbacks=[printer.callback(), PlacementGroupJanitor(), *_uploaders(exp_dir, location)],
+            callbacks=[printer.callback(), *_janitors(cfg), *_uploaders(exp_dir, location)],
             verbose=1 if verbose else 0,
         ),
     )
@@ -347,6 +347,11 @@ def _set_aside_stale_study(exp_dir: Path) -> Path | None:
     print(f"note: {db} belonged to an earlier search that cannot be resumed; moved to "
           f"{stale.name}", flush=True)
     return stale
+
+
+def _janitors(cfg: ExperimentConfig) -> list[Any]:
+    """Only DDP trials make placement groups of their own that a stopped trial can leave."""
+    return [PlacementGroupJanitor()] if cfg.cluster.num_workers > 1 else []
 
 
 def _uploaders(exp_dir: Path, location: str) -> list[Any]:
@@ -407,8 +412,9 @@ def sync_up(outcome: SearchOutcome, location: str) -> None:
     """Upload the local results (tables, study, report, the finalists' test predictions) to
     the experiment's URI; Tune and Train have already written everything else there."""
     storage.upload(outcome.experiment_dir, location, skip=(tables.TRAIN_RUNS,))
-    for path in [*outcome.experiment_dir.glob("*/checkpoint_*/test_predictions.csv"),
-                 *outcome.experiment_dir.glob(f"{tables.TRAIN_RUNS}/*/checkpoint_*/test_predictions.csv")]:
+    pattern = f"*/{CHECKPOINT_GLOB}/{TEST_PREDICTIONS}"  # trial folders, then Train runs
+    for path in [*outcome.experiment_dir.glob(pattern),
+                 *outcome.experiment_dir.glob(f"{tables.TRAIN_RUNS}/{pattern}")]:
         rel = path.relative_to(outcome.experiment_dir).as_posix().split("/")
         storage.upload_file(path, storage.join(location, *rel))
     outcome.remote = location
