@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -120,20 +121,23 @@ def _experiment(path: Path, shards: Path, storage: Path, address: str, **cluster
     return path
 
 
-def _last_report(trial_dir: Path) -> dict | None:
-    path = trial_dir / "result.json"
-    lines = path.read_text().splitlines() if path.is_file() else []
-    return json.loads(lines[-1]) if lines else None
+def _first_epoch_pid(experiment: Path) -> int | None:
+    """The training process's pid (DDP: rank 0's), read from epoch 1's checkpoint (Tune's
+    result.json, the other place it is written, lagged a whole trial behind in a run here)."""
+    for meta in experiment.glob("**/checkpoint_*/config.json"):
+        try:
+            metrics = json.loads(meta.read_text()).get("metrics", {})
+        except (OSError, ValueError):  # being written: look again
+            continue
+        if metrics.get("epoch") == 1:
+            return int(metrics["pid"])
+    return None
 
 
-@pytest.mark.parametrize("workers", [
-    pytest.param(1, marks=pytest.mark.xfail(strict=False, reason=(
-        "failed once in the last run of stop 14 with no time left to read why; see the "
-        "closing note"))),
-    2], ids=["in-process", "ddp-2-workers"])
+@pytest.mark.parametrize("workers", [1, 2], ids=["in-process", "ddp-2-workers"])
 def test_a_killed_trial_resumes_from_its_checkpoint(tmp_path, demo_shards, ray_cluster, workers):
-    """SIGKILL of the process that trains (the trial's own, or DDP rank 0) after epoch 1:
-    Tune retries the trial, which continues at epoch 2 from its checkpoint."""
+    """SIGKILL of the process that trains (the trial's own, or DDP rank 0) mid-epoch:
+    Tune retries the trial, which continues from its checkpoint instead of epoch 1."""
     address = ray_cluster.get_runtime_context().gcs_address
     cfg = _experiment(tmp_path / "exp.yaml", demo_shards, tmp_path / "results", address,
                       num_workers=workers)
@@ -142,17 +146,21 @@ def test_a_killed_trial_resumes_from_its_checkpoint(tmp_path, demo_shards, ray_c
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
                             start_new_session=True)
     exp = tmp_path / "results" / "killed"
-    killed = None
+    killed, lines = None, []
     try:
         deadline = time.time() + 300
-        while killed is None and time.time() < deadline and proc.poll() is None:
-            for trial_dir in exp.glob("trial_*"):
-                report = _last_report(trial_dir)
-                if report and report.get("epoch") == 1:
-                    os.kill(int(report["pid"]), signal.SIGKILL)  # mid-way through epoch 2
-                    killed = int(report["pid"])
-            time.sleep(0.05)
+        for line in proc.stdout:
+            lines.append(line)
+            # Tune prints an epoch before it registers that epoch's checkpoint (a round trip
+            # to the trial follows), so a kill right after "epoch 1/4" can find no checkpoint
+            # registered and rightly start over. After "epoch 2/4", epoch 1's is registered.
+            if re.search(r"\] \w+\s+epoch 2/4", line):
+                killed = _first_epoch_pid(exp)
+                os.kill(killed, signal.SIGKILL)  # mid-way through epoch 3
+                break
+            assert time.time() < deadline, "".join(lines[-30:])
         out, _ = proc.communicate(timeout=600)
+        out = "".join(lines) + out
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -160,10 +168,19 @@ def test_a_killed_trial_resumes_from_its_checkpoint(tmp_path, demo_shards, ray_c
     assert proc.returncode == 0, out[-3000:]
     history = pd.read_parquet(exp / "history.parquet")
     assert sorted(history["epoch"]) == [1, 2, 3, 4]  # each once: continued, not restarted
+    reports = [json.loads(x)
+               for x in next(exp.glob("trial_*/result.json")).read_text().splitlines()]
+    epochs = [r["epoch"] for r in reports]
+    # Tune's own log: epoch 1 once (the retry resumed from a checkpoint: epoch 2's, or
+    # epoch 1's when the kill beat epoch 2's registration), and the trial reached its end.
+    assert epochs[:2] == [1, 2] and epochs.count(1) == 1 and epochs[-1] == 4, \
+        [(r["epoch"], r.get("pid")) for r in reports]
     by_epoch = history.set_index("epoch")
-    assert int(by_epoch.loc[1, "pid"]) == killed and int(by_epoch.loc[4, "pid"]) != killed
-    reports = [json.loads(x) for x in next(exp.glob("trial_*/result.json")).read_text().splitlines()]
-    assert [r["epoch"] for r in reports] == [1, 2, 3, 4]  # the retry started at epoch 2
+    assert int(by_epoch.loc[4, "pid"]) != killed  # the last epoch ran in a new process
+    if workers == 1:
+        # The trial's own process reported epoch 1. (A DDP trial's reports reach Tune from
+        # another rank than the checkpoint writer, seen here, so only the above holds there.)
+        assert int(by_epoch.loc[1, "pid"]) == killed
     trials = pd.read_parquet(exp / "trials.parquet")
     assert list(trials["status"]) == ["COMPLETED"]
 
@@ -190,8 +207,6 @@ _LEAK_CHECK = textwrap.dedent("""
 """)
 
 
-@pytest.mark.xfail(strict=False, reason="the driver-side sweep that fixed the leak this test "
-                   "found was not re-run before stop 14 ended; see the closing note")
 @pytest.mark.parametrize("dashboard", ["off", "on"])
 def test_ddp_trials_stopped_by_asha_leave_nothing_reserved(tmp_path, demo_shards, dashboard):
     """Two-worker trials, one stopped at ASHA's first rung: every placement group removed and
