@@ -210,7 +210,9 @@ def demo_experiment(cfg: ExperimentConfig) -> ExperimentConfig:
     tree = cfg.to_dict()
     tree["model"].update({"input_size": DEMO_SIZE})  # train at the size the demo is made
     tree["optim"].update({"epochs": 3, "batch_size": 64})
-    tree["cluster"].update({"data_cpus": 1})
+    # Two CPUs (so two torch threads) for training and one for the data tasks: measured
+    # fastest on a 2-core machine (results/bench/demo_wall.md: 52 s against 60 s with one).
+    tree["cluster"].update({"data_cpus": 1, "cpus_per_worker": 2.0})
     tree["search"].update({
         "name": "demo", "num_samples": 5, "grace_period": 1, "reduction_factor": 2,
         "export": True,
