@@ -77,8 +77,8 @@ def test_shard_hashes_are_checked_once_and_cached(tmp_path: Path, frames: Path,
     prep.prepare(prep.PrepareOptions(layout="folders", source=str(frames), out=str(out), size=32,
                                      splits=(0.34, 0.33, 0.33)), progress=False)
     hashed: list[Path] = []
-    real = prep._sha256
-    monkeypatch.setattr(prep, "_sha256", lambda p: hashed.append(p) or real(p))
+    real = prep.file_sha256
+    monkeypatch.setattr(prep, "file_sha256", lambda p: hashed.append(p) or real(p))
     prep.verify_shards(out)
     n = len(json.loads((out / "manifest.json").read_text())["shards"])
     assert len(hashed) == n
