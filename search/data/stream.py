@@ -288,8 +288,15 @@ def train_dataset(shards: str | Path, cfg: DataConfig, *, size: int, seed: int,
         ds = ds.map_batches(Undersample(p_real, p_fake, seed), batch_format="numpy",
                             batch_size=None, zero_copy_batch=True, num_cpus=1)
     udf = DecodeBatch(size, augment=Augment.from_config(cfg), seed=seed)
-    return _decode(ds, udf, workers=cfg.decode_workers or max(1, int(data_cpus)),
-                   batch_size=batch_size)
+    ds = _decode(ds, udf, workers=cfg.decode_workers or max(1, int(data_cpus)),
+                 batch_size=batch_size)
+    # Blocks leave in the order the seeded shard permutation gave them, not in the order
+    # their tasks finish: the same seed then trains on the same batch sequence, which is
+    # what makes a rerun reproduce its leaderboard. Costs nothing with one decode task;
+    # with several, a slow task holds back the ones behind it (prefetch absorbs that).
+    # A DDP trial's streaming split still hands blocks to whichever worker asks first.
+    ds.context.execution_options.preserve_order = True
+    return ds
 
 
 def eval_dataset(shards: str | Path, split: str, *, size: int, decode_workers: int = 0,
