@@ -120,7 +120,9 @@ class OptimConfig(_Validated):
 class ClusterConfig(_Validated):
     """How a trial maps onto the cluster and where results go."""
 
-    address: str = ""  # Ray address; "" = RAY_ADDRESS, a running local cluster, else a new one
+    # Ray address; "" = RAY_ADDRESS, else the last `ray start` here, else a new local one;
+    # "local" = always a new one (search/cluster.py)
+    address: str = ""
     # 1 = the trial trains in its own process (no TorchTrainer); >1 = DDP via TorchTrainer
     num_workers: int = 1
     use_gpu: bool | None = None  # None = use GPUs when the cluster has them

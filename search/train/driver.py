@@ -10,7 +10,6 @@ trainable for both; ``train_one`` runs one configuration through the same runtim
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +19,7 @@ import ray
 import ray.train
 from ray.train import DataConfig as RayDataConfig
 
+from search.cluster import connect
 from search.config import ExperimentConfig, config_from_dict
 from search.data.layouts import SourceError
 from search.data.prepare import load_manifest
@@ -151,25 +151,15 @@ def _storage(cfg: ExperimentConfig) -> str:
 
 
 def init_ray(cfg: ExperimentConfig, *, verbose: bool = False) -> None:
-    """Join the configured cluster, or start a local one sized for at least one trial."""
-    import ray
+    """Join the configured cluster, or start a local one sized for at least one trial.
 
-    if ray.is_initialized():
-        return
-    # Workers' logs (Ray Data progress, Train's checkpoint lines) only with --verbose;
-    # errors still reach the driver as trial errors, with their error.txt.
-    kwargs: dict[str, Any] = {}
-    if not cfg.cluster.address and not os.environ.get("RAY_ADDRESS"):
-        # A new single-node cluster: one trial needs a worker CPU, a CPU for Ray Data's
-        # read tasks and some for decoding, so small machines get logical CPUs to match.
-        kwargs["num_cpus"] = max(os.cpu_count() or 1, local_cpus(cfg))
-    common = {"address": cfg.cluster.address or None, "log_to_driver": verbose,
-              "logging_level": logging.INFO if verbose else logging.WARNING,
-              "runtime_env": {"env_vars": train_env(cfg)}}
-    try:
-        ray.init(**common, **kwargs)
-    except ValueError:  # a local cluster is already running: join it as it is
-        ray.init(**common)
+    A new single-node cluster gets a worker CPU, a CPU for Ray Data's read tasks and some
+    for decoding, so small machines get logical CPUs to match. Workers' logs (Ray Data
+    progress, Train's checkpoint lines) reach the driver only with ``verbose``; errors
+    still come back as trial errors, with their error.txt.
+    """
+    connect(cfg.cluster.address, num_cpus=max(os.cpu_count() or 1, local_cpus(cfg)),
+            verbose=verbose, env_vars=train_env(cfg))
 
 
 def train_env(cfg: ExperimentConfig) -> dict[str, str]:
