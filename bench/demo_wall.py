@@ -46,8 +46,10 @@ def timed_run(code: str, name: str, cwd: Path) -> tuple[float, str]:
 
 def prepare_demo(cwd: Path) -> None:
     """Make the checkout's demo shards now, so that no timed run pays for them."""
-    code = ("from search.tune.tuner import ensure_demo_shards; from search.config import "
-            "load_config; ensure_demo_shards(load_config(None))")
+    # search.data.demo owns it now; a --before checkout may still have it in the tuner.
+    code = ("try:\n    from search.data.demo import ensure_demo_shards\n"
+            "except ImportError:\n    from search.tune.tuner import ensure_demo_shards\n"
+            "from search.config import load_config; ensure_demo_shards(load_config(None))")
     subprocess.run([sys.executable, "-c", code], cwd=cwd, env={**os.environ, "PYTHONPATH": str(cwd)},
                    check=True, capture_output=True)
 

@@ -128,8 +128,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from search.data.demo import ensure_demo_shards
     from search.train.driver import init_ray, train_one
-    from search.tune.tuner import ensure_demo_shards
 
     cfg = ensure_demo_shards(_load(args))
     print(cfg)
@@ -232,10 +232,9 @@ def _saved_experiment(cfg: ExperimentConfig) -> ExperimentConfig:
 
     from search import storage
     from search.config import ConfigError, config_from_dict
-    from search.train.driver import experiment_dir
     from search.tune.tuner import CONFIG_FILE
 
-    path = storage.join(experiment_dir(cfg), CONFIG_FILE)
+    path = storage.join(storage.experiment_dir(cfg), CONFIG_FILE)
     if not storage.exists(path):
         raise ConfigError(f"nothing to resume: {path} not found (check --name and storage_path)")
     return config_from_dict(json.loads(storage.read_text(path)))

@@ -147,9 +147,8 @@ def choose_trial(results_dir: str | Path, *, trial_id: str | None = None,
 def _fetch_from_storage(cfg: ExperimentConfig, results_dir: Path, checkpoint: Path) -> None:
     """A search on remote storage mirrors only the finalists' weights: fetch any other's."""
     from search import storage
-    from search.train.driver import experiment_dir
 
-    location = experiment_dir(cfg)
+    location = storage.experiment_dir(cfg)
     if storage.is_uri(location) and checkpoint.is_relative_to(results_dir):
         storage.fetch_checkpoint(location, results_dir, checkpoint)
 

@@ -12,9 +12,13 @@ from __future__ import annotations
 import os
 import posixpath
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from search.formats import CONFIG as CHECKPOINT_META
+from search.paths import default_results_dir
+
+if TYPE_CHECKING:
+    from search.config import ExperimentConfig
 
 
 def is_uri(location: str | os.PathLike[str]) -> bool:
@@ -34,6 +38,35 @@ def join(location: str | os.PathLike[str], *parts: str) -> str:
     if is_uri(location):
         return posixpath.join(str(location).rstrip("/"), *parts)
     return os.path.join(str(location), *parts)
+
+
+def storage_root(cfg: ExperimentConfig) -> str:
+    """``cluster.storage_path`` made absolute: a URI as it is, a relative path under the
+    current folder (the default ``results`` under the project's results folder)."""
+    path = cfg.cluster.storage_path
+    if is_uri(path):
+        return path
+    base = Path(path).expanduser()
+    if not base.is_absolute():
+        base = default_results_dir() if path == "results" else Path.cwd() / base
+    return str(base.resolve())
+
+
+def experiment_dir(cfg: ExperimentConfig) -> str:
+    """``<storage>/<experiment name>``: where Tune and Train write (a path or a URI)."""
+    return join(storage_root(cfg), cfg.search.name)
+
+
+def local_experiment_dir(cfg: ExperimentConfig) -> Path:
+    """Where the driver writes the tables, the Optuna study and the report.
+
+    The experiment folder itself for local storage; for a URI, a local mirror under
+    ``results/<name>`` that is uploaded to the URI when the search ends.
+    """
+    location = experiment_dir(cfg)
+    if is_uri(location):
+        return default_results_dir() / cfg.search.name
+    return Path(location)
 
 
 def filesystem(location: str | os.PathLike[str]) -> tuple[Any, str]:
@@ -136,5 +169,6 @@ def fetch_checkpoint(location: str, local: Path, checkpoint: str | Path) -> Path
     return checkpoint
 
 
-__all__ = ["absolute", "download", "exists", "fetch_checkpoint", "filesystem", "is_uri", "join",
-           "mirror_checkpoint_metadata", "read_text", "upload", "upload_file"]
+__all__ = ["absolute", "download", "exists", "experiment_dir", "fetch_checkpoint", "filesystem",
+           "is_uri", "join", "local_experiment_dir", "mirror_checkpoint_metadata", "read_text",
+           "storage_root", "upload", "upload_file"]

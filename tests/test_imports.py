@@ -32,6 +32,17 @@ def test_loads_neither_torch_nor_ray(module: str) -> None:
     assert loaded(module) == []
 
 
+def test_train_command_loads_no_search_machinery() -> None:
+    """``deepfake-search train`` (driver, demo shards, storage) loads neither Optuna nor the
+    search package's Tune side."""
+    code = ("import json, sys, search.cli, search.data.demo, search.storage, search.train.driver\n"
+            "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] == 'optuna' "
+            "or m.startswith('search.tune'))))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, check=True)
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == []
+
+
 def test_the_check_sees_torch() -> None:
     """The probe itself works: a module that does import torch is caught."""
     assert "torch" in loaded("search.train.models")

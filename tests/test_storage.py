@@ -20,6 +20,22 @@ def test_join_and_is_uri(tmp_path: Path) -> None:
     assert storage.join(str(tmp_path), "exp") == str(tmp_path / "exp")
 
 
+def test_experiment_locations(tmp_path: Path, monkeypatch) -> None:
+    """Local storage is written in place; a URI's tables go to a local mirror under results/."""
+    from search.config import load_config
+
+    monkeypatch.setenv("DEEPFAKE_SEARCH_HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    default = load_config(None, ["search.name=exp"])
+    assert storage.storage_root(default) == str((tmp_path / "home" / "results").resolve())
+    relative = load_config(None, ["search.name=exp", "cluster.storage_path=runs"])
+    assert storage.experiment_dir(relative) == str(tmp_path.resolve() / "runs" / "exp")
+    assert storage.local_experiment_dir(relative) == tmp_path.resolve() / "runs" / "exp"
+    remote = load_config(None, ["search.name=exp", "cluster.storage_path=s3://bucket/runs"])
+    assert storage.experiment_dir(remote) == "s3://bucket/runs/exp"
+    assert storage.local_experiment_dir(remote) == tmp_path / "home" / "results" / "exp"
+
+
 def test_upload_download_and_metadata_mirror(tmp_path: Path) -> None:
     local = tmp_path / "local"
     ckpt = local / "_train" / "trial_a" / "checkpoint_1"

@@ -21,12 +21,21 @@ import io
 import logging
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
-__all__ = ["DEFAULT_DIFFICULTY", "make_fake", "make_real", "write_demo_source"]
+from search.formats import MANIFEST
+from search.paths import default_shards_dir
+
+if TYPE_CHECKING:
+    from search.config import ExperimentConfig
+
+__all__ = ["DEFAULT_DIFFICULTY", "DEMO_SIZE", "ensure_demo_shards", "make_fake", "make_real",
+           "write_demo_source"]
 
 log = logging.getLogger(__name__)
 
@@ -431,3 +440,23 @@ def write_demo_source(
         time.perf_counter() - t0,
     )
     return root
+
+
+def ensure_demo_shards(cfg: ExperimentConfig, *, size: int = DEMO_SIZE) -> ExperimentConfig:
+    """With no shards configured, prepare the embedded demo set once and use it.
+
+    A demo set prepared earlier at another image size (``prepare --layout demo --size N``)
+    is made again at ``size``: the folder is the project's own, and the embedded run's
+    timing depends on it.
+    """
+    if cfg.data.shards:
+        return cfg
+    # Local: prepare imports this module (for the demo layout) when it runs.
+    from search.data.prepare import PrepareOptions, load_manifest, prepare
+
+    out = default_shards_dir("demo")
+    current = (out / MANIFEST).is_file() and load_manifest(out).get("image_size") == size
+    if not current:
+        print(f"preparing the embedded demo set ({size} px) into {out} ...", flush=True)
+        print(prepare(PrepareOptions(layout="demo", size=size), progress=False).summary(), flush=True)
+    return replace(cfg, data=replace(cfg.data, shards=str(out)))

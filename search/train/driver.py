@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import ray
@@ -25,7 +24,7 @@ from search.data.layouts import SourceError
 from search.data.prepare import load_manifest
 from search.data.stream import eval_dataset, train_dataset
 from search.formats import TRAIN_RUNS, trial_dirname
-from search.paths import default_results_dir, default_shards_dir, resolve_user_path
+from search.paths import default_shards_dir, resolve_user_path
 from search.train.worker import input_spec, train_loop
 
 EVAL_SPLITS = ("val", "test")
@@ -140,16 +139,6 @@ def _with_resolved_shards(cfg: ExperimentConfig) -> ExperimentConfig:
     return replace(cfg, data=replace(cfg.data, shards=resolve_shards(cfg)))
 
 
-def _storage(cfg: ExperimentConfig) -> str:
-    path = cfg.cluster.storage_path
-    if "://" in path:
-        return path
-    base = Path(path).expanduser()
-    if not base.is_absolute():
-        base = default_results_dir() if path == "results" else Path.cwd() / base
-    return str(base.resolve())
-
-
 def init_ray(cfg: ExperimentConfig, *, verbose: bool = False) -> None:
     """Join the configured cluster, or start a local one sized for at least one trial.
 
@@ -250,7 +239,7 @@ def train_one(cfg: ExperimentConfig, *, name: str | None = None) -> Any:
 
     name = name or f"train-{cfg.model.arch}-{time.strftime('%Y%m%d-%H%M%S')}"
     cfg = resolve_runtime(cfg)
-    location = storage.join(_storage(cfg), name)
+    location = storage.join(storage.storage_root(cfg), name)
     trainable = trial_trainable(cfg, storage_path=storage.join(location, TRAIN_RUNS), metric=None)
     if tune.Tuner.can_restore(location):
         tuner = tune.Tuner.restore(location, trainable=trainable, resume_unfinished=True,
@@ -258,7 +247,7 @@ def train_one(cfg: ExperimentConfig, *, name: str | None = None) -> Any:
     else:
         tuner = tune.Tuner(trainable, tune_config=tune.TuneConfig(num_samples=1),
                            run_config=tune.RunConfig(
-                               name=name, storage_path=_storage(cfg), verbose=0,
+                               name=name, storage_path=storage.storage_root(cfg), verbose=0,
                                checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
                                failure_config=tune.FailureConfig(max_failures=1)))
     result = tuner.fit()[0]
@@ -318,28 +307,7 @@ def run_trial(params: dict[str, Any], base: dict[str, Any], storage_path: str,
     trainer.fit()
 
 
-def experiment_dir(cfg: ExperimentConfig) -> str:
-    """``<storage>/<experiment name>``: where Tune and Train write (a path or a URI)."""
-    from search import storage
-
-    return storage.join(_storage(cfg), cfg.search.name)
-
-
-def local_experiment_dir(cfg: ExperimentConfig) -> Path:
-    """Where the driver writes the tables, the Optuna study and the report.
-
-    The experiment folder itself for local storage; for a URI, a local mirror under
-    ``results/<name>`` that is uploaded to the URI when the search ends.
-    """
-    from search import storage
-
-    location = experiment_dir(cfg)
-    if storage.is_uri(location):
-        return default_results_dir() / cfg.search.name
-    return Path(location)
-
-
-__all__ = ["ShardedEvalDataConfig", "build_datasets", "build_trainer", "experiment_dir",
-           "local_experiment_dir", "pin_data_to_trial", "resolve_runtime", "resolve_shards",
+__all__ = ["ShardedEvalDataConfig", "build_datasets", "build_trainer", "pin_data_to_trial",
+           "resolve_runtime", "resolve_shards",
            "run_trial", "train_one", "trial_bundles", "trial_resources", "trial_trainable",
            "use_gpu"]

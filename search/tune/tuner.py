@@ -13,7 +13,7 @@ import os
 import sys
 import time
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +23,12 @@ from ray.tune.search.optuna import OptunaSearch
 
 from search import storage
 from search.config import ConfigError, ExperimentConfig
-from search.data.demo import DEMO_SIZE
+from search.data.demo import ensure_demo_shards
 from search.formats import CHECKPOINT_GLOB, OPTUNA_DB, TEST_PREDICTIONS, trial_dirname
 from search.formats import EXPERIMENT as CONFIG_FILE
+from search.storage import experiment_dir, local_experiment_dir
 from search.train.driver import (
-    experiment_dir,
     init_ray,
-    local_experiment_dir,
     resolve_runtime,
     resolve_shards,
     trial_bundles,
@@ -420,26 +419,6 @@ def sync_up(outcome: SearchOutcome, location: str) -> None:
     outcome.remote = location
 
 
-def ensure_demo_shards(cfg: ExperimentConfig, *, size: int = DEMO_SIZE) -> ExperimentConfig:
-    """With no shards configured, prepare the embedded demo set once and use it.
-
-    A demo set prepared earlier at another image size (``prepare --layout demo --size N``)
-    is made again at ``size``: the folder is the project's own, and the embedded run's
-    timing depends on it.
-    """
-    if cfg.data.shards:
-        return cfg
-    from search.data.prepare import PrepareOptions, load_manifest, prepare
-    from search.paths import default_shards_dir
-
-    out = default_shards_dir("demo")
-    current = (out / "manifest.json").is_file() and load_manifest(out).get("image_size") == size
-    if not current:
-        print(f"preparing the embedded demo set ({size} px) into {out} ...", flush=True)
-        print(prepare(PrepareOptions(layout="demo", size=size), progress=False).summary(), flush=True)
-    return replace(cfg, data=replace(cfg.data, shards=str(out)))
-
-
 def run_search(cfg: ExperimentConfig, *, resume: bool = False, verbose: bool = False,
                evaluate_test: bool = True) -> SearchOutcome:
     """Run (or resume) a search end to end; see the module docstring."""
@@ -471,5 +450,5 @@ def run_search(cfg: ExperimentConfig, *, resume: bool = False, verbose: bool = F
     return finish(cfg, results, evaluate_test=evaluate_test)
 
 
-__all__ = ["ResumableOptunaSearch", "SearchOutcome", "StudyUploader", "build_tuner", "ensure_demo_shards", "finish", "check_fits", "max_concurrent", "trials_that_fit",
+__all__ = ["ResumableOptunaSearch", "SearchOutcome", "StudyUploader", "build_tuner", "finish", "check_fits", "max_concurrent", "trials_that_fit",
            "run_search", "sync_up"]

@@ -18,6 +18,7 @@ from search.data.demo import (
     DEFAULT_DIFFICULTY,
     FACES_DIR,
     METADATA_COLUMNS,
+    ensure_demo_shards,
     make_fake,
     make_real,
     write_demo_source,
@@ -35,6 +36,24 @@ def _files(root: Path) -> dict[str, bytes]:
         for p in sorted(root.rglob("*"))
         if p.is_file()
     }
+
+
+# --------------------------------------------------------------------------- demo shards
+
+
+def test_ensure_demo_shards(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Configured shards are kept; without any, the demo set is prepared once at ``size``."""
+    from search.config import load_config
+
+    monkeypatch.setenv("DEEPFAKE_SEARCH_HOME", str(tmp_path))
+    given = load_config(None, [f"data.shards={tmp_path / 'mine'}"])
+    assert ensure_demo_shards(given) is given
+    cfg = ensure_demo_shards(load_config(None), size=16)
+    shards = tmp_path / "datasets" / "demo" / "shards"
+    assert cfg.data.shards == str(shards) and (shards / "manifest.json").is_file()
+    stamp = (shards / "manifest.json").stat().st_mtime_ns
+    assert ensure_demo_shards(load_config(None), size=16).data.shards == str(shards)
+    assert (shards / "manifest.json").stat().st_mtime_ns == stamp  # not prepared again
 
 
 # --------------------------------------------------------------------------- layout
