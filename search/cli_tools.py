@@ -2,12 +2,14 @@
 
 ``add_parsers(sub)`` adds them to ``deepfake-search``'s subparsers and ``COMMANDS`` maps each
 name to a function of the parsed arguments returning an exit code. Library imports happen
-inside the commands so ``deepfake-search --help`` stays fast.
+inside the commands so ``deepfake-search --help`` stays fast (and ``report`` and ``predict
+--backend onnx`` load neither torch nor Ray).
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -83,14 +85,8 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from search.data.prepare import verify_shards
-    from search.predict import (
-        build_torch_model,
-        cross_dataset,
-        ensure_ray,
-        evaluate_model,
-        format_metrics,
-        read_model_info,
-    )
+    from search.evaluate import cross_dataset, evaluate_model, format_metrics
+    from search.predict import build_torch_model, read_model_info
 
     info = read_model_info(args.model)
     build_torch_model(info)  # a broken weights file: a clear error now, not after Ray starts
@@ -98,13 +94,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         verify_shards(shards)
     print(f"model: {info.directory} ({info.arch}, {info.kind}; trained on {info.train_name})")
     _quiet_ray_data()
-    ensure_ray()
     if args.cross:
         sets = [args.data, *(s for s in args.cross if s != args.data)]
         matrix, path = cross_dataset(info.directory, sets, args.split, threshold=args.threshold)
         for metrics in matrix["rows"][info.train_name]["cells"].values():
             print()
-            print(format_metrics(_nan(metrics), info))
+            print(format_metrics(metrics, info))
         print()
         print(path.read_text().split("## Details")[0].rstrip())
         print(f"\nwrote {path}")
@@ -114,15 +109,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _nan(metrics: dict) -> dict:
-    """JSON nulls back to NaN for printing."""
-    return {k: float("nan") if v is None else v for k, v in metrics.items()}
-
-
 def _quiet_ray_data() -> None:
     """No Ray Data progress bars on the terminal (the command prints its own results)."""
-    import logging
-
     logging.getLogger("ray.data").setLevel(logging.ERROR)  # "execution finished" lines
     try:
         from ray.data import DataContext

@@ -1,56 +1,78 @@
-"""Score a trained checkpoint on any prepared split with the full detector metric set.
+"""Evaluation: a trained model on prepared splits, with the full detector metric set.
 
-Used after a search for the finalists' test-split numbers (the test split is never seen
-while choosing) and by ``deepfake-search evaluate``. Runs as a Ray task so that on a GPU
-cluster the evaluation lands on a GPU node, not on the head.
+One module for both ways a model is evaluated:
+
+- a trial's checkpoint on one split (:func:`evaluate_checkpoint`, :func:`evaluate_remote`):
+  the finalists' test-split numbers after a search (the test split is never seen while
+  choosing), as a Ray task so that on a GPU cluster it lands on a GPU node;
+- a model folder (exported or a checkpoint) on one or several prepared sets
+  (:func:`evaluate_model`, :func:`cross_dataset`): ``deepfake-search evaluate`` and its
+  trained-on x tested-on matrix, written as ``cross_dataset.md`` / ``.json``.
+
+Models are rebuilt by :func:`search.predict.build_torch_model`, the one loader of every
+command; predictions stream from the shards through the training stream (Ray Data).
 """
 
 from __future__ import annotations
 
+import json
+import math
+import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import ray
+import torch
 
-from search.config import ConfigError, config_from_dict
-from search.formats import CONFIG, WEIGHTS
+from search import storage
+from search.cluster import connect
+from search.data.prepare import manifest_hash, verify_shards
+from search.data.stream import Normalize, eval_dataset
+from search.fmt import markdown_table, number
+from search.formats import (
+    CONFIG,
+    CROSS_JSON,
+    CROSS_MD,
+    EXPERIMENT,
+    TRIALS_CSV,
+    TRIALS_PARQUET,
+    json_safe,
+)
+from search.predict import (
+    ModelFolderError,
+    ModelInfo,
+    build_torch_model,
+    dataset_name,
+    load_model,
+    read_model_info,
+)
+from search.report.cross import DETAIL_COLUMNS, NOTE, detail_table, matrix_table, models
 from search.train.metrics import detector_metrics
+from search.train.worker import predict_split
+
+#: The fix a broken checkpoint's error names (export and the test evaluation read them).
+RETRAIN = "pick another trial (--trial) or re-train"
+#: Logical CPUs of a new local cluster: Ray Data's read tasks and decode actors each need
+#: whole CPUs, so a small machine gets at least four.
+LOCAL_CPUS = max(4, os.cpu_count() or 1)
 
 
+# ------------------------------------------------------------------ one checkpoint, one split
 def load_checkpoint_model(checkpoint_dir: str | Path) -> tuple[Any, dict[str, Any]]:
-    """Rebuild a model from a checkpoint folder (safetensors + config.json), in eval mode."""
-    from search.predict import ModelFolderError, load_json
-    from search.train.worker import build_model, load_weights
-
-    checkpoint_dir = Path(checkpoint_dir)
-    path = checkpoint_dir / CONFIG
-    meta = load_json(path)
-    if not isinstance(meta.get("experiment"), dict) or not isinstance(meta.get("input"), dict):
-        raise ModelFolderError(f"{path} lacks its 'experiment' or 'input' section: it is not a "
-                               "checkpoint's config; pick another trial (--trial) or re-train")
-    try:
-        cfg = config_from_dict(meta["experiment"])
-    except ConfigError as err:
-        raise ModelFolderError(f"{path} 'experiment': {err}") from None
-    model = build_model(cfg, pretrained=False)
-    try:
-        model = load_weights(model, checkpoint_dir).eval()
-    except Exception as err:  # SafetensorError, RuntimeError (shapes), OSError
-        raise ModelFolderError(
-            f"{checkpoint_dir / WEIGHTS} cannot be loaded into the {cfg.model.arch} its config "
-            f"describes ({str(err).strip()[:200]}): the checkpoint is damaged or mixed up; "
-            "pick another trial (--trial) or re-train") from None
-    return model, meta
+    """A trial's model rebuilt from its checkpoint folder (safetensors + config.json), in
+    eval mode on CPU, and that config.json (``experiment``, ``input``, ``metrics``)."""
+    info = read_model_info(checkpoint_dir, fix=RETRAIN)
+    if info.kind != "checkpoint":
+        raise ModelFolderError(f"{info.directory / CONFIG} is an exported model's config, not "
+                               f"a checkpoint's: {RETRAIN}")
+    return build_torch_model(info, fix=RETRAIN), info.meta
 
 
 def predict_shards(model: Any, meta: dict[str, Any], shards: str | Path, split: str,
                    *, batch_size: int = 128) -> pd.DataFrame:
     """``id, label, p_fake`` for every row of ``split``, streamed through Ray Data."""
-    import torch
-
-    from search.data.stream import Normalize, eval_dataset
-    from search.train.worker import predict_split
-
     spec = meta["input"]
     ds = eval_dataset(shards, split, size=spec["input_size"], batch_size=batch_size)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -75,8 +97,6 @@ def evaluate_checkpoint(checkpoint_dir: str | Path, shards: str | Path, split: s
 def evaluate_remote(checkpoint_dir: str, shards: str, split: str = "test",
                     threshold: float | None = None) -> tuple[dict[str, Any], pd.DataFrame]:
     """:func:`evaluate_checkpoint` as a Ray task, on a GPU when the cluster has one."""
-    import ray
-
     if ray.cluster_resources().get("GPU", 0) < 1:
         # No GPU to move to: evaluate here rather than hold a CPU that Ray Data's own read
         # tasks need (on a small cluster that wait never ends).
@@ -85,4 +105,133 @@ def evaluate_remote(checkpoint_dir: str, shards: str, split: str = "test",
     return ray.get(task.remote(checkpoint_dir, shards, split, threshold=threshold))
 
 
-__all__ = ["evaluate_checkpoint", "evaluate_remote", "load_checkpoint_model", "predict_shards"]
+# ------------------------------------------------------------------ a model folder, any set
+def evaluate_model(model_dir: str | Path, shards: str | Path, split: str = "test", *,
+                   threshold: float | None = None,
+                   batch_size: int = 128) -> tuple[dict[str, Any], pd.DataFrame]:
+    """Full detector metrics of a model folder on a prepared split, at the model's threshold.
+
+    Returns ``(metrics, predictions)``; ``metrics`` is ``detector_metrics`` plus ``split``,
+    ``data`` (the set's name) and ``in_domain`` (the set the model was trained on). Joins
+    or starts Ray (:func:`search.cluster.connect`) to stream the shards.
+    """
+    shards = storage.absolute(shards)
+    verify_shards(shards)  # a missing, truncated or changed shard: a clear error before Ray
+    model, info = load_model(model_dir)
+    connect(num_cpus=LOCAL_CPUS)
+    spec = {"input": {"input_size": info.input_size, "mean": list(info.mean),
+                      "std": list(info.std)}}
+    preds = predict_shards(model, spec, shards, split, batch_size=batch_size)
+    thr = info.threshold if threshold is None else float(threshold)
+    metrics: dict[str, Any] = detector_metrics(preds["label"].to_numpy(),
+                                               preds["p_fake"].to_numpy(), threshold=thr)
+    metrics.update({"split": split, "data": dataset_name(shards), "shards": str(shards),
+                    "in_domain": bool(info.train_hash) and manifest_hash(shards) == info.train_hash})
+    return metrics, preds
+
+
+def format_metrics(metrics: dict[str, Any], info: ModelInfo) -> str:
+    """The metric set, confusion matrix and majority baseline as readable text (a missing
+    value, ``None`` or NaN, is a dash)."""
+    def f(v: Any) -> str:
+        return number(v, ".4f")
+
+    n, pos = int(metrics["n"]), float(metrics["positive_rate"])
+    fake = round(n * pos)
+    thr = metrics["threshold"]
+    rule = info.threshold_rule if math.isclose(thr, info.threshold) else "given"
+    lines = [
+        f"{metrics['data']} [{metrics['split']}]: n={n} (REAL {n - fake}, FAKE {fake})"
+        + ("  — the model's own data set (held-out split)" if metrics.get("in_domain") else ""),
+        f"threshold {thr:.4g} ({rule})", "",
+        f"{'metric':<18} {'at 0.5':>8} {'at thr':>8} {'majority':>9}",
+    ]
+    for name in ("accuracy", "precision", "recall", "f1", "specificity", "balanced_accuracy"):
+        base = metrics.get(f"baseline_{name}")
+        lines.append(f"{name:<18} {f(metrics[name]):>8} {f(metrics[f'{name}_at_threshold']):>8} "
+                     f"{f(base) if base is not None else '':>9}")
+    lines += ["", "threshold-free: " + ", ".join(
+        f"{k} {f(metrics[k])}" for k in ("auc", "ap", "eer", "log_loss")), "",
+        f"confusion matrix at threshold {thr:.4g} (FAKE = positive):",
+        f"{'':>12} {'pred REAL':>10} {'pred FAKE':>10}",
+        f"{'true REAL':>12} {metrics['tn_at_threshold']:>10} {metrics['fp_at_threshold']:>10}",
+        f"{'true FAKE':>12} {metrics['fn_at_threshold']:>10} {metrics['tp_at_threshold']:>10}"]
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ the cross-dataset matrix
+def find_results_dir(model_dir: str | Path) -> Path | None:
+    """The results folder a model folder lives in (an export/ or a trial checkpoint), if any."""
+    here = Path(model_dir).expanduser().resolve()
+    for parent in [here, *here.parents][:5]:
+        if (parent / EXPERIMENT).is_file() and (
+                (parent / TRIALS_PARQUET).is_file() or (parent / TRIALS_CSV).is_file()):
+            return parent
+    return None
+
+
+def _recorded_results_dir(info: ModelInfo) -> Path | None:
+    """The results folder an export was made from (config.json's ``results_dir``), when it is
+    still a results folder on this machine: ``export --out`` may put the model anywhere."""
+    recorded = (info.meta or {}).get("results_dir")
+    return find_results_dir(recorded) if recorded and Path(recorded).is_dir() else None
+
+
+def cross_dataset_markdown(matrix: dict[str, Any]) -> str:
+    """The trained-on x tested-on table (cells: accuracy / AUC) and a per-set detail table:
+    the same tables as the report's (:mod:`search.report.cross`), as markdown."""
+    grid = matrix_table(matrix)
+    out = ["# Cross-dataset evaluation", "", NOTE.format(split=matrix["split"]), "",
+           markdown_table(list(grid.columns), grid.to_numpy().tolist()), "",
+           "## Details", "",
+           markdown_table(DETAIL_COLUMNS, detail_table(matrix).to_numpy().tolist(), number),
+           "", "Models: " + "; ".join(f"{t}: `{m}`" for t, m in models(matrix).items()), ""]
+    return "\n".join(out)
+
+
+def _load_matrix(json_path: Path, split: str) -> dict[str, Any]:
+    """The matrix written there before for the same split (its rows are kept), else a new one."""
+    if json_path.is_file():
+        try:
+            old = json.loads(json_path.read_text())
+            if old.get("split") == split:
+                return old
+        except json.JSONDecodeError:
+            pass
+    return {"split": split, "rows": {}}
+
+
+def cross_dataset(model_dir: str | Path, sets: Sequence[str | Path], split: str = "test", *,
+                  out_dir: str | Path | None = None,
+                  threshold: float | None = None) -> tuple[dict[str, Any], Path]:
+    """Evaluate a model on several prepared sets and write the cross-dataset matrix.
+
+    The matrix goes to ``<results>/cross_dataset.md`` (and ``.json``) when the model lives in
+    a results folder or was exported from one that is still here, else next to the model;
+    rows of earlier runs there (models trained on other sets) are kept, so the matrix fills
+    up one model at a time.
+    """
+    if not sets:
+        raise ValueError("cross-dataset evaluation needs at least one prepared set")
+    info = read_model_info(model_dir)
+    if out_dir is None:
+        out_dir = (find_results_dir(info.directory) or _recorded_results_dir(info)
+                   or info.directory.parent)
+    out_dir = Path(out_dir)
+    json_path = out_dir / CROSS_JSON
+    matrix = _load_matrix(json_path, split)
+    row = matrix["rows"].setdefault(info.train_name, {"model": str(info.directory), "cells": {}})
+    row["model"] = str(info.directory)
+    for shards in sets:
+        metrics, _ = evaluate_model(info.directory, shards, split, threshold=threshold)
+        row["cells"][metrics["data"]] = json_safe(metrics)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(matrix, indent=1) + "\n")
+    md_path = out_dir / CROSS_MD
+    md_path.write_text(cross_dataset_markdown(matrix))
+    return matrix, md_path
+
+
+__all__ = ["LOCAL_CPUS", "RETRAIN", "cross_dataset", "cross_dataset_markdown", "evaluate_checkpoint",
+           "evaluate_model", "evaluate_remote", "find_results_dir", "format_metrics",
+           "load_checkpoint_model", "predict_shards"]

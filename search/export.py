@@ -21,9 +21,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnxruntime as ort
 import pandas as pd
+import torch
 
-from search.config import ExperimentConfig, SearchConfig, config_from_dict
+from search import storage
+from search.config import ConfigError, ExperimentConfig, SearchConfig, config_from_dict
+from search.data.layouts import LABEL_NAMES
+from search.data.prepare import load_manifest, manifest_hash
+from search.evaluate import load_checkpoint_model
+from search.fmt import number
 from search.formats import (
     CONFIG,
     EXPERIMENT,
@@ -35,9 +42,18 @@ from search.formats import (
     TRIALS_PARQUET,
     WEIGHTS,
     file_sha256,
+    json_safe,
 )
 from search.formats import ONNX as ONNX_FILE
-from search.predict import EXPORT_FORMAT, _json_safe, dataset_name
+from search.predict import (
+    EXPORT_FORMAT,
+    build_torch_model,
+    dataset_name,
+    load_json,
+    read_model_info,
+)
+from search.train.metrics import detector_metrics
+from search.tune.tables import best_checkpoint
 
 EXPORT_DIR = "export"
 ONNX_OPSET = 18
@@ -78,9 +94,6 @@ def load_trials(results_dir: Path) -> pd.DataFrame:
 
 def load_experiment(results_dir: Path) -> ExperimentConfig:
     """The experiment configuration saved by the search."""
-    from search.config import ConfigError
-    from search.predict import load_json
-
     path = results_dir / EXPERIMENT
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: is {results_dir} a search's results folder?")
@@ -103,8 +116,6 @@ def choose_trial(results_dir: str | Path, *, trial_id: str | None = None,
     or the one named by ``trial_id``. With a metric other than the search's, the trial's
     kept checkpoint that is best by that metric is used.
     """
-    from search.tune.tables import best_checkpoint
-
     results_dir = Path(results_dir)
     cfg = load_experiment(results_dir)
     trials = load_trials(results_dir)
@@ -146,8 +157,6 @@ def choose_trial(results_dir: str | Path, *, trial_id: str | None = None,
 
 def _fetch_from_storage(cfg: ExperimentConfig, results_dir: Path, checkpoint: Path) -> None:
     """A search on remote storage mirrors only the finalists' weights: fetch any other's."""
-    from search import storage
-
     location = storage.experiment_dir(cfg)
     if storage.is_uri(location) and checkpoint.is_relative_to(results_dir):
         storage.fetch_checkpoint(location, results_dir, checkpoint)
@@ -156,8 +165,6 @@ def _fetch_from_storage(cfg: ExperimentConfig, results_dir: Path, checkpoint: Pa
 # ------------------------------------------------------------------ what goes in the folder
 def _training_data(cfg: ExperimentConfig) -> dict[str, Any]:
     """What the model was trained on, from the shards' manifest (best effort)."""
-    from search.data.prepare import load_manifest, manifest_hash
-
     shards = cfg.data.shards
     info: dict[str, Any] = {"shards": shards, "name": dataset_name(shards) if shards else "unknown"}
     try:
@@ -183,8 +190,6 @@ def _strip(metrics: dict[str, Any], prefix: str = "val_") -> dict[str, Any]:
 def _test_metrics(results_dir: Path, trial_id: str, checkpoint: Path,
                   finalist_checkpoint: str, threshold: float) -> dict[str, Any] | None:
     """The trial's test-split metrics, when the search evaluated this very checkpoint."""
-    from search.train.metrics import detector_metrics
-
     path = results_dir / TEST_METRICS
     if path.is_file() and str(checkpoint) == finalist_checkpoint:
         test = json.loads(path.read_text()).get(trial_id)
@@ -198,29 +203,22 @@ def _test_metrics(results_dir: Path, trial_id: str, checkpoint: Path,
     return None
 
 
-def _with_probabilities(model: Any) -> Any:
-    """``model`` wrapped so the ONNX graph has two outputs: the logit and p_fake."""
-    import torch
+class WithProbabilities(torch.nn.Module):
+    """A model wrapped so the ONNX graph has two outputs: the logit and p_fake."""
 
-    class WithProbabilities(torch.nn.Module):
-        def __init__(self, inner: torch.nn.Module) -> None:
-            super().__init__()
-            self.inner = inner
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
 
-        def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            logit = self.inner(image)
-            return logit, torch.sigmoid(logit)
-
-    return WithProbabilities(model).eval()
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logit = self.inner(image)
+        return logit, torch.sigmoid(logit)
 
 
 def export_onnx(model: Any, input_size: int, path: Path) -> float:
     """Write ``model`` as ONNX (dynamic batch, exported at batch 2 in eval mode) and return
     the max abs logit difference to PyTorch on random inputs; raises ExportError above 1e-4."""
-    import onnxruntime as ort
-    import torch
-
-    wrapped = _with_probabilities(model.eval())
+    wrapped = WithProbabilities(model.eval()).eval()
     example = torch.randn(2, 3, input_size, input_size, generator=torch.Generator().manual_seed(0))
     names = {"input_names": ["image"], "output_names": ["logit", "p_fake"]}
     log = io.StringIO()
@@ -261,11 +259,7 @@ def export_onnx(model: Any, input_size: int, path: Path) -> float:
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "—"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
+    return number(value, f".{digits}f")
 
 
 def _metrics_table(splits: dict[str, dict[str, Any]]) -> list[str]:
@@ -293,14 +287,10 @@ def _confusion(split: str, m: dict[str, Any]) -> list[str]:
             ""]
 
 
-def model_card(config: dict[str, Any], metrics: dict[str, Any], files: dict[str, str]) -> str:
-    """The README.md of an exported model: data, metrics, limits, use."""
-    data = config["training_data"]
-    val, test = metrics["validation"], metrics.get("test")
-    splits = {"validation": val, **({"test": test} if test else {})}
-    counts = data.get("counts") or {}
-    layers = ", ".join(f"{k}={v}" for k, v in config["layers"].items()) or "defaults"
-    lines = [
+def _card_intro(config: dict[str, Any]) -> list[str]:
+    """Title, what the model outputs, and its intended use."""
+    data, size = config["training_data"], config["input"]["input_size"]
+    return [
         f"# Deepfake detector: `{config['arch']}` (trial {config['trial_id']} of "
         f"`{config['experiment']}`)", "",
         "A binary image classifier that scores a face image as REAL (0) or DEEPFAKE (1, the "
@@ -312,9 +302,15 @@ def model_card(config: dict[str, Any], metrics: dict[str, Any], files: dict[str,
         "on data prepared like the training data.",
         "- Not for deciding on its own whether a person, video or document is genuine: a "
         "score is evidence for a reviewer, not a verdict.",
-        f"- Inputs: RGB face crops, resized to {data.get('image_size') or config['input']['input_size']} px "
-        f"squares as in training and then to the model input of {config['input']['input_size']} px. "
-        "Whole frames, non-face images and other crops are outside what it was trained on.", "",
+        f"- Inputs: RGB face crops, resized to {data.get('image_size') or size} px "
+        f"squares as in training and then to the model input of {size} px. "
+        "Whole frames, non-face images and other crops are outside what it was trained on.", ""]
+
+
+def _card_data(data: dict[str, Any]) -> list[str]:
+    """The training set: name, manifest hash, preparation, class counts per split."""
+    counts = data.get("counts") or {}
+    return [
         "## Training data", "",
         f"- Set: **{data.get('name')}**, layout `{data.get('layout')}`, source `{data.get('source')}`",
         f"- Manifest hash (SHA-256 over the shards): `{data.get('manifest_hash', 'unknown')}`",
@@ -323,15 +319,28 @@ def model_card(config: dict[str, Any], metrics: dict[str, Any], files: dict[str,
         f"- Training batches drawn at REAL:FAKE = {data.get('ratio')} per epoch.", "",
         "| split | REAL | FAKE | identity groups |", "|---|---|---|---|",
         *[f"| {s} | {c.get('REAL')} | {c.get('FAKE')} | {(data.get('groups') or {}).get(s, '—')} |"
-          for s, c in counts.items()], "",
+          for s, c in counts.items()], ""]
+
+
+def _card_model(config: dict[str, Any]) -> list[str]:
+    """Architecture, input and normalisation, and the checkpoint chosen."""
+    spec, chosen = config["input"], config["selected_by"]
+    layers = ", ".join(f"{k}={v}" for k, v in config["layers"].items()) or "defaults"
+    return [
         "## Model", "",
         f"- Architecture `{config['arch']}` ({config['parameters']:,} parameters), layers: {layers}",
-        f"- Input: `float32[batch, 3, {config['input']['input_size']}, {config['input']['input_size']}]`, "
-        f"RGB scaled to [0, 1] then normalised with mean {config['input']['mean']} and std "
-        f"{config['input']['std']}",
+        f"- Input: `float32[batch, 3, {spec['input_size']}, {spec['input_size']}]`, "
+        f"RGB scaled to [0, 1] then normalised with mean {spec['mean']} and std "
+        f"{spec['std']}",
         f"- Checkpoint: epoch {config['epoch']} of trial {config['trial_id']}, chosen by "
-        f"validation `{config['selected_by']['metric']}` ({config['selected_by']['mode']}) = "
-        f"{_fmt(config['selected_by']['value'], 4)}", "",
+        f"validation `{chosen['metric']}` ({chosen['mode']}) = {_fmt(chosen['value'], 4)}", ""]
+
+
+def _card_metrics(metrics: dict[str, Any]) -> list[str]:
+    """Metrics per split against the majority baseline, and the confusion matrices."""
+    test = metrics.get("test")
+    splits = {"validation": metrics["validation"], **({"test": test} if test else {})}
+    return [
         "## Metrics", "",
         "FAKE is the positive class. The majority-class baseline (always answering the more "
         "common class) is the bar to clear: accuracy alone flatters a detector on imbalanced "
@@ -341,7 +350,12 @@ def model_card(config: dict[str, Any], metrics: dict[str, Any], files: dict[str,
            if test else "and no test-split numbers are available for this checkpoint."), "",
         *_metrics_table(splits), "",
         "### Confusion matrices", "",
-        *[line for split, m in splits.items() for line in _confusion(split, m)],
+        *[line for split, m in splits.items() for line in _confusion(split, m)]]
+
+
+def _card_limits(config: dict[str, Any], validation: dict[str, Any]) -> list[str]:
+    """Where the numbers stop meaning anything."""
+    return [
         "## Known limits", "",
         "- **Cross-dataset drop.** Deepfake detectors generalise poorly to data sets, "
         "manipulation methods and compression levels they were not trained on: in the "
@@ -351,14 +365,19 @@ def model_card(config: dict[str, Any], metrics: dict[str, Any], files: dict[str,
         "on data like the training set; measure on yours with `deepfake-search evaluate "
         "--cross`.",
         "- **Threshold and prevalence.** The threshold was tuned on a validation split with a "
-        f"FAKE share of {_fmt(val.get('positive_rate'))}; precision and the best threshold "
+        f"FAKE share of {_fmt(validation.get('positive_rate'))}; precision and the best threshold "
         "change with the share of fakes in the data it is used on.",
         "- **Resolution and compression.** Images are resized to "
         f"{config['input']['input_size']} px; artefacts finer than that, heavy re-compression, "
         "filters or adversarial edits can hide a manipulation or fake one.",
         "- **Coverage.** Generators newer than the training data, other face crops or "
         "alignments, and demographic groups under-represented in the training set are not "
-        "measured here.", "",
+        "measured here.", ""]
+
+
+def _card_usage(config: dict[str, Any], files: dict[str, str]) -> list[str]:
+    """The commands that use the folder, the ONNX graph's contract, the files' hashes."""
+    return [
         "## How to use", "",
         "```bash",
         "deepfake-search predict . path/to/images/ --out predictions.csv      # PyTorch",
@@ -371,8 +390,14 @@ def model_card(config: dict[str, Any], metrics: dict[str, Any], files: dict[str,
         "(resize, RGB, /255, normalise, NCHW).", "",
         "## Files", "",
         "| file | SHA-256 |", "|---|---|",
-        *[f"| `{name}` | `{digest}` |" for name, digest in files.items()], "",
-    ]
+        *[f"| `{name}` | `{digest}` |" for name, digest in files.items()], ""]
+
+
+def model_card(config: dict[str, Any], metrics: dict[str, Any], files: dict[str, str]) -> str:
+    """The README.md of an exported model: data, metrics, limits, use."""
+    lines = [*_card_intro(config), *_card_data(config["training_data"]), *_card_model(config),
+             *_card_metrics(metrics), *_card_limits(config, metrics["validation"]),
+             *_card_usage(config, files)]
     return "\n".join(lines)
 
 
@@ -391,14 +416,51 @@ def _is_export(path: Path) -> bool:
         return False
 
 
+def _saved_threshold(epoch_metrics: dict[str, Any]) -> tuple[float, str]:
+    """The checkpoint's validation threshold and its rule (0.5 when there was none)."""
+    threshold = epoch_metrics.get("val_threshold")
+    if threshold is None or not math.isfinite(float(threshold)):
+        return 0.5, "default 0.5 (validation had no FAKE image to tune on)"
+    return float(threshold), THRESHOLD_RULE
+
+
+def _folder_config(cfg: ExperimentConfig, meta: dict[str, Any], row: pd.Series, *,
+                   threshold: float, rule: str, selected_by: dict[str, Any], parameters: int,
+                   onnx_diff: float, checkpoint: Path, results_dir: Path) -> dict[str, Any]:
+    """``config.json``: how to rebuild and feed the model, its threshold, the exact training
+    data, and which trial, epoch and results folder it came from."""
+    epoch_metrics = meta.get("metrics", {})
+    return {
+        "format": EXPORT_FORMAT,
+        "arch": cfg.model.arch,
+        "layers": cfg.model.layer_kwargs(),
+        "model": dataclasses.asdict(cfg.model),
+        "input": meta["input"],
+        "output": "one logit per image; p_fake = sigmoid(logit); FAKE when p_fake >= threshold",
+        "labels": {str(k): v for k, v in LABEL_NAMES.items()},
+        "threshold": threshold,
+        "threshold_rule": rule,
+        "training_data": _training_data(cfg),
+        "experiment": cfg.search.name,
+        "trial_id": str(row["trial_id"]),
+        "epoch": int(meta.get("epoch", epoch_metrics.get("epoch", 0))),
+        "params": {k: json_safe(row[k]) for k in ("arch", "ratio", "lr", "batch_size")
+                   if k in row and not pd.isna(row[k])},
+        "selected_by": selected_by,
+        "parameters": parameters,
+        "onnx": {"file": ONNX_FILE, "opset": ONNX_OPSET, "max_abs_diff": onnx_diff,
+                 "inputs": ["image"], "outputs": ["logit", "p_fake"]},
+        "source_checkpoint": str(checkpoint),
+        "results_dir": str(results_dir),
+        "experiment_config": cfg.to_dict(),
+    }
+
+
 def export_model(results_dir: str | Path, *, trial_id: str | None = None,
                  metric: str | None = None, out: str | Path | None = None,
                  verbose: bool = True) -> Path:
     """Export the best trial by validation ``metric`` (or ``trial_id``) to ``out``
     (default ``<results_dir>/export``) and return that folder; see the module docstring."""
-    from search.evaluate import load_checkpoint_model
-    from search.predict import build_torch_model, read_model_info
-
     results_dir = Path(results_dir).expanduser().resolve()
     if not results_dir.is_dir():
         raise FileNotFoundError(f"results folder {results_dir} does not exist")
@@ -408,57 +470,34 @@ def export_model(results_dir: str | Path, *, trial_id: str | None = None,
     model, meta = load_checkpoint_model(checkpoint)
     cfg = config_from_dict(meta["experiment"])
     epoch_metrics = meta.get("metrics", {})
-    threshold = epoch_metrics.get("val_threshold")
-    rule = THRESHOLD_RULE
-    if threshold is None or not math.isfinite(float(threshold)):
-        threshold, rule = 0.5, "default 0.5 (validation had no FAKE image to tune on)"
-    tid = str(row["trial_id"])
-    validation = _strip(epoch_metrics)
-    test = _test_metrics(results_dir, tid, checkpoint, str(row["checkpoint"]), float(threshold))
+    threshold, rule = _saved_threshold(epoch_metrics)
+    test = _test_metrics(results_dir, str(row["trial_id"]), checkpoint, str(row["checkpoint"]),
+                         threshold)
+    metrics = {"validation": _strip(epoch_metrics), "test": test, "threshold": threshold,
+               "threshold_rule": rule}
+    size = int(meta["input"]["input_size"])
 
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     try:
         shutil.copyfile(checkpoint / WEIGHTS, staging / WEIGHTS)
-        diff = export_onnx(model, int(meta["input"]["input_size"]), staging / ONNX_FILE)
+        diff = export_onnx(model, size, staging / ONNX_FILE)
         if verbose:
             print(f"ONNX parity: max abs logit difference to PyTorch {diff:.3g} "
                   f"(limit {ONNX_TOLERANCE:g})")
-        config = {
-            "format": EXPORT_FORMAT,
-            "arch": cfg.model.arch,
-            "layers": cfg.model.layer_kwargs(),
-            "model": dataclasses.asdict(cfg.model),
-            "input": meta["input"],
-            "output": "one logit per image; p_fake = sigmoid(logit); FAKE when p_fake >= threshold",
-            "labels": {"0": "REAL", "1": "FAKE"},
-            "threshold": float(threshold),
-            "threshold_rule": rule,
-            "training_data": _training_data(cfg),
-            "experiment": cfg.search.name,
-            "trial_id": tid,
-            "epoch": int(meta.get("epoch", epoch_metrics.get("epoch", 0))),
-            "params": {k: _json_safe(row[k]) for k in ("arch", "ratio", "lr", "batch_size")
-                       if k in row and not pd.isna(row[k])},
-            "selected_by": {"metric": metric, "mode": mode,
-                            "value": _json_safe(epoch_metrics.get(metric))},
-            "parameters": int(sum(p.numel() for p in model.parameters())),
-            "onnx": {"file": ONNX_FILE, "opset": ONNX_OPSET, "max_abs_diff": diff,
-                     "inputs": ["image"], "outputs": ["logit", "p_fake"]},
-            "source_checkpoint": str(checkpoint),
-            "results_dir": str(results_dir),
-            "experiment_config": cfg.to_dict(),
-        }
-        (staging / CONFIG).write_text(json.dumps(_json_safe(config), indent=1) + "\n")
-        metrics = {"validation": validation, "test": test, "threshold": float(threshold),
-                   "threshold_rule": rule}
-        (staging / METRICS_FILE).write_text(json.dumps(_json_safe(metrics), indent=1) + "\n")
+        config = _folder_config(
+            cfg, meta, row, threshold=threshold, rule=rule,
+            selected_by={"metric": metric, "mode": mode,
+                         "value": json_safe(epoch_metrics.get(metric))},
+            parameters=int(sum(p.numel() for p in model.parameters())), onnx_diff=diff,
+            checkpoint=checkpoint, results_dir=results_dir)
+        (staging / CONFIG).write_text(json.dumps(json_safe(config), indent=1) + "\n")
+        (staging / METRICS_FILE).write_text(json.dumps(json_safe(metrics), indent=1) + "\n")
         # Reload check: the folder alone must rebuild the very same model.
-        rebuilt = build_torch_model(read_model_info(staging))
-        _same_outputs(model, rebuilt, int(meta["input"]["input_size"]))
+        _same_outputs(model, build_torch_model(read_model_info(staging)), size)
         files = {name: file_sha256(staging / name) for name in (WEIGHTS, ONNX_FILE, CONFIG,
                                                              METRICS_FILE)}
-        (staging / CARD).write_text(model_card(_json_safe(config), _json_safe(metrics), files))
+        (staging / CARD).write_text(model_card(json_safe(config), json_safe(metrics), files))
         staging.chmod(0o755)  # mkdtemp made it private; an export is meant to be shared
         if out.exists():
             shutil.rmtree(out)
@@ -469,8 +508,6 @@ def export_model(results_dir: str | Path, *, trial_id: str | None = None,
 
 
 def _same_outputs(a: Any, b: Any, size: int) -> None:
-    import torch
-
     x = torch.randn(3, 3, size, size, generator=torch.Generator().manual_seed(2))
     with torch.inference_mode():
         diff = float((a(x) - b(x)).abs().max())

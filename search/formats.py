@@ -15,7 +15,10 @@ lightweight commands (tables, report, ONNX predict) can import it without loadin
 from __future__ import annotations
 
 import hashlib
+import math
+import sys
 from pathlib import Path
+from typing import Any
 
 # --- checkpoint folder (and the weights + config of a model folder)
 WEIGHTS = "model.safetensors"
@@ -60,6 +63,21 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def json_safe(value: Any) -> Any:
+    """``value`` as strict JSON for the files above: numpy scalars to Python, NaN and
+    infinities to ``null`` (``json.dumps`` would write ``NaN``, which JSON readers refuse)."""
+    np = sys.modules.get("numpy")  # no numpy scalar can exist before numpy is imported
+    if np is not None and isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
 def trial_dirname(trial_id: str) -> str:
     """The folder name of one trial (in the results folder and under ``_train``)."""
     return f"{TRIAL_PREFIX}{trial_id}"
@@ -69,5 +87,5 @@ __all__ = [
     "CHECKPOINT_GLOB", "CONFIG", "CROSS_JSON", "CROSS_MD", "EXPERIMENT", "HISTORY", "LEADERBOARD",
     "MANIFEST", "METRICS", "MODEL_CARD", "ONNX", "OPTUNA_DB", "REPORT_DIR", "REPORT_FILE", "SPACE",
     "STATE", "TEST_METRICS", "TEST_PREDICTIONS", "TRAIN_RUNS", "TRIALS_CSV", "TRIALS_PARQUET",
-    "TRIAL_PREFIX", "VAL_PREDICTIONS", "WEIGHTS", "file_sha256", "trial_dirname",
+    "TRIAL_PREFIX", "VAL_PREDICTIONS", "WEIGHTS", "file_sha256", "json_safe", "trial_dirname",
 ]

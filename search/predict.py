@@ -1,4 +1,4 @@
-"""Score images with a trained model folder, and evaluate one on prepared data sets.
+"""Score image files, folders and globs with a trained model folder.
 
 A *model folder* is either an exported model (``deepfake-search export``: config.json with
 ``format``, model.safetensors, model.onnx) or a trial's checkpoint folder (config.json with
@@ -8,14 +8,19 @@ code on load.
 
 Images are preprocessed exactly as training saw them: ``prepare_image`` (the prepare step:
 validation, EXIF orientation, RGB, square resize to the training shards' size) and then the
-training stream's own ``DecodeBatch`` (decode to the model's input size, normalise).
+training stream's own ``DecodeBatch`` (decode to the model's input size), then normalised
+as ``search.data.stream.Normalize`` does, in NumPy. Evaluation on prepared shards (metrics,
+the cross-dataset matrix) is :mod:`search.evaluate`.
+
+torch, safetensors' torch loader, the model registry and onnxruntime are imported where a
+backend uses them: the ONNX path loads neither torch nor Ray, and each backend only its own
+runtime.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import json
-import logging
 import math
 import os
 import sys
@@ -28,20 +33,17 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 
-from search.formats import (
-    CONFIG,
-    CROSS_JSON,
-    CROSS_MD,
-    EXPERIMENT,
-    TRIALS_CSV,
-    TRIALS_PARQUET,
-    WEIGHTS,
-)
+from search.config import ConfigError, config_from_dict
+from search.data.images import ImageError, prepare_image, read_regular, safe_name
+from search.data.layouts import FAKE, LABEL_NAMES
+from search.data.prepare import load_manifest, manifest_hash
+from search.data.stream import DecodeBatch
+from search.formats import CONFIG, WEIGHTS, json_safe
 from search.formats import ONNX as ONNX_FILE
 
 EXPORT_FORMAT = "deepfake-search-model/1"
-LABELS = {0: "REAL", 1: "FAKE"}
 DEFAULT_RULE = "default 0.5 (no validation threshold was saved)"
 REEXPORT = "re-export the model (deepfake-search export RESULTS_DIR) or copy the folder again"
 
@@ -79,8 +81,6 @@ def dataset_name(shards: str | Path) -> str:
     path = Path(text.split("://", 1)[1]) if "://" in text else Path(text).expanduser().resolve()
     name = path.parent.name if path.name in ("shards", "") else path.name
     try:
-        from search.data.prepare import load_manifest
-
         layout = load_manifest(text if "://" in text else path).get("layout")
     except Exception:  # a name is a label, not a check: missing manifests are fine here
         layout = None
@@ -97,8 +97,6 @@ def _finite(value: Any) -> float | None:
 
 def _training_set(shards: str) -> tuple[int | None, str, str]:
     """(image_size, name, manifest hash) of a training shard folder, best effort."""
-    from search.data.prepare import load_manifest, manifest_hash
-
     if not shards:
         return None, "unknown", ""
     try:
@@ -121,26 +119,27 @@ def load_json(path: Path, fix: str = REEXPORT) -> dict[str, Any]:
     return meta
 
 
-def _input_spec(meta: dict[str, Any], where: Path) -> tuple[int, tuple[float, ...], tuple[float, ...]]:
+def _input_spec(meta: dict[str, Any], where: Path,
+                fix: str = REEXPORT) -> tuple[int, tuple[float, ...], tuple[float, ...]]:
     """(input_size, mean, std) from the ``input`` section: three finite values each, std > 0
     (one value must not be broadcast silently to three channels)."""
     spec = meta.get("input")
     if not isinstance(spec, dict):
         raise ModelFolderError(f"{where} has no 'input' section (input_size, mean, std), so the "
-                               f"images cannot be preprocessed as in training: {REEXPORT}")
+                               f"images cannot be preprocessed as in training: {fix}")
     size = spec.get("input_size")
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise ModelFolderError(f"{where} input.input_size must be a positive integer, not "
-                               f"{size!r}: {REEXPORT}")
+                               f"{size!r}: {fix}")
     values = {}
     for key in ("mean", "std"):
         v = spec.get(key)
         if not (isinstance(v, list) and len(v) == 3 and all(_finite(x) is not None for x in v)):
             raise ModelFolderError(f"{where} input.{key} must be three numbers (R, G, B), not "
-                                   f"{v!r}: {REEXPORT}")
+                                   f"{v!r}: {fix}")
         values[key] = tuple(float(x) for x in v)
     if min(values["std"]) <= 0:
-        raise ModelFolderError(f"{where} input.std must be positive, not {list(values['std'])}: {REEXPORT}")
+        raise ModelFolderError(f"{where} input.std must be positive, not {list(values['std'])}: {fix}")
     return size, values["mean"], values["std"]
 
 
@@ -156,10 +155,12 @@ def _threshold(value: Any, where: str) -> float | None:
     return number
 
 
-def read_model_info(model_dir: str | Path) -> ModelInfo:
-    """Describe an exported model folder or a checkpoint folder (reads JSON only)."""
-    from search.config import ConfigError, config_from_dict
+def read_model_info(model_dir: str | Path, *, fix: str = REEXPORT) -> ModelInfo:
+    """Describe an exported model folder or a checkpoint folder (reads JSON only).
 
+    ``fix`` ends every error message: what to do about a broken file (re-export, for a
+    model folder; pick another trial, for a checkpoint that export or evaluate reads).
+    """
     directory = Path(model_dir).expanduser().resolve()
     cfg_path = directory / CONFIG
     if not directory.is_dir():
@@ -168,25 +169,37 @@ def read_model_info(model_dir: str | Path) -> ModelInfo:
         raise FileNotFoundError(
             f"{directory} is not a model folder: it needs {CONFIG} and {WEIGHTS} (an exported "
             "model from 'deepfake-search export', or a trial's checkpoint folder)")
-    meta = load_json(cfg_path)
+    meta = load_json(cfg_path, fix)
     if str(meta.get("format", "")).startswith("deepfake-search-model"):
-        size, mean, std = _input_spec(meta, cfg_path)
-        if not isinstance(meta.get("arch"), str) or not isinstance(meta.get("layers"), dict):
-            raise ModelFolderError(f"{cfg_path} needs 'arch' (a name) and 'layers' (a mapping): "
-                                   f"{REEXPORT}")
-        train = meta.get("training_data") if isinstance(meta.get("training_data"), dict) else {}
-        threshold = _threshold(meta.get("threshold"), f"{cfg_path} 'threshold'")
-        return ModelInfo(
-            directory=directory, kind="export", arch=meta["arch"], layers=dict(meta["layers"]),
-            input_size=size, mean=mean, std=std,
-            threshold=0.5 if threshold is None else threshold,
-            threshold_rule=meta.get("threshold_rule", "") if threshold is not None else DEFAULT_RULE,
-            image_size=train.get("image_size"), train_name=train.get("name", "unknown"),
-            train_hash=train.get("manifest_hash", ""), meta=meta)
+        return _export_info(directory, meta, fix)
     if "experiment" not in meta:
         raise ModelFolderError(f"{cfg_path} is neither an exported model's config (no 'format') "
-                               f"nor a checkpoint's (no 'experiment'): {REEXPORT}")
-    size, mean, std = _input_spec(meta, cfg_path)
+                               f"nor a checkpoint's (no 'experiment'): {fix}")
+    return _checkpoint_info(directory, meta, fix)
+
+
+def _export_info(directory: Path, meta: dict[str, Any], fix: str) -> ModelInfo:
+    """An exported folder's ``config.json`` (``format``, ``arch``, ``layers``, ``input``)."""
+    cfg_path = directory / CONFIG
+    size, mean, std = _input_spec(meta, cfg_path, fix)
+    if not isinstance(meta.get("arch"), str) or not isinstance(meta.get("layers"), dict):
+        raise ModelFolderError(f"{cfg_path} needs 'arch' (a name) and 'layers' (a mapping): "
+                               f"{fix}")
+    train = meta.get("training_data") if isinstance(meta.get("training_data"), dict) else {}
+    threshold = _threshold(meta.get("threshold"), f"{cfg_path} 'threshold'")
+    return ModelInfo(
+        directory=directory, kind="export", arch=meta["arch"], layers=dict(meta["layers"]),
+        input_size=size, mean=mean, std=std,
+        threshold=0.5 if threshold is None else threshold,
+        threshold_rule=meta.get("threshold_rule", "") if threshold is not None else DEFAULT_RULE,
+        image_size=train.get("image_size"), train_name=train.get("name", "unknown"),
+        train_hash=train.get("manifest_hash", ""), meta=meta)
+
+
+def _checkpoint_info(directory: Path, meta: dict[str, Any], fix: str) -> ModelInfo:
+    """A checkpoint's ``config.json`` (the trial's ``experiment``, ``input``, ``metrics``)."""
+    cfg_path = directory / CONFIG
+    size, mean, std = _input_spec(meta, cfg_path, fix)
     try:
         cfg = config_from_dict(meta["experiment"])
     except ConfigError as err:
@@ -202,8 +215,9 @@ def read_model_info(model_dir: str | Path) -> ModelInfo:
         image_size=image_size, train_name=name, train_hash=digest, meta=meta)
 
 
-def build_torch_model(info: ModelInfo) -> Any:
-    """The model rebuilt from its config and safetensors weights, in eval mode on CPU."""
+def build_torch_model(info: ModelInfo, *, fix: str = REEXPORT) -> Any:
+    """The model rebuilt from its config and safetensors weights, in eval mode on CPU: the
+    one way every command (predict, evaluate, export) rebuilds a trained model."""
     from safetensors.torch import load_file
 
     from search.train.models import create_model
@@ -214,7 +228,7 @@ def build_torch_model(info: ModelInfo) -> Any:
         weights = load_file(str(path))
     except Exception as err:  # SafetensorError, OSError: a truncated or foreign file
         raise ModelFolderError(f"{path} cannot be read as safetensors ({err}): the file is "
-                               f"truncated or not a weights file; {REEXPORT}") from None
+                               f"truncated or not a weights file; {fix}") from None
     try:
         model.load_state_dict(weights)
     except RuntimeError as err:
@@ -222,7 +236,7 @@ def build_torch_model(info: ModelInfo) -> Any:
         raise ModelFolderError(
             f"{path} does not fit the model {CONFIG} describes (arch {info.arch!r}, layers "
             f"{info.layers}): {' '.join(x.strip() for x in first)[:300]}; the two files come "
-            f"from different models: {REEXPORT}") from None
+            f"from different models: {fix}") from None
     return model.eval()
 
 
@@ -368,25 +382,26 @@ class Preprocessor:
     """Bytes -> normalised CHW float32 array, exactly as training saw the image."""
 
     def __init__(self, info: ModelInfo) -> None:
-        from search.data.stream import DecodeBatch, Normalize
-
         self.image_size = info.image_size
         self.decode = DecodeBatch(info.input_size)
-        self.normalize = Normalize(info.mean, info.std)
+        # Normalize's float32 constants and its two passes (scale, then shift) in NumPy:
+        # bit-identical to training's tensors, without torch (test_predict checks it).
+        std = np.asarray(info.std, np.float64)
+        self.scale = (1.0 / (255.0 * std)).astype(np.float32).reshape(3, 1, 1)
+        self.shift = (np.asarray(info.mean, np.float64) / std).astype(np.float32).reshape(3, 1, 1)
 
     def __call__(self, data: bytes) -> np.ndarray:
         """Raises ImageError (with the reason) for anything that is not a usable image."""
-        from search.data.images import prepare_image
-
         prepared = prepare_image(data, self.image_size)  # validates fully (load_rgb)
         batch = {"image": np.array([prepared.data], dtype=object), "label": np.zeros(1)}
-        return self.normalize(self.decode(batch)["image"]).numpy()[0]
+        chw = self.decode(batch)["image"][0].transpose(2, 0, 1).astype(np.float32)
+        chw *= self.scale
+        chw -= self.shift
+        return chw
 
 
 def _load_one(path: str, pre: Preprocessor) -> tuple[np.ndarray | None, str | None]:
     """(array, None) or (None, reason) for one file (regular files only); never raises."""
-    from search.data.images import ImageError, read_regular
-
     try:
         data = read_regular(path)
     except ImageError as err:
@@ -425,12 +440,8 @@ def iter_predictions(model: str | Path | ModelInfo, paths: Iterable[str | Path],
         raise FileNotFoundError("none of the inputs exist: " + ", ".join(p for p, _ in items[:5]))
     scorer = make_scorer(info, backend)
     pre = Preprocessor(info)
-    from tqdm import tqdm
-
     bar = tqdm(total=len(items), unit="img", desc="predict", file=sys.stderr,
                disable=not progress, mininterval=0.5)
-    from search.data.images import safe_name
-
     workers = max(1, min(4, os.cpu_count() or 1))
     with ThreadPoolExecutor(workers) as pool:
         try:
@@ -444,7 +455,7 @@ def iter_predictions(model: str | Path | ModelInfo, paths: Iterable[str | Path],
                     if i in p_by_index:
                         p = float(p_by_index[i])
                         yield {"path": safe_name(path), "p_fake": p,
-                               "label": LABELS[int(p >= thr)], "error": None}
+                               "label": LABEL_NAMES[int(p >= thr)], "error": None}
                     else:
                         yield {"path": safe_name(path), "p_fake": math.nan, "label": None,
                                "error": loaded[i][1]}
@@ -488,8 +499,7 @@ def write_predictions(frame: pd.DataFrame, out: str | Path) -> Path:
         if suffix == ".csv":
             frame.to_csv(tmp, index=False)
         else:
-            records = [{k: (None if isinstance(v, float) and math.isnan(v) else v)
-                        for k, v in row.items()} for row in frame.to_dict(orient="records")]
+            records = json_safe(frame.to_dict(orient="records"))  # NaN p_fake: null
             Path(tmp).write_text(json.dumps(records, indent=1) + "\n")
         os.chmod(tmp, 0o644)
         os.replace(tmp, out)
@@ -510,7 +520,7 @@ def format_predictions(frame: pd.DataFrame) -> str:
         path = row.path if len(row.path) <= width else "…" + row.path[-(width - 1):]
         lines.append(f"{path:<{width}}  {p:>7}  {label:<5}  {error}".rstrip())
     ok = frame["error"].isna()
-    fake = int((frame["label"] == "FAKE").sum())
+    fake = int((frame["label"] == LABEL_NAMES[FAKE]).sum())
     thr = frame.attrs.get("threshold")
     lines.append(f"{int(ok.sum())} scored ({fake} FAKE, {int(ok.sum()) - fake} REAL"
                  + (f" at threshold {thr:.4g}" if thr is not None else "")
@@ -518,189 +528,6 @@ def format_predictions(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-# ------------------------------------------------------------------ evaluation on shards
-def ensure_ray() -> None:
-    """Start (or join) Ray once; a new local cluster gets at least 4 logical CPUs, since
-    Ray Data's read tasks and decode actors each need whole CPUs."""
-    import ray
-
-    if ray.is_initialized():
-        return
-    common: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
-    if os.environ.get("RAY_ADDRESS"):
-        ray.init(**common)
-        return
-    try:
-        ray.init(num_cpus=max(4, os.cpu_count() or 1), **common)
-    except ValueError:  # a local cluster is already running: join it as it is
-        ray.init(**common)
-
-
-def evaluate_model(model_dir: str | Path, shards: str | Path, split: str = "test", *,
-                   threshold: float | None = None,
-                   batch_size: int = 128) -> tuple[dict[str, Any], pd.DataFrame]:
-    """Full detector metrics of a model folder on a prepared split, at the model's threshold.
-
-    Returns ``(metrics, predictions)``; ``metrics`` is ``detector_metrics`` plus ``split``,
-    ``data`` (the set's name) and ``in_domain`` (the set the model was trained on).
-    """
-    from search import storage
-    from search.data.prepare import manifest_hash, verify_shards
-    from search.evaluate import predict_shards
-    from search.train.metrics import detector_metrics
-
-    shards = storage.absolute(shards)
-    verify_shards(shards)  # a missing, truncated or changed shard: a clear error before Ray
-    model, info = load_model(model_dir)
-    ensure_ray()
-    spec = {"input": {"input_size": info.input_size, "mean": list(info.mean),
-                      "std": list(info.std)}}
-    preds = predict_shards(model, spec, shards, split, batch_size=batch_size)
-    thr = info.threshold if threshold is None else float(threshold)
-    metrics: dict[str, Any] = detector_metrics(preds["label"].to_numpy(),
-                                               preds["p_fake"].to_numpy(), threshold=thr)
-    metrics.update({"split": split, "data": dataset_name(shards), "shards": str(shards),
-                    "in_domain": bool(info.train_hash) and manifest_hash(shards) == info.train_hash})
-    return metrics, preds
-
-
-def format_metrics(metrics: dict[str, Any], info: ModelInfo) -> str:
-    """The metric set, confusion matrix and majority baseline as readable text."""
-    def f(v: Any) -> str:
-        return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else (
-            f"{v:.4f}" if isinstance(v, float) else str(v))
-
-    n, pos = int(metrics["n"]), float(metrics["positive_rate"])
-    fake = round(n * pos)
-    thr = metrics["threshold"]
-    rule = info.threshold_rule if math.isclose(thr, info.threshold) else "given"
-    lines = [
-        f"{metrics['data']} [{metrics['split']}]: n={n} (REAL {n - fake}, FAKE {fake})"
-        + ("  — the model's own data set (held-out split)" if metrics.get("in_domain") else ""),
-        f"threshold {thr:.4g} ({rule})", "",
-        f"{'metric':<18} {'at 0.5':>8} {'at thr':>8} {'majority':>9}",
-    ]
-    for name in ("accuracy", "precision", "recall", "f1", "specificity", "balanced_accuracy"):
-        base = metrics.get(f"baseline_{name}")
-        lines.append(f"{name:<18} {f(metrics[name]):>8} {f(metrics[f'{name}_at_threshold']):>8} "
-                     f"{f(base) if base is not None else '':>9}")
-    lines += ["", "threshold-free: " + ", ".join(
-        f"{k} {f(metrics[k])}" for k in ("auc", "ap", "eer", "log_loss")), "",
-        f"confusion matrix at threshold {thr:.4g} (FAKE = positive):",
-        f"{'':>12} {'pred REAL':>10} {'pred FAKE':>10}",
-        f"{'true REAL':>12} {metrics['tn_at_threshold']:>10} {metrics['fp_at_threshold']:>10}",
-        f"{'true FAKE':>12} {metrics['fn_at_threshold']:>10} {metrics['tp_at_threshold']:>10}"]
-    return "\n".join(lines)
-
-
-def find_results_dir(model_dir: str | Path) -> Path | None:
-    """The results folder a model folder lives in (an export/ or a trial checkpoint), if any."""
-    here = Path(model_dir).expanduser().resolve()
-    for parent in [here, *here.parents][:5]:
-        if (parent / EXPERIMENT).is_file() and (
-                (parent / TRIALS_PARQUET).is_file() or (parent / TRIALS_CSV).is_file()):
-            return parent
-    return None
-
-
-def _recorded_results_dir(info: ModelInfo) -> Path | None:
-    """The results folder an export was made from (config.json's ``results_dir``), when it is
-    still a results folder on this machine: ``export --out`` may put the model anywhere."""
-    recorded = (info.meta or {}).get("results_dir")
-    return find_results_dir(recorded) if recorded and Path(recorded).is_dir() else None
-
-
-def _cell(v: Any) -> str:
-    return "—" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.3f}"
-
-
-def cross_dataset_markdown(matrix: dict[str, Any]) -> str:
-    """The trained-on x tested-on table (cells: accuracy / AUC) and a per-set detail table."""
-    rows = matrix["rows"]
-    columns: list[str] = []
-    for row in rows.values():
-        columns += [c for c in row["cells"] if c not in columns]
-    out = ["# Cross-dataset evaluation", "",
-           "Rows: the data set a model was trained on; columns: the set it was tested on "
-           f"(split `{matrix['split']}`). Cells: accuracy / AUC at the model's threshold "
-           "(F1-optimal on its own validation split). `*` marks the model's own data set "
-           "(its held-out split); the other columns measure generalisation to data it never saw.",
-           "", "| trained on \\ tested on | " + " | ".join(columns) + " |",
-           "|---|" + "---|" * len(columns)]
-    for train, row in rows.items():
-        cells = []
-        for col in columns:
-            m = row["cells"].get(col)
-            cells.append("" if m is None else
-                         f"{_cell(m['accuracy_at_threshold'])} / {_cell(m['auc'])}"
-                         + (" *" if m.get("in_domain") else ""))
-        out.append(f"| {train} | " + " | ".join(cells) + " |")
-    out += ["", "## Details", "",
-            "| trained on | tested on | n | FAKE share | accuracy | AUC | F1 | majority accuracy | threshold |",
-            "|---|---|---|---|---|---|---|---|---|"]
-    for train, row in rows.items():
-        for col, m in row["cells"].items():
-            out.append(f"| {train} | {col}{' *' if m.get('in_domain') else ''} | {m['n']} | "
-                       f"{_cell(m['positive_rate'])} | {_cell(m['accuracy_at_threshold'])} | "
-                       f"{_cell(m['auc'])} | {_cell(m['f1_at_threshold'])} | "
-                       f"{_cell(m['baseline_accuracy'])} | {_cell(m['threshold'])} |")
-    models = {train: row["model"] for train, row in rows.items()}
-    out += ["", "Models: " + "; ".join(f"{t}: `{m}`" for t, m in models.items()), ""]
-    return "\n".join(out)
-
-
-def _json_safe(value: Any) -> Any:
-    """``value`` as strict JSON: numpy scalars to Python, NaN and inf to None."""
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
-
-
-def cross_dataset(model_dir: str | Path, sets: Sequence[str | Path], split: str = "test", *,
-                  out_dir: str | Path | None = None,
-                  threshold: float | None = None) -> tuple[dict[str, Any], Path]:
-    """Evaluate a model on several prepared sets and write the cross-dataset matrix.
-
-    The matrix goes to ``<results>/cross_dataset.md`` (and ``.json``) when the model lives in
-    a results folder or was exported from one that is still here, else next to the model; rows of earlier runs there (models
-    trained on other sets) are kept, so the matrix fills up one model at a time.
-    """
-    if not sets:
-        raise ValueError("cross-dataset evaluation needs at least one prepared set")
-    info = read_model_info(model_dir)
-    if out_dir is None:
-        out_dir = (find_results_dir(info.directory) or _recorded_results_dir(info)
-                   or info.directory.parent)
-    out_dir = Path(out_dir)
-    json_path = out_dir / CROSS_JSON
-    matrix: dict[str, Any] = {"split": split, "rows": {}}
-    if json_path.is_file():
-        try:
-            old = json.loads(json_path.read_text())
-            if old.get("split") == split:
-                matrix = old
-        except json.JSONDecodeError:
-            pass
-    row = matrix["rows"].setdefault(info.train_name, {"model": str(info.directory), "cells": {}})
-    row["model"] = str(info.directory)
-    for shards in sets:
-        metrics, _ = evaluate_model(info.directory, shards, split, threshold=threshold)
-        row["cells"][metrics["data"]] = _json_safe(metrics)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(matrix, indent=1) + "\n")
-    md_path = out_dir / CROSS_MD
-    md_path.write_text(cross_dataset_markdown(matrix))
-    return matrix, md_path
-
-
-__all__ = ["EXPORT_FORMAT", "ModelFolderError", "ModelInfo", "Preprocessor", "build_torch_model", "cross_dataset",
-           "cross_dataset_markdown", "dataset_name", "ensure_ray", "evaluate_model",
-           "expand_paths", "find_results_dir", "format_metrics", "format_predictions",
-           "iter_predictions", "load_json", "load_model", "make_scorer", "predict_paths", "read_model_info",
-           "write_predictions"]
+__all__ = ["EXPORT_FORMAT", "ModelFolderError", "ModelInfo", "Preprocessor", "build_torch_model",
+           "dataset_name", "expand_paths", "format_predictions", "iter_predictions", "load_json",
+           "load_model", "make_scorer", "predict_paths", "read_model_info", "write_predictions"]

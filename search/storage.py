@@ -14,6 +14,8 @@ import posixpath
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import pyarrow.fs
+
 from search.formats import CONFIG as CHECKPOINT_META
 from search.paths import default_results_dir
 
@@ -71,16 +73,12 @@ def local_experiment_dir(cfg: ExperimentConfig) -> Path:
 
 def filesystem(location: str | os.PathLike[str]) -> tuple[Any, str]:
     """``(pyarrow FileSystem, path inside it)`` for a local path or a URI."""
-    import pyarrow.fs
-
     if is_uri(location):
         return pyarrow.fs.FileSystem.from_uri(str(location))
     return pyarrow.fs.LocalFileSystem(), str(absolute(location))
 
 
 def exists(location: str | os.PathLike[str]) -> bool:
-    import pyarrow.fs
-
     fs, path = filesystem(location)
     return fs.get_file_info(path).type != pyarrow.fs.FileType.NotFound
 
@@ -93,8 +91,6 @@ def read_text(location: str | os.PathLike[str]) -> str:
 
 def download(location: str, local: Path) -> Path:
     """Copy a remote file or folder to ``local`` (created); returns ``local``."""
-    import pyarrow.fs
-
     fs, path = filesystem(location)
     info = fs.get_file_info(path)
     if info.type == pyarrow.fs.FileType.NotFound:
@@ -111,8 +107,6 @@ def download(location: str, local: Path) -> Path:
 
 def upload(local: Path, location: str, *, skip: tuple[str, ...] = ()) -> list[str]:
     """Copy the files directly in ``local`` (and its folders but ``skip``) to ``location``."""
-    import pyarrow.fs
-
     fs, path = filesystem(location)
     fs.create_dir(path, recursive=True)
     copied = []
@@ -143,8 +137,6 @@ def mirror_checkpoint_metadata(location: str, local: Path, runs: str = "") -> in
     The tables pick each trial's best checkpoint from these small files; weights stay
     remote until a checkpoint is needed (:func:`fetch_checkpoint`). Returns the count.
     """
-    import pyarrow.fs
-
     fs, root = filesystem(join(location, runs) if runs else location)
     if fs.get_file_info(root).type == pyarrow.fs.FileType.NotFound:
         return 0

@@ -1,13 +1,19 @@
-"""Shared fixtures: the real data beside the repo, small prepared shard sets, a Ray cluster."""
+"""Shared fixtures: the real data beside the repo, small prepared shard sets, a Ray cluster,
+a results folder with real weights written without training (``model_results``) and its
+export (``exported``), and a finished tiny search (``tiny_search``: only for what a real
+search is needed to show)."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 DEEPFAKE_FACES = SHARED / "deepfake_faces"
 FRAMES = SHARED / "ffpp_celebdf_frames"
 
@@ -87,10 +93,109 @@ def tiny_search(tmp_path_factory: pytest.TempPathFactory, demo_shards: Path, ray
     # something to stop at its first rung whatever the sampler draws next.
     seeds = ('search.points_to_evaluate=[{arch: custom_cnn, lr: 0.003}, '
              '{arch: resnet10t, lr: 0.003}, {arch: custom_cnn, lr: 1.0e-7}]')
-    example = Path(__file__).resolve().parents[1] / "examples" / "tiny.yaml"
+    example = EXAMPLES / "tiny.yaml"
     assert cli(["run", "--config", str(example), f"data.shards={demo_shards}",
                 f"cluster.storage_path={storage}", seeds, "--export"]) == 0
     experiment = storage / "tiny"
     assert (experiment / "report" / "report.html").is_file()
     assert (experiment / "export" / "model.safetensors").is_file()
     return experiment
+
+
+# ------------------------------------------------------------------ a results folder, no training
+def _epochs(skill: float, seed: int) -> tuple[list[dict], dict, tuple]:
+    """Two epochs of validation metrics of a detector of ``skill``, its test metrics at the
+    last epoch's threshold, and the (labels, p_fake) of both splits."""
+    import numpy as np
+
+    from search.train.metrics import detector_metrics
+
+    rng = np.random.default_rng(seed)
+    y = np.array([0] * 40 + [1] * 80)
+
+    def scores(strength: float) -> np.ndarray:
+        return 1 / (1 + np.exp(-(strength * (2 * y - 1) + rng.normal(0, 1, len(y)))))
+
+    epochs, val = [], None
+    for epoch in (1, 2):
+        val = scores(skill * epoch / 2)
+        metrics = {f"val_{k}": v for k, v in detector_metrics(y, val).items()}
+        epochs.append({"epoch": epoch, "train_loss": 1 / epoch, "time_total_s": float(epoch),
+                       **metrics})
+    test = scores(skill)
+    return epochs, detector_metrics(y, test, threshold=epochs[-1]["val_threshold"]), (y, val, test)
+
+
+def _trial(results: Path, base, tid: str, params: dict, skill: float, seed: int):
+    """One trial's folder (two checkpoints: custom_cnn weights, config.json, a pickled optimiser
+    state, predictions) written by the training loop's own writer; returns a Tune-like
+    result for ``tables.collect`` and the test metrics."""
+    import pandas as pd
+    import torch
+
+    from search import formats
+    from search.train.worker import build_model, save_checkpoint
+
+    cfg = base.with_params(params)
+    torch.manual_seed(seed)
+    model = build_model(cfg, pretrained=False)
+    epochs, test, (y, val_p, test_p) = _epochs(skill, seed)
+    for metrics in epochs:
+        ckpt = results / formats.trial_dirname(tid) / f"checkpoint_{metrics['epoch'] - 1:06d}"
+        ckpt.mkdir(parents=True)
+        save_checkpoint(ckpt, model, cfg, {"epoch": metrics["epoch"], "metrics": metrics})
+        torch.save({"epoch": metrics["epoch"], "optimizer": {"lr": params["lr"]}},
+                   ckpt / formats.STATE)
+        for name, p in ((formats.VAL_PREDICTIONS, val_p), (formats.TEST_PREDICTIONS, test_p)):
+            pd.DataFrame({"id": range(len(y)), "label": y, "p_fake": p}).to_csv(ckpt / name,
+                                                                               index=False)
+    result = SimpleNamespace(config=params, metrics={"trial_id": tid}, error=None,
+                             metrics_dataframe=pd.DataFrame(epochs),
+                             path=str(results / formats.trial_dirname(tid)))
+    return result, test
+
+
+def write_model_results(root: Path, shards: Path) -> Path:
+    """The files a finished search leaves (experiment, space, trials and history tables, test
+    metrics) around three custom_cnn trials with real, untrained weights: what export,
+    predict and evaluate read, written in seconds. The tables come from ``tables.collect``."""
+    from search import formats
+    from search.config import load_config
+    from search.tune import tables
+
+    base = load_config(EXAMPLES / "tiny.yaml", [f"data.shards={shards}", "search.name=cheap",
+                                                f"cluster.storage_path={root}"])
+    results = root / "cheap"
+    results.mkdir(parents=True)
+    (results / formats.EXPERIMENT).write_text(json.dumps(base.to_dict(), indent=1))
+    layers = {"arch": "custom_cnn", "ratio": "1:2", "conv_blocks": 2, "base_width": 8,
+              "dense_units": 32}
+    made = [_trial(results, base, tid, {**layers, "lr": lr}, skill, seed)
+            for seed, (tid, lr, skill) in enumerate((("a1", 3e-3, 2.0), ("b2", 1e-3, 1.0),
+                                                     ("c3", 1e-4, 0.5)))]
+    trials, history = tables.collect([r for r, _ in made], experiment_dir=results,
+                                     metric="val_auc", mode="max", max_epochs=2,
+                                     param_names=[*layers, "lr"])
+    trials.to_parquet(results / formats.TRIALS_PARQUET, index=False)
+    trials.to_csv(results / formats.TRIALS_CSV, index=False)
+    history.to_parquet(results / formats.HISTORY, index=False)
+    finalists = set(tables.finalists(trials, "val_auc")["trial_id"])
+    test = {r.metrics["trial_id"]: m for r, m in made if r.metrics["trial_id"] in finalists}
+    (results / formats.TEST_METRICS).write_text(json.dumps(test, indent=1))
+    return results
+
+
+@pytest.fixture(scope="session")
+def model_results(tmp_path_factory: pytest.TempPathFactory, demo_shards: Path) -> Path:
+    """A results folder whose trials trained on ``demo_shards`` (see ``write_model_results``)."""
+    return write_model_results(tmp_path_factory.mktemp("model_results"), demo_shards)
+
+
+@pytest.fixture(scope="session")
+def exported(model_results: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``model_results``' best trial exported once per session, outside its results folder
+    (as ``export --out`` puts it)."""
+    from search.export import export_model
+
+    return export_model(model_results, out=tmp_path_factory.mktemp("exported") / "model",
+                        verbose=False)

@@ -1,4 +1,7 @@
-"""``deepfake-search export``: the folder, its reload and its ONNX twin match the trial."""
+"""``deepfake-search export``: the folder, its reload and its ONNX twin match the trial.
+
+The results folder is ``model_results`` (conftest: real weights and tables, no training);
+the export of a real search (``run --export``) is checked in tests/tune/test_tuner.py."""
 
 from __future__ import annotations
 
@@ -17,15 +20,6 @@ from search.export import ExportError, choose_trial, export_model, export_onnx
 from search.predict import load_model, predict_paths
 
 
-@pytest.fixture(scope="module")
-def exported(tiny_search: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny search's best trial, exported once per session (other test files reuse it)."""
-    out = tmp_path_factory.getbasetemp() / "exported_tiny"
-    if not (out / "README.md").is_file():  # README.md is written last
-        export_model(tiny_search, out=out)
-    return out
-
-
 def _best_trial(results: Path) -> pd.Series:
     experiment = json.loads((results / "experiment.json").read_text())
     metric = experiment["search"]["metric"]
@@ -35,11 +29,11 @@ def _best_trial(results: Path) -> pd.Series:
     return ok.sort_values(f"best_{metric}", ascending=False, kind="stable").iloc[0]
 
 
-def test_export_writes_a_self_describing_folder(exported: Path, tiny_search: Path) -> None:
+def test_export_writes_a_self_describing_folder(exported: Path, model_results: Path) -> None:
     for name in ("model.safetensors", "config.json", "metrics.json", "model.onnx", "README.md"):
         assert (exported / name).is_file(), name
     config = json.loads((exported / "config.json").read_text())
-    best = _best_trial(tiny_search)
+    best = _best_trial(model_results)
     ckpt_meta = json.loads((Path(best["checkpoint"]) / "config.json").read_text())
     experiment = config_from_dict(ckpt_meta["experiment"])
     assert config["trial_id"] == str(best["trial_id"])
@@ -53,7 +47,7 @@ def test_export_writes_a_self_describing_folder(exported: Path, tiny_search: Pat
     assert config["onnx"]["max_abs_diff"] <= 1e-4
     metrics = json.loads((exported / "metrics.json").read_text())
     assert metrics["validation"]["auc"] == pytest.approx(best["best_val_auc"])
-    test_file = tiny_search / "test_metrics.json"
+    test_file = model_results / "test_metrics.json"
     test = json.loads(test_file.read_text()).get(str(best["trial_id"])) if test_file.is_file() else None
     if test:
         assert metrics["test"]["auc"] == pytest.approx(test["auc"], nan_ok=True)
@@ -63,9 +57,9 @@ def test_export_writes_a_self_describing_folder(exported: Path, tiny_search: Pat
         assert needle in card, needle
 
 
-def test_reloaded_export_matches_the_trials_checkpoint(exported: Path, tiny_search: Path,
+def test_reloaded_export_matches_the_trials_checkpoint(exported: Path, model_results: Path,
                                                        frames: Path) -> None:
-    best = _best_trial(tiny_search)
+    best = _best_trial(model_results)
     reference, meta = load_checkpoint_model(best["checkpoint"])
     model, info = load_model(exported)
     x = torch.randn(4, 3, info.input_size, info.input_size, generator=torch.Generator().manual_seed(0))
@@ -95,29 +89,29 @@ def test_onnx_matches_pytorch_with_a_dynamic_batch(exported: Path) -> None:
         assert np.abs(p_fake - 1 / (1 + np.exp(-ref))).max() < 1e-4
 
 
-def test_choose_trial_by_id_and_by_another_metric(tiny_search: Path) -> None:
-    trials = pd.read_parquet(tiny_search / "trials.parquet")
+def test_choose_trial_by_id_and_by_another_metric(model_results: Path) -> None:
+    trials = pd.read_parquet(model_results / "trials.parquet")
     ok = trials[trials["checkpoint"].astype(bool) & (trials["status"] != "ERROR")]
     last = str(ok.iloc[-1]["trial_id"])
-    row, ckpt, _, _ = choose_trial(tiny_search, trial_id=last)
+    row, ckpt, _, _ = choose_trial(model_results, trial_id=last)
     assert str(row["trial_id"]) == last and (ckpt / "model.safetensors").is_file()
-    row, _, metric, mode = choose_trial(tiny_search, metric="log_loss")
+    row, _, metric, mode = choose_trial(model_results, metric="log_loss")
     assert (metric, mode) == ("val_log_loss", "min")
     assert row["best_val_log_loss"] == ok["best_val_log_loss"].min()
 
 
-def test_export_user_errors(tiny_search: Path, tmp_path: Path) -> None:
+def test_export_user_errors(model_results: Path, tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="does not exist"):
         export_model(tmp_path / "nope")
     with pytest.raises(FileNotFoundError, match="results folder"):
         export_model(tmp_path)
     with pytest.raises(ValueError, match="no trial 'zzz'"):
-        export_model(tiny_search, trial_id="zzz")
+        export_model(model_results, trial_id="zzz")
     with pytest.raises(ValueError, match="not in"):
-        export_model(tiny_search, metric="val_banana")
+        export_model(model_results, metric="val_banana")
     (tmp_path / "keep.txt").write_text("someone's file")
     with pytest.raises(ValueError, match="not an exported model folder"):
-        export_model(tiny_search, out=tmp_path)
+        export_model(model_results, out=tmp_path)
     assert (tmp_path / "keep.txt").is_file()
 
 

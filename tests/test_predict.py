@@ -1,5 +1,8 @@
 """``deepfake-search predict`` and ``evaluate``: preprocessing as in training, broken files
-reported per file, torch and ONNX agreeing, and the cross-dataset matrix."""
+reported per file, torch and ONNX agreeing, and the cross-dataset matrix.
+
+The model is ``exported`` from ``model_results`` (conftest: real weights, no training): these
+tests check how files are read and scored, not what a model learned."""
 
 from __future__ import annotations
 
@@ -15,25 +18,14 @@ import pytest
 from PIL import Image
 
 from search import cli_tools
-from search.export import export_model
+from search.evaluate import cross_dataset_markdown, find_results_dir
 from search.predict import (
     Preprocessor,
-    cross_dataset_markdown,
     expand_paths,
-    find_results_dir,
     predict_paths,
     read_model_info,
     write_predictions,
 )
-
-
-@pytest.fixture(scope="module")
-def exported(tiny_search: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny search's best trial, exported once per session (shared with test_export)."""
-    out = tmp_path_factory.getbasetemp() / "exported_tiny"
-    if not (out / "README.md").is_file():  # README.md is written last
-        export_model(tiny_search, out=out)
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +73,7 @@ def test_preprocessing_matches_training(exported: Path, frames: Path, frames_sha
     from search.data.stream import DecodeBatch, Normalize
 
     info = read_model_info(exported)
-    assert info.image_size == 32  # the tiny search's shards
+    assert info.image_size == 32  # the training shards' (demo_shards)
     pre = Preprocessor(info)
     decode, normalize = DecodeBatch(info.input_size), Normalize(info.mean, info.std)
     table = pq.read_table(next(frames_shards.glob("train-*.parquet"))).to_pandas()
@@ -145,7 +137,7 @@ def test_outputs_globs_and_cli(exported: Path, mixed: Path, tmp_path: Path,
         predict_paths(tmp_path, [mixed])
 
 
-def test_checkpoint_folders_load_without_unpickling(tiny_search: Path, mixed: Path,
+def test_checkpoint_folders_load_without_unpickling(model_results: Path, mixed: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """Trial checkpoints hold a pickled trainer_state.pt: predict must never open it."""
     import pickle
@@ -158,7 +150,8 @@ def test_checkpoint_folders_load_without_unpickling(tiny_search: Path, mixed: Pa
     monkeypatch.setattr(torch, "load", refuse)
     monkeypatch.setattr(pickle, "load", refuse)
     monkeypatch.setattr(pickle, "loads", refuse)
-    checkpoint = pd.read_parquet(tiny_search / "trials.parquet")["checkpoint"].iloc[0]
+    checkpoint = pd.read_parquet(model_results / "trials.parquet")["checkpoint"].iloc[0]
+    assert (Path(checkpoint) / "trainer_state.pt").is_file()
     rows = predict_paths(checkpoint, [mixed / "good.png"])
     assert rows["error"].isna().all()
     with pytest.raises(FileNotFoundError, match="model.onnx"):
@@ -173,7 +166,7 @@ def test_expand_paths_streams_folders_in_order(mixed: Path) -> None:
 
 
 def test_evaluate_cross_dataset(exported: Path, demo_shards: Path, frames_shards: Path,
-                                tiny_search: Path, capsys: pytest.CaptureFixture[str]) -> None:
+                                model_results: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Trained on demo, tested on demo and on the real frames: one row, two columns."""
     import ray
 
@@ -187,9 +180,9 @@ def test_evaluate_cross_dataset(exported: Path, demo_shards: Path, frames_shards
     out = capsys.readouterr().out
     assert "confusion matrix" in out and "majority" in out and "auc" in out
     # Exported with --out elsewhere: the matrix still goes to the results folder it came from.
-    md = tiny_search / "cross_dataset.md"
+    md = model_results / "cross_dataset.md"
     assert not (exported.parent / "cross_dataset.md").exists()
-    matrix = json.loads((tiny_search / "cross_dataset.json").read_text())
+    matrix = json.loads((model_results / "cross_dataset.json").read_text())
     info = read_model_info(exported)
     cells = matrix["rows"][info.train_name]["cells"]
     assert len(cells) == 2
@@ -201,8 +194,8 @@ def test_evaluate_cross_dataset(exported: Path, demo_shards: Path, frames_shards
     assert "trained on \\ tested on" in text and info.train_name in text
     assert f"{frames_cell['accuracy_at_threshold']:.3f} / " in text
     # A checkpoint inside a results folder writes its matrix to that folder.
-    checkpoint = pd.read_parquet(tiny_search / "trials.parquet")["checkpoint"].iloc[0]
-    assert find_results_dir(checkpoint) == tiny_search.resolve()
+    checkpoint = pd.read_parquet(model_results / "trials.parquet")["checkpoint"].iloc[0]
+    assert find_results_dir(checkpoint) == model_results.resolve()
 
 
 def test_cross_dataset_markdown_handles_missing_cells() -> None:

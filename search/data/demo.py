@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
+from search.data.prepare import PrepareOptions, load_manifest, prepare
 from search.formats import MANIFEST
 from search.paths import default_shards_dir
 
@@ -451,9 +452,6 @@ def ensure_demo_shards(cfg: ExperimentConfig, *, size: int = DEMO_SIZE) -> Exper
     """
     if cfg.data.shards:
         return cfg
-    # Local: prepare imports this module (for the demo layout) when it runs.
-    from search.data.prepare import PrepareOptions, load_manifest, prepare
-
     out = default_shards_dir("demo")
     current = (out / MANIFEST).is_file() and load_manifest(out).get("image_size") == size
     if not current:

@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from sklearn.metrics import auc, average_precision_score, precision_recall_curve, roc_curve
 
 from search.data.layouts import FAKE, LABEL_NAMES, REAL
-from search.fmt import DASH
+from search.fmt import number
 from search.report.cross import tested_on
 
 DPI = 110
@@ -207,7 +207,7 @@ def cross(matrix: dict[str, Any], out: Path) -> str | None:
                 grid[i, j] = np.nan if value is None else value
         ax.imshow(np.ma.masked_invalid(grid), cmap="RdYlGn", vmin=0.3, vmax=1.0, aspect="auto")
         for (i, j), v in np.ndenumerate(grid):
-            ax.text(j, i, DASH if np.isnan(v) else f"{v:.2f}", ha="center", va="center",
+            ax.text(j, i, number(v, ".2f"), ha="center", va="center",
                     fontsize=12)
         ax.set_xticks(range(len(cols)), cols, rotation=20, ha="right", fontsize=9)
         ax.set_yticks(range(len(rows)), rows, fontsize=9)

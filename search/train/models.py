@@ -14,7 +14,6 @@ Two kinds of builders live behind :func:`create_model`, in the style of timm's r
 
 from __future__ import annotations
 
-import difflib
 import os
 import warnings
 from collections.abc import Callable
@@ -24,6 +23,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from search.config import did_you_mean
 
 # timm (and the torchvision and torch._dynamo it pulls in) costs ~1.4 s per process: it is
 # imported where a timm model is touched, so a custom-CNN trial's workers never pay for it.
@@ -130,10 +131,9 @@ def _unknown(arch: str) -> UnknownModelError:
     import timm
 
     candidates = list_models() + [m for m in timm.list_models() if m not in _REGISTRY]
-    close = difflib.get_close_matches(arch, candidates, n=5, cutoff=0.6)
-    hint = f" Did you mean: {', '.join(close)}?" if close else ""
     return UnknownModelError(
-        f"unknown model {arch!r}.{hint} Registered: {', '.join(list_models())}; "
+        f"unknown model {arch!r}.{did_you_mean(arch, candidates, n=5)} Registered: "
+        f"{', '.join(list_models())}; "
         "any timm.list_models() name also works."
     )
 
