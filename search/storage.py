@@ -79,11 +79,13 @@ def filesystem(location: str | os.PathLike[str]) -> tuple[Any, str]:
 
 
 def exists(location: str | os.PathLike[str]) -> bool:
+    """True when a local path or a URI names a file or folder."""
     fs, path = filesystem(location)
     return fs.get_file_info(path).type != pyarrow.fs.FileType.NotFound
 
 
 def read_text(location: str | os.PathLike[str]) -> str:
+    """A small UTF-8 file (a config, a table) from a local path or a URI."""
     fs, path = filesystem(location)
     with fs.open_input_stream(path) as stream:
         return stream.read().decode("utf-8")

@@ -34,6 +34,7 @@ class Section:
 
 
 def esc(value: Any) -> str:
+    """``value`` as escaped HTML text."""
     return html.escape(str(value))
 
 
@@ -43,10 +44,12 @@ def inline(text: str) -> str:
 
 
 def heading(level: int, text: str) -> str:
+    """An ``<hN>`` heading; ``text`` may hold `backticked` code spans (:func:`inline`)."""
     return f"<h{level}>{inline(text)}</h{level}>"
 
 
 def para(text: str) -> str:
+    """A paragraph; ``text`` may hold `backticked` code spans."""
     return f"<p>{inline(text)}</p>"
 
 
@@ -61,10 +64,13 @@ def note(text: str) -> str:
 
 
 def img(name: str, alt: str) -> str:
+    """A figure showing the PNG ``name`` beside the page (a relative link: the folder
+    moves as one)."""
     return f'<figure><img src="{html.escape(name)}" alt="{html.escape(alt)}"></figure>'
 
 
 def bullets(items: list[str]) -> str:
+    """A bulleted list; each item may hold `backticked` code spans."""
     return "<ul>" + "".join(f"<li>{inline(t)}</li>" for t in items) + "</ul>"
 
 

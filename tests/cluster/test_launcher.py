@@ -107,6 +107,20 @@ def test_onprem_yaml_is_a_local_provider_with_ssh():
     assert any("--port=6379" in c for c in config["head_start_ray_commands"])
 
 
+def test_cluster_yaml_names_gpu_workers_and_installs_the_package():
+    """cluster.yaml's GPU workers are g-family instances, every node pip-installs the
+    project, and Ray's schema refuses a misspelt key (the check above can fail)."""
+    from jsonschema.exceptions import ValidationError
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    config = _validated("cluster.yaml")
+    assert config["available_node_types"]["gpu_worker"]["node_config"]["InstanceType"].startswith("g")
+    assert any("pip install" in c and "deepfake-search" in c for c in config["setup_commands"])
+    bad = {**config, "head_node_typ": "head"}
+    with pytest.raises(ValidationError, match="head_node_typ"):
+        validate_config(prepare_config(bad))
+
+
 # ------------------------------------------------------------------ ray up / submit / down
 def _free_port() -> int:
     with socket.socket() as s:

@@ -289,6 +289,15 @@ def test_example_experiments_build_their_space_and_points_fit(name):
         assert trial.optim.batch_size == cfg.optim.batch_size or "batch_size" in cfg.search.space
 
 
+def test_example_experiments_load_and_their_points_fit_their_spaces():
+    for path in sorted(EXAMPLES.glob("*.yaml")):
+        cfg = load_config(path)
+        check_points(cfg.search.points_to_evaluate, build_space(cfg.search.space))
+    study = load_config(EXAMPLES / "study.yaml")
+    assert {p["arch"] for p in study.search.points_to_evaluate} == set(DEFAULT_SPACE["arch"].choices)
+    assert study.cluster.use_gpu is True and study.model.input_size == 224
+
+
 def test_study_searches_freezing_only_with_its_weights():
     study = load_config(EXAMPLES / "study.yaml")
     assert {p["arch"] for p in study.search.points_to_evaluate} == set(DEFAULT_SPACE["arch"].choices)

@@ -1,0 +1,92 @@
+"""The tables of a search (search/tune/tables.py): a trial's status from its Tune result, and
+what a real tiny search wrote: trials and history tables, the leaderboard with the test split."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+
+from search.tune import tables
+
+METRICS = ("val_accuracy", "val_precision", "val_recall", "val_f1", "val_auc", "val_ap",
+           "val_eer", "val_balanced_accuracy", "val_tp", "val_tn", "val_fp", "val_fn")
+
+
+def _manifest_counts(experiment_dir: Path) -> dict:
+    shards = Path(json.loads((experiment_dir / "experiment.json").read_text())["data"]["shards"])
+    return json.loads((shards / "manifest.json").read_text())["counts"]
+
+
+# ------------------------------------------------------------------ from Tune results
+def test_trial_status_uses_the_trials_own_epoch_budget(tmp_path):
+    """With ``epochs`` in the space, a trial that ran its own (smaller) budget is COMPLETED,
+    one that ASHA cut short of it is STOPPED_EARLY."""
+    def result(tid, budget, ran):
+        frame = pd.DataFrame({"epoch": range(1, ran + 1), "val_auc": [0.6] * ran,
+                              "time_total_s": [float(e) for e in range(1, ran + 1)]})
+        return SimpleNamespace(config={"epochs": budget, "arch": "custom_cnn"}, metrics={"trial_id": tid},
+                               metrics_dataframe=frame, error=None, path=str(tmp_path / tid))
+
+    trials, history = tables.collect(
+        [result("a", 2, 2), result("b", 4, 2), result("c", 4, 4)], experiment_dir=tmp_path,
+        metric="val_auc", mode="max", max_epochs=4, param_names=["arch", "epochs"])
+    status = dict(zip(trials["trial_id"], trials["status"]))
+    assert status == {"a": "COMPLETED", "b": "STOPPED_EARLY", "c": "COMPLETED"}
+    assert len(history) == 8
+
+
+# ------------------------------------------------------------------ one real search
+def test_tables(tiny_search):
+    trials = pd.read_parquet(tiny_search / "trials.parquet")
+    assert len(trials) == 4 and trials["trial_id"].is_unique
+    assert pd.read_csv(tiny_search / "trials.csv")["trial_id"].tolist() == trials["trial_id"].tolist()
+    for col in ("trial_id", "status", "arch", "ratio", "lr", "epochs", "wall_time_s",
+                *METRICS, *(f"best_{m}" for m in METRICS)):
+        assert col in trials, col
+    assert set(trials["arch"]) <= {"custom_cnn", "resnet10t"}
+    assert set(trials["status"]) <= {"COMPLETED", "STOPPED_EARLY"}
+    counts = _manifest_counts(tiny_search)
+    for _, t in trials.iterrows():
+        n = t.val_tp + t.val_tn + t.val_fp + t.val_fn
+        assert n == sum(counts["val"].values())  # the whole validation split, never undersampled
+        assert t.val_tp + t.val_fn == counts["val"]["FAKE"]
+        assert t.val_accuracy == pytest.approx((t.val_tp + t.val_tn) / n)
+        if t.val_tp + t.val_fp:
+            assert t.val_precision == pytest.approx(t.val_tp / (t.val_tp + t.val_fp))
+        assert t.val_recall == pytest.approx(t.val_tp / (t.val_tp + t.val_fn))
+        for m in ("val_accuracy", "val_f1", "val_auc", "val_ap", "val_eer"):
+            assert 0.0 <= t[m] <= 1.0
+        assert 1 <= t.epochs <= 2 and Path(t.checkpoint).is_dir()
+    history = pd.read_parquet(tiny_search / "history.parquet")
+    assert set(history["trial_id"]) == set(trials["trial_id"])
+    assert len(history) == trials["epochs"].sum()
+    # the best epoch's metrics are the history's best
+    best = history.groupby("trial_id")["val_auc"].max()
+    for _, t in trials.iterrows():
+        assert t.best_val_auc == pytest.approx(best[t.trial_id])
+
+
+def test_leaderboard_and_test_split(tiny_search):
+    board = (tiny_search / "leaderboard.md").read_text()
+    trials = pd.read_parquet(tiny_search / "trials.parquet")
+    for arch in set(trials["arch"]):
+        assert f"| {arch} |" in board
+    for word in ("accuracy", "precision", "recall", "f1", "auc", "eer", "baseline_accuracy",
+                 "ratio", "lr", "validation", "test", "Parameter importances"):
+        assert word in board
+    # Real importances over all trials (lr always varies: the seeded points differ in it).
+    importances = board.split("## Parameter importances")[1]
+    assert "### all trials" in importances, importances
+    assert re.search(r"\| lr \| [0-9][0-9.e+-]* \|", importances), importances
+    test = json.loads((tiny_search / "test_metrics.json").read_text())
+    finalists = trials.drop_duplicates("arch")
+    assert set(test) == set(finalists["trial_id"])
+    counts = _manifest_counts(tiny_search)
+    for metrics in test.values():
+        assert metrics["tp"] + metrics["fn"] == counts["test"]["FAKE"]
+        assert metrics["tn"] + metrics["fp"] == counts["test"]["REAL"]

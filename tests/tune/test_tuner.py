@@ -1,0 +1,133 @@
+"""The search itself (search/tune/tuner.py) on a real local Ray cluster: checks made before
+Ray starts, the Optuna study, TensorBoard, resources released, the stale-study guard, and
+the export ``run --export`` leaves (the tables: test_tables.py; the space: test_space.py)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+import torch
+
+from search.config import ConfigError, load_config
+from search.evaluate import load_checkpoint_model
+from search.predict import load_model
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+# ------------------------------------------------------------------ before a search starts
+def test_run_search_rejects_a_bad_point_before_starting_ray(demo_shards, tmp_path):
+    import ray
+
+    from search.tune.tuner import run_search
+
+    started = ray.is_initialized()
+    cfg = load_config(EXAMPLES / "tiny.yaml",
+                      [f"data.shards={demo_shards}", f"cluster.storage_path={tmp_path}",
+                       "search.points_to_evaluate=[{arch: custom_cnn, lrr: 0.1}]"])
+    with pytest.raises(ConfigError, match="'lrr' is not a parameter.*Did you mean 'lr'"):
+        run_search(cfg)
+    assert ray.is_initialized() == started
+
+
+def test_a_stale_study_is_set_aside(tmp_path, capsys):
+    from search.tune.tuner import OPTUNA_DB, _set_aside_stale_study
+
+    assert _set_aside_stale_study(tmp_path) is None
+    (tmp_path / OPTUNA_DB).write_bytes(b"old")
+    moved = _set_aside_stale_study(tmp_path)
+    assert moved is not None and moved.read_bytes() == b"old" and not (tmp_path / OPTUNA_DB).exists()
+    assert "cannot be resumed" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------ one real search
+def test_optuna_study_persisted(tiny_search):
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tiny_search / 'optuna.db'}")
+    assert len(study.trials) == 4
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(done) == 4 and all(0 <= t.value <= 1 for t in done)
+    assert all({"arch", "ratio", "lr"} <= set(t.params) for t in done)
+    assert study.direction == optuna.study.StudyDirection.MAXIMIZE
+
+
+def test_tensorboard_files_and_server(tiny_search):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    runs = sorted(p.parent for p in tiny_search.glob("trial_*/events.out.tfevents.*"))
+    assert len(runs) == 4
+    acc = EventAccumulator(str(runs[0]), size_guidance={"scalars": 0, "tensors": 0})
+    acc.Reload()
+    tags = acc.Tags()["scalars"]
+    for tag in ("ray/tune/val_auc", "ray/tune/val_f1", "ray/tune/train_loss", "ray/tune/val_eer"):
+        assert tag in tags, tags
+    assert [e.step for e in acc.Scalars("ray/tune/val_auc")][0] == 1
+    plugins = acc.PluginTagToContent("hparams")
+    assert "_hparams_/session_start_info" in plugins  # the HParams tab compares trials
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "tensorboard.main", "--logdir", str(tiny_search),
+                             "--host", "127.0.0.1", "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 90
+        runs_seen: list = []
+        while time.time() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/data/runs", timeout=5) as r:
+                    runs_seen = json.loads(r.read())
+                if len(runs_seen) >= 4:
+                    break
+            except OSError:
+                pass
+            time.sleep(1)
+        assert len([r for r in runs_seen if r.startswith("trial_")]) == 4, runs_seen
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/data/plugin/scalars/tags", timeout=10) as r:
+            tags = json.loads(r.read())
+        assert all("ray/tune/val_auc" in tags[run] for run in runs_seen if run.startswith("trial_"))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_resources_released_after_search(tiny_search, ray_cluster):
+    trials = pd.read_parquet(tiny_search / "trials.parquet")
+    total = ray_cluster.cluster_resources()["CPU"]
+    deadline = time.time() + 60
+    while time.time() < deadline and ray_cluster.available_resources().get("CPU", 0) < total:
+        time.sleep(1)
+    assert ray_cluster.available_resources().get("CPU", 0) == total
+    # no reservation left behind (read from the GCS: the session's cluster has no dashboard)
+    live = [pg for pg in ray_cluster.util.placement_group_table().values()
+            if pg["state"] != "REMOVED"]
+    assert not live, live
+    # it was a search with early stopping on
+    exp = json.loads((tiny_search / "experiment.json").read_text())
+    assert exp["search"]["scheduler"] == "asha"
+    assert (trials["status"] == "STOPPED_EARLY").any()
+
+
+def test_run_exports_the_best_trial(tiny_search):
+    """``run --export`` leaves export/ beside the tables: the best trial's model, rebuilt from
+    the folder alone, is the one in its checkpoint (export's own checks: test_export.py)."""
+    config = json.loads((tiny_search / "export" / "config.json").read_text())
+    trials = pd.read_parquet(tiny_search / "trials.parquet")
+    ok = trials[(trials["status"] != "ERROR") & trials["checkpoint"].astype(bool)
+                & trials["best_val_auc"].notna()]
+    best = ok.sort_values("best_val_auc", ascending=False, kind="stable").iloc[0]
+    assert config["trial_id"] == str(best["trial_id"])
+    reference, _ = load_checkpoint_model(best["checkpoint"])
+    model, info = load_model(tiny_search / "export")
+    x = torch.randn(4, 3, info.input_size, info.input_size, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        assert (model(x) - reference(x)).abs().max().item() < 1e-5
