@@ -100,6 +100,8 @@ def trials_table(r: Results) -> str:
     metric_cols = set(names) - {"trial_id"}  # ints stored as floats (NaN elsewhere) print as ints
     cols = ["trial_id", "status", *r.params, "epochs", "best_epoch", *names]
     frame = r.trials[list(dict.fromkeys(c for c in cols if c in r.trials))]
+    if "node_id" in r.trials:  # where it ran (its last epoch): a lost node shows here
+        frame = frame.assign(node=[_where(row) for _, row in r.trials.iterrows()])
 
     def cell(col: str, v: Any) -> str:
         whole = isinstance(v, numbers.Real) and col not in metric_cols and float(v).is_integer()
@@ -109,6 +111,14 @@ def trials_table(r: Results) -> str:
         return f" status-{str(v).lower()}" if col == "status" else ""
 
     return table(frame, cell=cell, headers=names, extra_class=status, css="trials")
+
+
+def _where(row: pd.Series) -> str:
+    """``host · node-id prefix`` of a trial (one host may run several Ray nodes)."""
+    node, host = row.get("node_id"), row.get("hostname")
+    parts = [str(v) for v in (host, str(node)[:8] if isinstance(node, str) else None)
+             if isinstance(v, str) and v]
+    return " · ".join(parts) or "-"
 
 
 def confusion(r: Results) -> Section:
