@@ -13,8 +13,14 @@ from search.train.metrics import (
     confusion,
     detector_metrics,
     eer,
+    expected_calibration_error,
+    fit_temperature,
+    fpr_at_tpr,
+    logit,
     majority_baseline,
+    threshold_at_fpr,
     threshold_metrics,
+    tpr_at_fpr,
 )
 
 # 8 samples, 4 REAL then 4 FAKE. At 0.5 the predictions are 0 1 0 0 | 1 1 1 0:
@@ -118,7 +124,7 @@ def test_detector_metrics_flat_dict() -> None:
     expected = set(
         "n positive_rate accuracy precision recall f1 specificity balanced_accuracy tp tn fp fn"
         " auc ap eer log_loss threshold baseline_accuracy baseline_precision baseline_recall"
-        " baseline_f1".split()
+        " baseline_f1 ece tpr_at_fpr_1pct tpr_at_fpr_5pct fpr_at_tpr_95pct".split()
     )
     assert expected <= set(m)
     at = {k for k in m if k.endswith("_at_threshold")}
@@ -130,6 +136,12 @@ def test_detector_metrics_flat_dict() -> None:
     # 16 (REAL, FAKE) pairs; FAKE scored higher in 13: AUC = 13/16.
     assert m["auc"] == pytest.approx(13 / 16)
     assert m["baseline_accuracy"] == 0.5
+    # Ranked 0.9F 0.7F 0.6R 0.5F 0.4R 0.3F 0.2R 0.1R, 4 REAL: at FPR <= 1% or 5% (no false
+    # positive allowed) 0.9 and 0.7 are caught, TPR 2/4; TPR >= 95% needs all four FAKEs, down
+    # to 0.3, which flags 0.6 and 0.4 too: FPR 2/4. ECE: every score alone in its 1/15 bin,
+    # so the mean |label - p| = (.1 + .4 + .2 + .6 + .3 + .5 + .7 + .1) / 8 (REALs, FAKEs).
+    assert (m["tpr_at_fpr_1pct"], m["tpr_at_fpr_5pct"], m["fpr_at_tpr_95pct"]) == (0.5, 0.5, 0.5)
+    assert m["ece"] == pytest.approx(2.9 / 8)
     for k, v in m.items():
         assert type(v) in (int, float), k
     for k in ("tp", "tn", "fp", "fn", "n", "tp_at_threshold"):
@@ -150,6 +162,10 @@ def test_single_class_is_nan_not_an_error(label: int) -> None:
     p = np.array([0.2, 0.4, 0.6, 0.8])
     m = detector_metrics(y, p)
     assert math.isnan(m["auc"]) and math.isnan(m["ap"]) and math.isnan(m["eer"])
+    for k in ("tpr_at_fpr_1pct", "tpr_at_fpr_5pct", "fpr_at_tpr_95pct"):
+        assert math.isnan(m[k]), k
+    # Calibration needs no second class: |mean label - p| per bin, (0.2+0.4+0.6+0.8)/4 apart.
+    assert m["ece"] == pytest.approx(abs(label - 0.5))
     assert math.isfinite(m["log_loss"])
     assert math.isfinite(m["threshold"])
     assert m["accuracy"] == 0.5
@@ -186,3 +202,91 @@ def test_ap_and_log_loss_by_hand() -> None:
     expected = -(math.log(0.9) + math.log(0.4) + math.log(0.35) + math.log(0.2)) / 4
     assert m["log_loss"] == pytest.approx(expected)
     assert m["auc"] == pytest.approx(0.5)  # 2 of the 4 (FAKE, REAL) pairs ranked right
+
+
+# ------------------------------------------------------------------ operating points
+def test_operating_points_by_hand() -> None:
+    """Y, P ranked 0.9F 0.7F 0.6R 0.5F 0.4R 0.3F 0.2R 0.1R (4 REAL, 4 FAKE). Rules
+    ``p >= t``, (FP, TP): inf (0,0), 0.9 (0,1), 0.7 (0,2), 0.6 (1,2), 0.5 (1,3), 0.4 (2,3),
+    0.3 (2,4), 0.2 (3,4), 0.1 (4,4)."""
+    assert tpr_at_fpr(Y, P, 0.0) == 0.5 and threshold_at_fpr(Y, P, 0.0) == 0.7
+    assert tpr_at_fpr(Y, P, 0.25) == 0.75 and threshold_at_fpr(Y, P, 0.25) == 0.5  # 1 FP of 4
+    assert tpr_at_fpr(Y, P, 0.49) == 0.75  # 2 FPs would be 0.5 > 0.49: no interpolation
+    assert tpr_at_fpr(Y, P, 0.5) == 1.0 and threshold_at_fpr(Y, P, 0.5) == 0.3
+    assert tpr_at_fpr(Y, P, 1.0) == 1.0
+    assert fpr_at_tpr(Y, P, 0.95) == 0.5 and fpr_at_tpr(Y, P, 0.75) == 0.25
+    assert fpr_at_tpr(Y, P, 0.5) == 0.0 and fpr_at_tpr(Y, P, 0.0) == 0.0
+    # The threshold found on these labels gives back the FPR and TPR it promised.
+    m = threshold_metrics(Y, P, threshold_at_fpr(Y, P, 0.25))
+    assert (m["fp"] / 4, m["recall"]) == (0.25, 0.75)
+
+
+def test_operating_points_with_ties() -> None:
+    """A REAL and a FAKE tied at the top score: one threshold flags both or neither.
+    Rules (FP, TP) of 2 REAL / 3 FAKE: inf (0,0), 0.8 (1,1), 0.6 (1,2), 0.3 (2,2), 0.2 (2,3)."""
+    y, p = [0, 1, 1, 0, 1], [0.8, 0.8, 0.6, 0.3, 0.2]
+    assert tpr_at_fpr(y, p, 0.0) == 0.0
+    assert threshold_at_fpr(y, p, 0.0) == math.inf  # only flagging nothing has no FP
+    assert tpr_at_fpr(y, p, 0.5) == pytest.approx(2 / 3) and threshold_at_fpr(y, p, 0.5) == 0.6
+    assert fpr_at_tpr(y, p, 1 / 3) == 0.5  # the tie forces the false positive
+    assert fpr_at_tpr(y, p, 0.95) == 1.0 and fpr_at_tpr(y, p, 0.5) == 0.5
+    # Exact rates on the boundary count as met: 1 of 20 REALs is FPR 0.05.
+    y20 = [0] * 20 + [1] * 2
+    p20 = [0.9] + [0.1] * 19 + [0.5, 0.8]
+    assert tpr_at_fpr(y20, p20, 0.05) == 1.0 and tpr_at_fpr(y20, p20, 0.0499) == 0.0
+
+
+@pytest.mark.parametrize("label", [0, 1])
+def test_operating_points_need_both_classes(label: int) -> None:
+    y, p = [label] * 3, [0.2, 0.5, 0.9]
+    for value in (tpr_at_fpr(y, p, 0.05), fpr_at_tpr(y, p, 0.95), threshold_at_fpr(y, p, 0.01),
+                  fit_temperature(y, [-1.0, 0.0, 2.0])):
+        assert math.isnan(value)
+
+
+def test_operating_point_targets_are_rates() -> None:
+    for bad in (-0.1, 1.5, math.nan, "0.05", None):
+        with pytest.raises(ValueError, match="rate between 0 and 1"):
+            tpr_at_fpr(Y, P, bad)
+    with pytest.raises(ValueError, match="tpr must be"):
+        fpr_at_tpr(Y, P, 95)
+    with pytest.raises(ValueError, match="sigmoid"):
+        threshold_at_fpr(Y, P * 10, 0.01)
+
+
+# ------------------------------------------------------------------ calibration
+def test_ece_by_hand() -> None:
+    # Two bins, [0, .5) and [.5, 1]: {0.1 R, 0.2 F} has FAKE share 0.5 and mean p 0.15, and
+    # {0.8 F, 0.9 R} 0.5 and 0.85; each holds half the samples: ECE = (0.35 + 0.35) / 2.
+    assert expected_calibration_error([0, 1, 1, 0], [0.1, 0.2, 0.8, 0.9], bins=2) == pytest.approx(0.35)
+    # Calibrated by construction: in each bin the FAKE share equals the mean p_fake.
+    y = [0, 0, 0, 1, 1, 1, 1, 0]
+    p = [0.25, 0.25, 0.25, 0.25, 0.75, 0.75, 0.75, 0.75]
+    assert expected_calibration_error(y, p, bins=2) == pytest.approx(0.0)
+    # p = 1.0 falls in the last bin (not an extra one); with one bin ECE is the gap of the
+    # means: |2/4 - (0 + .5 + 1 + 1)/4| = 1/8.
+    assert expected_calibration_error([0, 1, 1], [0.0, 1.0, 1.0], bins=2) == 0.0
+    assert expected_calibration_error([0, 1, 1, 0], [0.0, 0.5, 1.0, 1.0], bins=1) == pytest.approx(0.125)
+    with pytest.raises(ValueError, match="bins"):
+        expected_calibration_error(Y, P, bins=0)
+
+
+def test_fit_temperature_by_hand() -> None:
+    """Logit +2 is FAKE 3 times in 4 and logit -2 REAL 3 times in 4: the NLL is least where
+    sigmoid(2 / T) = 3/4, i.e. T = 2 / ln 3."""
+    z = np.array([2.0, 2, 2, 2, -2, -2, -2, -2])
+    y = np.array([1, 1, 1, 0, 0, 0, 0, 1])
+    t = fit_temperature(y, z)
+    assert t == pytest.approx(2 / math.log(3), rel=1e-6)
+    assert 1 / (1 + math.exp(-2 / t)) == pytest.approx(0.75, rel=1e-6)
+    # Over-confident logits (x10) are cooled by 10; a separable split goes to the lower bound.
+    assert fit_temperature(y, 10 * z) == pytest.approx(10 * t, rel=1e-6)
+    assert fit_temperature([0, 1], [-1.0, 1.0]) == pytest.approx(0.01, rel=1e-6)
+    with pytest.raises(ValueError, match="NaN or inf"):
+        fit_temperature([0, 1], [0.0, math.inf])
+
+
+def test_logit_inverts_sigmoid_and_clips() -> None:
+    z = np.array([-5.0, 0.0, 3.0])
+    np.testing.assert_allclose(logit(1 / (1 + np.exp(-z))), z, atol=1e-12)
+    assert logit([1.0])[0] == pytest.approx(math.log((1 - 1e-7) / 1e-7))
