@@ -179,6 +179,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     outcome = run_search(cfg, resume=args.resume, verbose=args.verbose,
                          evaluate_test=not args.no_test)
     print(outcome.summary())
+    if outcome.interrupted:
+        print("interrupted: the tables, leaderboard and report hold the trials so far; "
+              f"continue with: {resume_command(args.argv)}", file=sys.stderr)
     from search.report import write_report
 
     print(f"report:      {write_report(outcome.experiment_dir)}")
@@ -186,7 +189,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
         from search.export import export_model
 
         print(f"exported:    {export_model(outcome.experiment_dir)}")
-    return 0
+    return 130 if outcome.interrupted else 0
+
+
+def resume_command(argv: Sequence[str]) -> str:
+    """The command that continues an interrupted ``run``: the same arguments plus --resume."""
+    import shlex
+
+    args = [a for a in argv if a != "--resume"]
+    if args and args[0] == "run":
+        args = args[1:]
+    return shlex.join(["deepfake-search", "run", *args, "--resume"])
 
 
 def check_shards(cfg: ExperimentConfig) -> None:
@@ -263,7 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``deepfake-search`` console script."""
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.argv = argv  # as typed, for hints such as the resume command
     if not args.command:
         parser.print_help()
         return 2

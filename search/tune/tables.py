@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -60,8 +60,13 @@ def _trial_id(result: Any) -> str:
 
 
 def collect(results: Sequence[Any], *, experiment_dir: str | Path, metric: str, mode: str,
-            max_epochs: int, param_names: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(trials, history) from Tune results: one row per trial, one row per trial-epoch."""
+            max_epochs: int, param_names: Sequence[str], unfinished: Collection[str] = (),
+            ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(trials, history) from Tune results: one row per trial, one row per trial-epoch.
+
+    ``unfinished``: trials a Ctrl-C caught mid-run (``INTERRUPTED``, not stopped early:
+    ``--resume`` continues them).
+    """
     rows, history = [], []
     for result in results:
         tid = _trial_id(result)
@@ -78,6 +83,8 @@ def collect(results: Sequence[Any], *, experiment_dir: str | Path, metric: str, 
         budget = int(result.config.get("epochs", max_epochs))
         if result.error is not None:
             status = "ERROR"
+        elif tid in unfinished:
+            status = "INTERRUPTED"
         elif epochs < budget:
             status = "STOPPED_EARLY"
         else:

@@ -7,12 +7,15 @@ and keeps the Optuna study and TensorBoard logs beside them.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import logging
 import os
 import sys
 import time
 import warnings
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +53,7 @@ class SearchOutcome:
     leaderboard: str
     test: dict[str, dict[str, Any]]
     remote: str = ""  # the storage URI the local folder was uploaded to, if any
+    interrupted: bool = False  # Ctrl-C: the tables hold the trials so far; --resume continues
 
     def summary(self) -> str:
         d = self.experiment_dir
@@ -64,13 +68,29 @@ class SearchOutcome:
 
 
 class ProgressPrinter:
-    """One concise line per trial event, instead of Tune's full status tables."""
+    """One concise line per trial event, instead of Tune's full status tables.
 
-    def __init__(self, metric: str, max_epochs: int):
+    Every line starts with where the search stands: time since this driver started, trials
+    ended out of the total, and the best value of the metric so far, so that a long search
+    can be read from any line of its log.
+    """
+
+    ENDED = ("TERMINATED", "ERROR")
+
+    def __init__(self, metric: str, mode: str, max_epochs: int, total: int):
         # No stream or class object kept: the Tuner pickles its callbacks with the experiment.
-        self.metric = metric
-        self.max_epochs = max_epochs
+        self.metric, self.mode = metric, mode
+        self.max_epochs, self.total = max_epochs, total
         self.t0 = time.monotonic()
+        self.resumed = False
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A monotonic clock means nothing in another process: a resumed driver restarts it.
+        return {k: v for k, v in self.__dict__.items() if k != "t0"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.t0, self.resumed = time.monotonic(), True
 
     def callback(self) -> Any:
         """A real ``ray.tune.Callback`` bound to this printer."""
@@ -79,24 +99,33 @@ class ProgressPrinter:
         printer = self
 
         class _Callback(Callback):
+            def setup(self, **info):
+                if printer.resumed:
+                    print("resumed: the clock restarts at 0; trials ended before the "
+                          "interruption count in 'done'", flush=True)
+
             def on_trial_start(self, iteration, trials, trial, **info):
-                printer.line(trial, "started " + printer.params(trial.config))
+                printer.line(trials, trial, "started " + printer.params(trial.config))
 
             def on_trial_result(self, iteration, trials, trial, result, **info):
-                printer.line(trial, f"epoch {result.get('epoch', '?')}/{printer.budget(trial)}  "
+                printer.line(trials, trial,
+                             f"epoch {result.get('epoch', '?')}/{printer.budget(trial)}  "
                              f"{printer.metric} {printer.num(result.get(printer.metric))}  "
                              f"f1 {printer.num(result.get('val_f1'))}  "
-                             f"loss {printer.num(result.get('train_loss'))}")
+                             f"loss {printer.num(result.get('train_loss'))}",
+                             latest=result.get(printer.metric))
 
             def on_trial_complete(self, iteration, trials, trial, **info):
                 last = trial.last_result or {}
                 epochs = last.get("epoch", 0)
                 how = "finished" if epochs >= printer.budget(trial) else "stopped early (ASHA)"
-                printer.line(trial, f"{how} after {epochs} epoch(s), "
-                             f"{printer.metric} {printer.num(last.get(printer.metric))}")
+                printer.line(trials, trial, f"{how} after {epochs} epoch(s), "
+                             f"{printer.metric} {printer.num(last.get(printer.metric))}",
+                             ended=trial)
 
             def on_trial_error(self, iteration, trials, trial, **info):
-                printer.line(trial, f"FAILED: see {trial.local_path}/error.txt")
+                printer.line(trials, trial, f"FAILED: see {trial.local_path}/error.txt",
+                             ended=trial)
 
         return _Callback()
 
@@ -104,9 +133,29 @@ class ProgressPrinter:
         """The trial's own epoch budget when the space searches ``epochs``, else the search's."""
         return trial.config.get("epochs", self.max_epochs)
 
-    def line(self, trial: Any, text: str) -> None:
-        elapsed = time.monotonic() - self.t0
-        print(f"[{elapsed:7.1f}s] {trial.trial_id}  {text}", file=sys.stdout, flush=True)
+    def best(self, trials: Sequence[Any], latest: Any = None) -> float | None:
+        """The best value of the metric any trial has reported (Tune keeps each one's)."""
+        values = [t.metric_analysis.get(self.metric, {}).get(self.mode) for t in trials]
+        values = [float(v) for v in [*values, latest] if isinstance(v, int | float) and v == v]
+        if not values:
+            return None
+        return max(values) if self.mode == "max" else min(values)
+
+    def status(self, trials: Sequence[Any], ended: Any = None, latest: Any = None) -> str:
+        """``h:mm:ss  done/total  best value``: where the whole search stands."""
+        done = {t.trial_id for t in trials if t.status in self.ENDED}
+        if ended is not None:
+            done.add(ended.trial_id)
+        elapsed = int(time.monotonic() - self.t0)
+        clock = f"{elapsed // 3600}:{elapsed // 60 % 60:02d}:{elapsed % 60:02d}"
+        best = self.best(trials, latest)
+        return (f"{clock}  {len(done)}/{self.total} done  "
+                f"best {'-' if best is None else f'{best:.4f}'}")
+
+    def line(self, trials: Sequence[Any], trial: Any, text: str, *, ended: Any = None,
+             latest: Any = None) -> None:
+        print(f"[{self.status(trials, ended, latest)}] {trial.trial_id}  {text}",
+              file=sys.stdout, flush=True)
 
     @staticmethod
     def num(value: Any) -> str:
@@ -184,10 +233,25 @@ class ResumableOptunaSearch(OptunaSearch):
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         import optuna
 
+        if self._already_reported(trial_id, result):
+            return
         try:
             super().on_trial_result(trial_id, result)
         except optuna.exceptions.UpdateFinishedTrialError:
             self._completed_trials.add(trial_id)
+
+    def _already_reported(self, trial_id: str, result: dict) -> bool:
+        """Whether Optuna holds this step of the trial already.
+
+        A trial resumed from its checkpoint repeats the epochs it ran after that checkpoint,
+        with the same ``training_iteration``; Optuna would warn "step already reported" for
+        each and keep the first value. The first value stands either way (it is what the
+        pruner saw), so the repeat is not sent. Optuna exposes a trial's reported steps
+        only through its cached frozen trial, hence the guarded private read.
+        """
+        ot_trial = getattr(self, "_ot_trials", {}).get(trial_id)
+        cached = getattr(ot_trial, "_cached_frozen_trial", None)
+        return cached is not None and result.get("training_iteration") in cached.intermediate_values
 
 
 class StudyUploader(Callback):
@@ -306,7 +370,7 @@ def build_tuner(cfg: ExperimentConfig, *, resume: bool = False, verbose: bool = 
     (exp_dir / "space.txt").write_text(describe(space) + "\n")
     if storage.is_uri(location):  # so that --resume from another machine finds the config
         storage.upload(exp_dir, location, skip=(OPTUNA_DB, tables.TRAIN_RUNS))
-    printer = ProgressPrinter(cfg.search.metric, max_epochs)
+    printer = ProgressPrinter(cfg.search.metric, mode, max_epochs, cfg.search.num_samples)
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
@@ -366,7 +430,8 @@ def _storage_root(location: str) -> str:
     return str(Path(location).parent)
 
 
-def finish(cfg: ExperimentConfig, results: Any, *, evaluate_test: bool = True) -> SearchOutcome:
+def finish(cfg: ExperimentConfig, results: Any, *, evaluate_test: bool = True,
+           unfinished: Collection[str] = ()) -> SearchOutcome:
     """Write trials/history tables, evaluate finalists on test, write the leaderboard."""
     from search.evaluate import evaluate_remote
 
@@ -380,7 +445,7 @@ def finish(cfg: ExperimentConfig, results: Any, *, evaluate_test: bool = True) -
             storage.mirror_checkpoint_metadata(location, exp_dir, runs)
     trials, history = tables.collect(
         list(results), experiment_dir=exp_dir, metric=cfg.search.metric, mode=mode,
-        max_epochs=_max_epochs(space, cfg), param_names=list(space))
+        max_epochs=_max_epochs(space, cfg), param_names=list(space), unfinished=unfinished)
     finalists = tables.finalists(trials, cfg.search.metric) if len(trials) else trials
     if remote:  # finalists' checkpoints whole (weights too): test evaluation, report, export
         for path in finalists.get("checkpoint", []):
@@ -436,19 +501,59 @@ def run_search(cfg: ExperimentConfig, *, resume: bool = False, verbose: bool = F
         # Our ProgressPrinter replaces Tune's banner and status tables, and Optuna's INFO lines.
         os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        import logging
-
         import ray.data
 
         # The finalists' evaluation streams in this process: no Ray Data progress tables.
         logging.getLogger("ray.data").setLevel(logging.WARNING)
         ray.data.DataContext.get_current().enable_progress_bars = False
     tuner = build_tuner(cfg, resume=resume, verbose=verbose)
-    results = tuner.fit()
+    with _interruption() as interrupted:
+        results = tuner.fit()
     if cfg.cluster.num_workers > 1:  # DDP trials' worker groups, whatever stopped them
         sweep()
-    return finish(cfg, results, evaluate_test=evaluate_test)
+    unfinished = unfinished_trials(results.experiment_path) if interrupted else set()
+    outcome = finish(cfg, results, evaluate_test=evaluate_test, unfinished=unfinished)
+    outcome.interrupted = bool(interrupted)
+    return outcome
 
 
-__all__ = ["ResumableOptunaSearch", "SearchOutcome", "StudyUploader", "build_tuner", "finish", "check_fits", "max_concurrent", "trials_that_fit",
-           "run_search", "sync_up"]
+class _TuneInterruptFilter(logging.Filter):
+    """Swallows Tune's "Resume experiment with: Tuner.restore(...)" (this project resumes
+    with ``deepfake-search run ... --resume``, which the CLI prints) and remembers it."""
+
+    PREFIX = "Experiment has been interrupted"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[bool] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if str(record.msg).startswith(self.PREFIX):
+            self.seen.append(True)
+            return False
+        return True
+
+
+@contextlib.contextmanager
+def _interruption() -> Iterator[list[bool]]:
+    """Within: Tune's interruption notice is caught; the list is non-empty after a Ctrl-C."""
+    log = logging.getLogger("ray.tune.tune")
+    notice = _TuneInterruptFilter()
+    log.addFilter(notice)
+    try:
+        yield notice.seen
+    finally:
+        log.removeFilter(notice)
+
+
+def unfinished_trials(experiment_path: str) -> set[str]:
+    """Trials Tune had not ended when the search was interrupted (they resume with it)."""
+    from ray.tune import ExperimentAnalysis
+
+    trials = ExperimentAnalysis(experiment_path).trials
+    return {t.trial_id for t in trials if t.status not in ProgressPrinter.ENDED}
+
+
+__all__ = ["ProgressPrinter", "ResumableOptunaSearch", "SearchOutcome", "StudyUploader",
+           "build_tuner", "check_fits", "finish", "max_concurrent", "run_search", "sync_up",
+           "trials_that_fit", "unfinished_trials"]

@@ -77,6 +77,14 @@ def test_resume_after_driver_killed(tmp_path, demo_shards, ray_cluster):
     assert re.search(rf"\] {started_after}\s+epoch 4/4", resumed.stdout), resumed.stdout[-3000:]
     assert not re.search(rf"\] {started_after}\s+epoch 1/4", resumed.stdout), resumed.stdout[-3000:]
     assert f"{finished}  started" not in resumed.stdout and f"{finished}  epoch" not in resumed.stdout
+    # The clock restarts with the new driver (it counted the dead driver's time before), the
+    # count includes the trial finished before the kill, and Optuna is not told an epoch twice.
+    assert "resumed: the clock restarts" in resumed.stdout
+    first = re.search(r"^\[(\d+):(\d\d):(\d\d)  (\d)/3 done", resumed.stdout, re.M)
+    assert first and int(first[1]) == 0 and int(first[2]) < 5, resumed.stdout[:2000]
+    assert int(first[4]) >= 1
+    assert re.search(r"^\[\S+  3/3 done  best 0\.\d{4}\]", resumed.stdout, re.M), resumed.stdout[-2000:]
+    assert "already reported" not in resumed.stdout + resumed.stderr
     assert (exp / f"trial_{finished}" / "result.json").read_text().splitlines() == done_reports
     trials = pd.read_parquet(exp / "trials.parquet")
     assert len(trials) == 3 and trials["trial_id"].is_unique  # none lost, none duplicated
@@ -86,3 +94,31 @@ def test_resume_after_driver_killed(tmp_path, demo_shards, ray_cluster):
     assert sorted(history[history.trial_id == finished]["epoch"]) == [1, 2, 3, 4]
     # the interrupted trial continued from its checkpoint: every epoch once in the history
     assert sorted(history[history.trial_id == started_after]["epoch"]) == [1, 2, 3, 4]
+
+
+def test_ctrl_c_ends_with_tables_and_the_resume_command(tmp_path, demo_shards, ray_cluster):
+    """SIGINT (Ctrl-C) mid-trial: the search still writes its tables, labels the running
+    trial INTERRUPTED (not stopped early), prints this project's resume command instead of
+    Tune's ``Tuner.restore(...)`` hint, and exits 130; ``--resume`` then finishes it."""
+    address = ray_cluster.get_runtime_context().gcs_address
+    cfg = _config(tmp_path / "exp.yaml", demo_shards, tmp_path / "results", address)
+    proc = subprocess.Popen(_cli("run", "--config", str(cfg), "--no-test"), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    running = None
+    deadline = time.time() + 600
+    for line in proc.stdout:
+        m = re.search(r"\] (\w+)\s+epoch 2/4", line)
+        if m:
+            running = m.group(1)
+            break
+        assert time.time() < deadline
+    os.kill(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=300)
+    assert running and proc.returncode == 130, out[-2000:] + err[-3000:]
+    assert f"continue with: deepfake-search run --config {cfg} --no-test --resume" in err, err[-2000:]
+    assert "Tuner.restore" not in out + err
+    trials = pd.read_csv(tmp_path / "results" / "resume" / "trials.csv")
+    status = dict(zip(trials["trial_id"], trials["status"], strict=True))
+    assert status[running] == "INTERRUPTED", status
+    assert "STOPPED_EARLY" not in status.values(), status  # the scheduler is off here

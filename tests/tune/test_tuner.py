@@ -24,6 +24,42 @@ from search.predict import load_model
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
+# ------------------------------------------------------------------ progress lines
+def _trial(tid: str, status: str, best: float | None = None):
+    from types import SimpleNamespace
+
+    analysis = {} if best is None else {"val_auc": {"max": best, "min": best / 2}}
+    return SimpleNamespace(trial_id=tid, status=status, metric_analysis=analysis, config={})
+
+
+def test_progress_lines_say_done_of_total_best_and_elapsed(capsys):
+    import pickle
+
+    from search.tune.tuner import ProgressPrinter
+
+    printer = ProgressPrinter("val_auc", "max", max_epochs=4, total=24)
+    trials = [_trial("a", "TERMINATED", 0.71), _trial("b", "ERROR"), _trial("c", "RUNNING", 0.65)]
+    printer.t0 -= 3725  # 1 h 2 min 5 s ago
+    printer.line(trials, trials[2], "epoch 2/4", latest=0.74)
+    assert capsys.readouterr().out == "[1:02:05  2/24 done  best 0.7400] c  epoch 2/4\n"
+    printer.line(trials, trials[2], "finished", ended=trials[2])
+    assert capsys.readouterr().out.startswith("[1:02:05  3/24 done  best 0.7100] c")
+    assert ProgressPrinter("val_auc", "min", 4, 2).best(trials) == 0.325  # mode min
+    assert printer.best([_trial("x", "RUNNING")], latest=float("nan")) is None
+    # Unpickled in a resumed driver: the old process's clock is dropped, not carried on.
+    resumed = pickle.loads(pickle.dumps(printer))
+    assert resumed.resumed and not printer.resumed
+    assert resumed.status([]).startswith("0:00:0")
+
+
+def test_resume_command_repeats_the_arguments():
+    from search.cli import resume_command
+
+    assert resume_command(["run", "--config", "my study.yaml", "optim.lr=1e-3"]) == \
+        "deepfake-search run --config 'my study.yaml' optim.lr=1e-3 --resume"
+    assert resume_command(["--config", "x.yaml", "--resume"]) == "deepfake-search run --config x.yaml --resume"
+
+
 # ------------------------------------------------------------------ before a search starts
 def test_run_search_rejects_a_bad_point_before_starting_ray(demo_shards, tmp_path):
     import ray
