@@ -2,6 +2,9 @@
 
 Each subcommand parses its flags and calls one library function; errors the user can fix
 (bad config, bad source, missing shards) print one clear line and exit 2, never a traceback.
+
+Imports: imports inside the command functions keep `deepfake-search --help` and `prepare`
+free of torch, Ray and Optuna: each command loads only what it runs.
 """
 
 from __future__ import annotations
@@ -17,20 +20,22 @@ if TYPE_CHECKING:
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
 
+#: Exceptions that are the user's to fix (printed as one line, no traceback), by module.
+USER_ERRORS = {
+    "search.config": ("ConfigError",),
+    "search.data.layouts": ("SourceError",),
+    "search.train.models": ("PretrainedWeightsUnavailable", "UnknownModelError"),
+    "search.export": ("ExportError",),
+}
+
+
 def _user_errors() -> tuple[type[BaseException], ...]:
-    from search.config import ConfigError
-    from search.data.layouts import SourceError
-
-    errors: list[type[BaseException]] = [ConfigError, SourceError, FileNotFoundError, ValueError]
-    try:
-        from search.train.models import PretrainedWeightsUnavailable, UnknownModelError
-
-        errors += [PretrainedWeightsUnavailable, UnknownModelError]
-        from search.export import ExportError
-
-        errors.append(ExportError)
-    except ImportError:  # pragma: no cover - models need torch, prepare does not
-        pass
+    """The user-error classes of the modules this command loaded (a module never imported
+    cannot have raised: looking them up costs no import of torch or Ray)."""
+    errors: list[type[BaseException]] = [FileNotFoundError, ValueError]
+    for module, names in USER_ERRORS.items():
+        loaded = sys.modules.get(module)
+        errors += [getattr(loaded, name) for name in names if loaded is not None]
     return tuple(errors)
 
 

@@ -4,6 +4,9 @@ An experiment is ``ExperimentConfig(data, model, optim, cluster, search)``. Ever
 a frozen dataclass so a run's configuration cannot drift after it starts; ``to_dict()`` is
 what gets saved beside every checkpoint and result. A typo in a YAML key is an error that
 names the key and the valid ones, never a silently ignored setting.
+
+Imports: search.train.models (torch) and search.paths are imported where a value needs them:
+loading a config must not load torch.
 """
 
 from __future__ import annotations

@@ -3,6 +3,9 @@
 The output is what every later step reads: ``<out>/{train,val,test}-NNNNN.parquet`` with the
 columns in :data:`SCHEMA` and ``<out>/manifest.json``. Re-running with the same input and
 options gives byte-identical shards, so results can be tied to the exact data they used.
+
+Imports: prepare is torch- and Ray-free and starts fast; tqdm, the demo painter and
+pyarrow's filesystems are imported by the steps that use them.
 """
 
 from __future__ import annotations

@@ -6,6 +6,10 @@ augment to uint8 NHWC, all fused into one task per shard. Batches stay uint8 unt
 training device, where :class:`Normalize` turns them into normalised float32 NCHW.
 Validation and test keep their natural class balance and are never augmented, so every
 configuration is judged on exactly the same images.
+
+Imports: ray.data, torch and PIL are imported inside the functions that use them: predict
+imports DecodeBatch, and its ONNX path must load neither Ray nor torch
+(tests/test_imports.py).
 """
 
 from __future__ import annotations

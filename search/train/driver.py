@@ -10,14 +10,26 @@ trainable for both; ``train_one`` runs one configuration through the same runtim
 
 from __future__ import annotations
 
+import math
 import os
+import time
+import warnings
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import ray
 import ray.train
+from ray import tune
+from ray.data import DataContext
 from ray.train import DataConfig as RayDataConfig
+from ray.train.torch import TorchTrainer
+from ray.tune import PlacementGroupFactory
+from ray.tune.integration.ray_train import TuneReportCallback
+from ray.util import get_current_placement_group
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
+from search import storage
 from search.cluster import connect
 from search.config import ExperimentConfig, config_from_dict
 from search.data.layouts import SourceError
@@ -25,7 +37,8 @@ from search.data.prepare import load_manifest
 from search.data.stream import eval_dataset, train_dataset
 from search.formats import TRAIN_RUNS, trial_dirname
 from search.paths import default_shards_dir, resolve_user_path
-from search.train.worker import input_spec, train_loop
+from search.train.runtime import TuneRuntime
+from search.train.worker import Recipe, input_spec, train_loop
 
 EVAL_SPLITS = ("val", "test")
 DRIVER_CPU = 0.01  # a DDP trial's own process only waits on fit(); Tune refuses {"CPU": 0}
@@ -53,8 +66,6 @@ class ShardedEvalDataConfig(RayDataConfig):
 
 def resolve_shards(cfg: ExperimentConfig) -> str:
     """Absolute path (or URI) of the shards to train on (the demo set when none is configured)."""
-    from search import storage
-
     if storage.is_uri(cfg.data.shards):
         load_manifest(cfg.data.shards)  # a clear error now, not in a worker
         return cfg.data.shards.rstrip("/")
@@ -106,8 +117,6 @@ def build_trainer(cfg: ExperimentConfig, *, name: str, storage_path: str,
                   callbacks: Sequence[Any] = (), max_failures: int = 0,
                   metric: str | None = None, mode: str = "max") -> ray.train.torch.TorchTrainer:
     """A ``TorchTrainer`` for one configuration (shards resolved, storage absolute)."""
-    from ray.train.torch import TorchTrainer
-
     cfg = _with_resolved_shards(cfg)
     gpu = use_gpu(cfg)
     resources = {"CPU": cfg.cluster.cpus_per_worker}
@@ -134,7 +143,6 @@ def build_trainer(cfg: ExperimentConfig, *, name: str, storage_path: str,
 
 
 def _with_resolved_shards(cfg: ExperimentConfig) -> ExperimentConfig:
-    from dataclasses import replace
 
     return replace(cfg, data=replace(cfg.data, shards=resolve_shards(cfg)))
 
@@ -164,8 +172,6 @@ def train_env(cfg: ExperimentConfig) -> dict[str, str]:
 
 def local_cpus(cfg: ExperimentConfig) -> int:
     """Logical CPUs one trial needs on a single node (rounded up)."""
-    import math
-
     need = sum(b.get("CPU", 0.0) for b in trial_bundles(cfg))
     if cfg.cluster.num_workers > 1:
         need += cfg.cluster.num_workers * cfg.cluster.cpus_per_worker
@@ -193,8 +199,6 @@ def trial_bundles(cfg: ExperimentConfig) -> list[dict[str, float]]:
 
 def trial_resources(cfg: ExperimentConfig) -> Any:
     """``trial_bundles`` as the ``PlacementGroupFactory`` Tune reserves per trial."""
-    from ray.tune import PlacementGroupFactory
-
     return PlacementGroupFactory(trial_bundles(cfg), strategy="PACK")
 
 
@@ -206,12 +210,6 @@ def pin_data_to_trial() -> None:
     makes every read/decode task use the trial's reserved data CPUs (bundle 1), so trials
     can never starve each other's data, whatever the cluster looks like.
     """
-    import warnings
-
-    from ray.data import DataContext
-    from ray.util import get_current_placement_group
-    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
-
     pg = get_current_placement_group()
     if pg is None:
         return
@@ -231,12 +229,6 @@ def train_one(cfg: ExperimentConfig, *, name: str | None = None) -> Any:
     Without ``name`` every call is a new run (``train-<arch>-<timestamp>``); an existing
     run's name resumes it from its last checkpoint.
     """
-    import time
-
-    from ray import tune
-
-    from search import storage
-
     name = name or f"train-{cfg.model.arch}-{time.strftime('%Y%m%d-%H%M%S')}"
     cfg = resolve_runtime(cfg)
     location = storage.join(storage.storage_root(cfg), name)
@@ -255,7 +247,6 @@ def train_one(cfg: ExperimentConfig, *, name: str | None = None) -> Any:
         raise result.error
     if result.checkpoint is None and result.metrics.get("checkpoint_path"):
         # A DDP trial's checkpoints live in its Train run; Tune only sees their path.
-        from dataclasses import replace
 
         result = replace(result, checkpoint=tune.Checkpoint(result.metrics["checkpoint_path"]))
     return result
@@ -264,8 +255,6 @@ def train_one(cfg: ExperimentConfig, *, name: str | None = None) -> Any:
 def resolve_runtime(cfg: ExperimentConfig) -> ExperimentConfig:
     """Fix what the driver decides once for every trial: the shards' absolute location and
     whether trials use GPUs (a trial must not ask the cluster again after a node is lost)."""
-    from dataclasses import replace
-
     cfg = _with_resolved_shards(cfg)
     return replace(cfg, cluster=replace(cfg.cluster, use_gpu=use_gpu(cfg)))
 
@@ -273,8 +262,6 @@ def resolve_runtime(cfg: ExperimentConfig) -> ExperimentConfig:
 def trial_trainable(cfg: ExperimentConfig, *, storage_path: str, metric: str | None,
                     mode: str = "max") -> Any:
     """``run_trial`` bound to the experiment and wrapped in the trial's placement group."""
-    from ray import tune
-
     return tune.with_resources(
         tune.with_parameters(run_trial, base=cfg.to_dict(), storage_path=storage_path,
                              metric=metric, mode=mode),
@@ -288,18 +275,12 @@ def run_trial(params: dict[str, Any], base: dict[str, Any], storage_path: str,
     ``storage_path`` is where a DDP trial's Train run keeps its checkpoints, named after the
     trial so that a retried or restored trial finds its own.
     """
-    from ray import tune
-
-    from search.train.runtime import TuneRuntime
-    from search.train.worker import Recipe
-
     cfg = config_from_dict(base).with_params(params)
     pin_data_to_trial()
     if cfg.cluster.num_workers == 1:
         datasets = build_datasets(cfg)
         Recipe(cfg, TuneRuntime(datasets, use_gpu=bool(cfg.cluster.use_gpu))).run()
         return
-    from ray.tune.integration.ray_train import TuneReportCallback
 
     trial_id = tune.get_context().get_trial_id()
     trainer = build_trainer(cfg, name=trial_dirname(trial_id), storage_path=storage_path,

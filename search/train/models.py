@@ -10,6 +10,9 @@ Two kinds of builders live behind :func:`create_model`, in the style of timm's r
 * timm families (``resnet50``, ``resnext50_32x4d``, ``resnext101_32x8d``, ``xception`` and any
   other ``timm.list_models()`` name): a timm backbone without its classifier plus our own
   binary head, with optional stage freezing and offline pretrained weights from a local file.
+
+Imports: timm is imported inside the functions that build timm models: config validation
+reads the registry's layer settings (model_params) without loading timm.
 """
 
 from __future__ import annotations

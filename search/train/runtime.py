@@ -8,6 +8,9 @@ resumes through, implemented once over ``ray.tune`` and once over ``ray.train``.
 - :class:`TrainRuntime` runs it in each worker of a ``TorchTrainer`` (multi-worker DDP).
 
 The loop (:mod:`search.train.worker`) sees only this interface, so neither path copies it.
+
+Imports: ray.train (Train V2's controller machinery) is imported inside TrainRuntime only: a
+single-worker trial runs under ray.tune in its own process and never needs it.
 """
 
 from __future__ import annotations

@@ -18,9 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from ray.data.collate_fn import NumpyBatchCollateFn
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from search.config import ExperimentConfig, OptimConfig, config_from_dict
@@ -28,8 +30,8 @@ from search.data.stream import Normalize
 from search.formats import CONFIG, STATE, WEIGHTS
 from search.formats import VAL_PREDICTIONS as PREDICTIONS
 from search.train.metrics import detector_metrics
-from search.train.models import create_model
-from search.train.runtime import Runtime, placement
+from search.train.models import create_model, data_config
+from search.train.runtime import Runtime, TrainRuntime, placement
 
 # Batches from Ray's object store are read-only views; they are only ever read (Normalize
 # writes a new tensor), so torch's warning about non-writable arrays is noise here.
@@ -67,8 +69,6 @@ def lr_factor(cfg: OptimConfig, epoch: int) -> float:
 
 def input_spec(cfg: ExperimentConfig) -> dict[str, Any]:
     """Input size, mean and std the model is trained with (saved with every checkpoint)."""
-    from search.train.models import data_config
-
     size = None if cfg.model.native_input_size else cfg.model.input_size
     spec = data_config(cfg.model.arch, input_size=size)
     return {"input_size": int(spec["input_size"]), "mean": [float(v) for v in spec["mean"]],
@@ -89,8 +89,6 @@ def _unwrap(model: nn.Module) -> nn.Module:
 def save_checkpoint(directory: Path, model: nn.Module, cfg: ExperimentConfig,
                     extra: dict[str, Any]) -> None:
     """Weights as safetensors + the resolved config; a checkpoint is self-describing."""
-    from safetensors.torch import save_file
-
     state = {k: v.detach().contiguous().cpu() for k, v in _unwrap(model).state_dict().items()}
     save_file(state, str(directory / WEIGHTS))
     (directory / CONFIG).write_text(json.dumps(
@@ -99,8 +97,6 @@ def save_checkpoint(directory: Path, model: nn.Module, cfg: ExperimentConfig,
 
 def load_weights(model: nn.Module, directory: str | Path) -> nn.Module:
     """Load ``model.safetensors`` from a checkpoint folder into ``model`` (strict)."""
-    from safetensors.torch import load_file
-
     _unwrap(model).load_state_dict(load_file(str(Path(directory) / WEIGHTS)))
     return model
 
@@ -320,8 +316,6 @@ def cpu_threads(cfg: ExperimentConfig) -> int:
 
 def train_loop(config: dict[str, Any]) -> None:
     """Ray Train entry point (each DDP worker): ``config = {"experiment": cfg.to_dict()}``."""
-    from search.train.runtime import TrainRuntime
-
     Recipe(config_from_dict(config["experiment"]), TrainRuntime()).run()
 
 
@@ -348,7 +342,6 @@ class _timed:
 
 
 def _write_predictions(path: Path, ids: list[str], labels: np.ndarray, probs: np.ndarray) -> None:
-    import pandas as pd
 
     pd.DataFrame({"id": ids, "label": labels, "p_fake": probs}).to_csv(path, index=False)
 

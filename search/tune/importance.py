@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import optuna
+from optuna.distributions import FloatDistribution, IntDistribution
+
 #: The key of the importances over every completed trial.
 ALL = "all trials"
 MIN_TRIALS = 3  # fewer completed trials of an architecture than this: no table for it
@@ -22,7 +25,6 @@ def param_importances(db: str | Path, study_name: str, *, arch_param: str = "arc
     if not path.is_file():
         return f"no {path.name} in the results folder"
     try:
-        import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         study = optuna.load_study(study_name=study_name, storage=f"sqlite:///{path}")
@@ -48,8 +50,6 @@ def param_importances(db: str | Path, study_name: str, *, arch_param: str = "arc
 
 def _fanova(trials: list, direction: object, seed: int) -> dict[str, float]:
     """fANOVA over ``trials`` (parameters that did not vary among them are left out)."""
-    import optuna
-
     varied = [name for name in sorted({n for t in trials for n in t.params})
               if all(name in t.params for t in trials)
               and len({repr(t.params[name]) for t in trials}) > 1]
@@ -69,9 +69,6 @@ def _within_their_distributions(trials: list, names: list[str]) -> list:
     deliberately hopeless learning rate runs as given); Optuna refuses to add such a trial to
     another study, so each range is widened to the values the trials really took.
     """
-    import optuna
-    from optuna.distributions import FloatDistribution, IntDistribution
-
     widened = {}
     for name in names:
         dist = trials[0].distributions[name]

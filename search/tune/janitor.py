@@ -15,7 +15,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import ray
+from ray._private.state import state
+from ray.core.generated import gcs_pb2
 from ray.tune import Callback
+from ray.util.placement_group import PlacementGroup, remove_placement_group
 
 
 def orphaned_placement_groups(job_id: str | None = None, *, alive_too: bool = False
@@ -23,10 +27,6 @@ def orphaned_placement_groups(job_id: str | None = None, *, alive_too: bool = Fa
     """Hex ids of live placement groups of ``job_id`` (default: this job) whose creator actor
     is dead (``alive_too``: whatever the creator's state). Groups created by the driver
     itself (Tune's per-trial groups) never qualify."""
-    import ray
-    from ray._private.state import state
-    from ray.core.generated import gcs_pb2
-
     job = job_id or ray.get_runtime_context().get_job_id()
     live = {gcs_pb2.PlacementGroupTableData.PENDING, gcs_pb2.PlacementGroupTableData.CREATED,
             gcs_pb2.PlacementGroupTableData.RESCHEDULING}
@@ -45,9 +45,6 @@ def orphaned_placement_groups(job_id: str | None = None, *, alive_too: bool = Fa
 
 def remove_orphans(job_id: str | None = None) -> int:
     """Remove :func:`orphaned_placement_groups`; returns how many were removed."""
-    import ray
-    from ray.util.placement_group import PlacementGroup, remove_placement_group
-
     removed = 0
     for pg_id in orphaned_placement_groups(job_id):
         try:

@@ -8,14 +8,13 @@ partly failed search.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from search.fmt import markdown_table
+from search.fmt import markdown_table, missing
 from search.formats import CHECKPOINT_GLOB, CONFIG, TRAIN_RUNS, TRIAL_PREFIX, trial_dirname
 
 #: The columns of the study's table, then the ones it needed to be read correctly.
@@ -28,9 +27,10 @@ PLACEMENT = ("node_id", "hostname", "pid")
 
 
 def _better(a: float, b: float, mode: str) -> bool:
-    if b is None or (isinstance(b, float) and math.isnan(b)):
+    """Whether score ``a`` beats ``b``; a missing score (None, NaN) beats nothing."""
+    if missing(b):
         return True
-    if a is None or (isinstance(a, float) and math.isnan(a)):
+    if missing(a):
         return False
     return a > b if mode == "max" else a < b
 
@@ -70,43 +70,15 @@ def collect(results: Sequence[Any], *, experiment_dir: str | Path, metric: str, 
     rows, history = [], []
     for result in results:
         tid = _trial_id(result)
-        params = {k: result.config.get(k) for k in param_names if k in result.config}
-        frame = result.metrics_dataframe
-        if frame is not None and len(frame) and "epoch" in frame:
-            # A resumed trial can repeat epochs in Tune's log: keep each epoch's last report.
-            frame = frame.drop_duplicates("epoch", keep="last").sort_values("epoch")
-            history.append(frame.assign(trial_id=tid))
-        else:
-            frame = pd.DataFrame()
-        epochs = int(frame["epoch"].max()) if len(frame) else 0
-        # A trial's own budget when the space searches ``epochs``, else the experiment's.
-        budget = int(result.config.get("epochs", max_epochs))
-        if result.error is not None:
-            status = "ERROR"
-        elif tid in unfinished:
-            status = "INTERRUPTED"
-        elif epochs < budget:
-            status = "STOPPED_EARLY"
-        else:
-            status = "COMPLETED"
-        row: dict[str, Any] = {"trial_id": tid, "status": status, **params,
-                               "epochs": epochs,
-                               "wall_time_s": float(frame["time_total_s"].max())
-                               if "time_total_s" in frame else float("nan")}
+        frame = _epochs(result)
         if len(frame):
-            last = frame.iloc[-1]
-            row.update({k: last[k] for k in frame.columns if k.startswith("val_")})
-            row["train_loss"] = last.get("train_loss")
-            # Where the trial ran last (a retried trial may have moved to another node).
-            row.update({k: last[k] for k in PLACEMENT if k in frame.columns})
-            if metric in frame:
-                scores = frame[metric]
-                pos = scores.idxmax() if mode == "max" else scores.idxmin()
-                if pd.isna(pos):
-                    pos = frame.index[-1]
-                best = frame.loc[pos]
-                row["best_epoch"] = int(best["epoch"])
-                row.update({f"best_{k}": best[k] for k in frame.columns if k.startswith("val_")})
+            history.append(frame.assign(trial_id=tid))
+        row = {"trial_id": tid, "status": _status(result, tid, frame, max_epochs, unfinished),
+               **{k: result.config.get(k) for k in param_names if k in result.config},
+               "epochs": int(frame["epoch"].max()) if len(frame) else 0,
+               "wall_time_s": float(frame["time_total_s"].max())
+               if "time_total_s" in frame else float("nan"),
+               **_scores(frame, metric, mode)}
         if result.error is not None:
             row["error"] = str(result.error).strip().splitlines()[-1][:300]
         ckpt, _ = best_checkpoint(experiment_dir, tid, metric, mode)
@@ -123,6 +95,46 @@ def collect(results: Sequence[Any], *, experiment_dir: str | Path, metric: str, 
             *sorted(c for c in hist.columns if c.startswith("val_"))]
     hist = hist[[c for c in keep if c in hist.columns]] if len(hist) else hist
     return trials, hist
+
+
+def _epochs(result: Any) -> pd.DataFrame:
+    """A trial's reports, one per epoch (empty when it reported none)."""
+    frame = result.metrics_dataframe
+    if frame is None or not len(frame) or "epoch" not in frame:
+        return pd.DataFrame()
+    # A resumed trial can repeat epochs in Tune's log: keep each epoch's last report.
+    return frame.drop_duplicates("epoch", keep="last").sort_values("epoch")
+
+
+def _status(result: Any, tid: str, frame: pd.DataFrame, max_epochs: int,
+            unfinished: Collection[str]) -> str:
+    """ERROR, INTERRUPTED, STOPPED_EARLY (by the scheduler) or COMPLETED."""
+    epochs = int(frame["epoch"].max()) if len(frame) else 0
+    # A trial's own budget when the space searches ``epochs``, else the experiment's.
+    budget = int(result.config.get("epochs", max_epochs))
+    if result.error is not None:
+        return "ERROR"
+    if tid in unfinished:
+        return "INTERRUPTED"
+    return "STOPPED_EARLY" if epochs < budget else "COMPLETED"
+
+
+def _scores(frame: pd.DataFrame, metric: str, mode: str) -> dict[str, Any]:
+    """Last epoch's validation scores, loss and placement; the best epoch's as ``best_*``."""
+    if not len(frame):
+        return {}
+    last = frame.iloc[-1]
+    row = {k: last[k] for k in frame.columns if k.startswith("val_")}
+    row["train_loss"] = last.get("train_loss")
+    # Where the trial ran last (a retried trial may have moved to another node).
+    row.update({k: last[k] for k in PLACEMENT if k in frame.columns})
+    if metric in frame:
+        scores = frame[metric]
+        pos = scores.idxmax() if mode == "max" else scores.idxmin()
+        best = frame.loc[frame.index[-1] if pd.isna(pos) else pos]
+        row["best_epoch"] = int(best["epoch"])
+        row.update({f"best_{k}": best[k] for k in frame.columns if k.startswith("val_")})
+    return row
 
 
 def finalists(trials: pd.DataFrame, metric: str) -> pd.DataFrame:

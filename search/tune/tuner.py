@@ -12,7 +12,9 @@ import functools
 import json
 import logging
 import os
+import sqlite3
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Collection, Iterator, Sequence
@@ -20,13 +22,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import optuna
 import pandas as pd
-from ray.tune import Callback
+import ray
+import ray.data
+from ray import tune
+from ray.tune import Callback, ExperimentAnalysis
+from ray.tune.execution.cluster_info import _is_ray_cluster
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search.optuna import OptunaSearch
 
 from search import storage
 from search.config import ConfigError, ExperimentConfig
 from search.data.demo import ensure_demo_shards
+from search.evaluate import evaluate_remote
 from search.formats import CHECKPOINT_GLOB, OPTUNA_DB, TEST_PREDICTIONS, trial_dirname
 from search.formats import EXPERIMENT as CONFIG_FILE
 from search.storage import experiment_dir, local_experiment_dir
@@ -46,7 +55,6 @@ from search.tune.space import Param, check_points, describe, sample, space_for
 @dataclass
 class SearchOutcome:
     """Where a finished search put things, and its tables."""
-
     experiment_dir: Path
     trials: pd.DataFrame
     history: pd.DataFrame
@@ -74,7 +82,6 @@ class ProgressPrinter:
     ended out of the total, and the best value of the metric so far, so that a long search
     can be read from any line of its log.
     """
-
     ENDED = ("TERMINATED", "ERROR")
 
     def __init__(self, metric: str, mode: str, max_epochs: int, total: int):
@@ -94,8 +101,6 @@ class ProgressPrinter:
 
     def callback(self) -> Any:
         """A real ``ray.tune.Callback`` bound to this printer."""
-        from ray.tune import Callback
-
         printer = self
 
         class _Callback(Callback):
@@ -181,8 +186,6 @@ def max_concurrent(cfg: ExperimentConfig) -> int | None:
 
 def trials_that_fit(cfg: ExperimentConfig) -> int:
     """How many trials' placement groups the alive nodes could hold at once (PACK)."""
-    import ray
-
     bundles = trial_bundles(cfg)
     free = [dict(n["Resources"]) for n in ray.nodes() if n.get("Alive")]
     count = 0
@@ -203,8 +206,6 @@ def check_fits(cfg: ExperimentConfig) -> int:
     On a launcher (autoscaling) cluster the nodes that fit may still be coming, so there it
     is a note; anywhere else Tune would wait for ever.
     """
-    from ray.tune.execution.cluster_info import _is_ray_cluster
-
     fits = trials_that_fit(cfg)
     if fits == 0:
         need = " + ".join(str(b) for b in trial_bundles(cfg))
@@ -231,7 +232,6 @@ class ResumableOptunaSearch(OptunaSearch):
     """
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        import optuna
 
         if self._already_reported(trial_id, result):
             return
@@ -267,8 +267,6 @@ class StudyUploader(Callback):
         self.location = location
 
     def upload(self) -> bool:
-        import sqlite3
-        import tempfile
 
         try:
             with tempfile.TemporaryDirectory() as tmp:
@@ -294,7 +292,6 @@ class StudyUploader(Callback):
 
 
 def _searcher(cfg: ExperimentConfig, space: dict[str, Param], mode: str, exp_dir: Path) -> Any:
-    import optuna
 
     seed = cfg.seed
     if cfg.search.algorithm == "tpe":
@@ -315,7 +312,6 @@ def _searcher(cfg: ExperimentConfig, space: dict[str, Param], mode: str, exp_dir
 
 
 def _scheduler(cfg: ExperimentConfig, max_epochs: int) -> Any:
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     if cfg.search.scheduler == "none":
         return FIFOScheduler()
@@ -344,8 +340,6 @@ def _trial_dirname(trial: Any) -> str:
 
 def build_tuner(cfg: ExperimentConfig, *, resume: bool = False, verbose: bool = False) -> Any:
     """The ``Tuner`` for an experiment (new, or restored from its folder)."""
-    from ray import tune
-
     mode = cfg.search.resolved_mode()
     space = space_for(cfg)
     location = experiment_dir(cfg)  # where Tune and Train write: a path or a URI
@@ -433,8 +427,6 @@ def _storage_root(location: str) -> str:
 def finish(cfg: ExperimentConfig, results: Any, *, evaluate_test: bool = True,
            unfinished: Collection[str] = ()) -> SearchOutcome:
     """Write trials/history tables, evaluate finalists on test, write the leaderboard."""
-    from search.evaluate import evaluate_remote
-
     mode = cfg.search.resolved_mode()
     space = space_for(cfg)
     location, exp_dir = experiment_dir(cfg), local_experiment_dir(cfg)
@@ -496,12 +488,10 @@ def run_search(cfg: ExperimentConfig, *, resume: bool = False, verbose: bool = F
     cfg = resolve_runtime(cfg)
     check_fits(cfg)
     if not verbose:
-        import optuna
 
         # Our ProgressPrinter replaces Tune's banner and status tables, and Optuna's INFO lines.
         os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        import ray.data
 
         # The finalists' evaluation streams in this process: no Ray Data progress tables.
         logging.getLogger("ray.data").setLevel(logging.WARNING)
@@ -520,7 +510,6 @@ def run_search(cfg: ExperimentConfig, *, resume: bool = False, verbose: bool = F
 class _TuneInterruptFilter(logging.Filter):
     """Swallows Tune's "Resume experiment with: Tuner.restore(...)" (this project resumes
     with ``deepfake-search run ... --resume``, which the CLI prints) and remembers it."""
-
     PREFIX = "Experiment has been interrupted"
 
     def __init__(self) -> None:
@@ -548,8 +537,6 @@ def _interruption() -> Iterator[list[bool]]:
 
 def unfinished_trials(experiment_path: str) -> set[str]:
     """Trials Tune had not ended when the search was interrupted (they resume with it)."""
-    from ray.tune import ExperimentAnalysis
-
     trials = ExperimentAnalysis(experiment_path).trials
     return {t.trial_id for t in trials if t.status not in ProgressPrinter.ENDED}
 
