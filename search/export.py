@@ -5,6 +5,12 @@ byte for byte), ``config.json`` (how to rebuild and feed the model, its threshol
 exact training data by manifest hash), ``metrics.json``, ``model.onnx`` (checked against
 PyTorch before it is kept) and a model card ``README.md`` saying what the numbers mean and
 where they stop meaning it.
+
+Two things are fitted on the checkpoint's saved validation predictions, never on test: a
+temperature ``T`` (``p_calibrated = sigmoid(logit / T)``, applied by ``predict``) and, for
+each ``target_fpr`` asked for, the threshold with the highest validation TPR at FPR <= the
+target. The card states each threshold's validation and test figures; test predictions come
+from the search's test evaluation, or are made once here (and kept in the checkpoint).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import math
 import shutil
 import tempfile
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +35,8 @@ import torch
 from search import storage
 from search.config import ConfigError, ExperimentConfig, SearchConfig, config_from_dict
 from search.data.layouts import LABEL_NAMES
-from search.data.prepare import load_manifest, manifest_hash
-from search.evaluate import load_checkpoint_model
+from search.data.prepare import load_manifest, manifest_hash, verify_shards
+from search.evaluate import LOCAL_CPUS, evaluate_checkpoint, load_checkpoint_model
 from search.fmt import number
 from search.formats import (
     CONFIG,
@@ -40,6 +47,7 @@ from search.formats import (
     TEST_PREDICTIONS,
     TRIALS_CSV,
     TRIALS_PARQUET,
+    VAL_PREDICTIONS,
     WEIGHTS,
     file_sha256,
     json_safe,
@@ -51,8 +59,15 @@ from search.predict import (
     dataset_name,
     load_json,
     read_model_info,
+    sigmoid,
 )
-from search.train.metrics import detector_metrics
+from search.train.metrics import (
+    detector_metrics,
+    fit_temperature,
+    logit,
+    threshold_at_fpr,
+    threshold_metrics,
+)
 from search.tune.tables import best_checkpoint
 
 EXPORT_DIR = "export"
@@ -63,6 +78,8 @@ METRICS_FILE = METRICS
 CARD = MODEL_CARD
 # Columns export reads from the trials table (written by search.tune.tables).
 TRIAL_COLUMNS = ("trial_id", "status", "checkpoint")
+CALIBRATION_METHOD = "temperature scaling: one T minimising the NLL of sigmoid(logit / T) on validation"
+Predictions = tuple[np.ndarray, np.ndarray]  # (labels, p_fake) of one split
 
 
 class ExportError(RuntimeError):
@@ -203,6 +220,104 @@ def _test_metrics(results_dir: Path, trial_id: str, checkpoint: Path,
     return None
 
 
+def read_predictions(path: Path) -> Predictions | None:
+    """(labels, p_fake) of a predictions CSV (``id, label, p_fake``), None when absent."""
+    if not path.is_file():
+        return None
+    frame = pd.read_csv(path)
+    return frame["label"].to_numpy(np.int64), frame["p_fake"].to_numpy(np.float64)
+
+
+def fetch_test_predictions(checkpoint: Path, shards: str | None) -> tuple[Predictions | None, str]:
+    """The checkpoint's test-split predictions and where they came from: its
+    ``test_predictions.csv``, else one evaluation of the test split of ``shards`` (kept in
+    the checkpoint for the next export), else None and why not."""
+    found = read_predictions(checkpoint / TEST_PREDICTIONS)
+    if found is not None:
+        return found, "the search's test evaluation"
+    if not shards:
+        return None, "the experiment names no shards"
+    try:
+        verify_shards(shards)
+    except (OSError, ValueError) as err:
+        return None, f"the test split could not be read ({str(err)[:200]})"
+    from search.cluster import connect
+
+    connect(num_cpus=LOCAL_CPUS)
+    _, preds = evaluate_checkpoint(checkpoint, shards, "test")
+    with contextlib.suppress(OSError):  # a read-only results folder: evaluated, not kept
+        preds.to_csv(checkpoint / TEST_PREDICTIONS, index=False)
+    return (preds["label"].to_numpy(np.int64), preds["p_fake"].to_numpy(np.float64)), \
+        "evaluated once at export"
+
+
+def _calibration_figures(preds: Predictions, temperature: float) -> dict[str, float]:
+    """ECE and NLL (``log_loss``, as detector_metrics computes it) before and after ``T``."""
+    y, p = preds
+    calibrated = sigmoid(logit(p), temperature)
+    before, after = detector_metrics(y, p), detector_metrics(y, calibrated)
+    return {"n": int(y.size), "ece_before": before["ece"], "ece_after": after["ece"],
+            "nll_before": before["log_loss"], "nll_after": after["log_loss"]}
+
+
+def calibrate(val: Predictions | None, test: Predictions | None) -> dict[str, Any] | None:
+    """Temperature scaling fitted on validation (``logit`` recovers the logits from the
+    saved p_fake), with ECE and NLL before and after on validation and test; None when
+    there is nothing to fit on (no predictions, or a single class)."""
+    if val is None:
+        return None
+    temperature = fit_temperature(val[0], logit(val[1]))
+    if not math.isfinite(temperature):
+        return None
+    return {"method": CALIBRATION_METHOD, "temperature": temperature, "fitted_on": "validation",
+            "validation": _calibration_figures(val, temperature),
+            "test": _calibration_figures(test, temperature) if test is not None else None}
+
+
+def _rate_percent(rate: float) -> str:
+    return f"{rate * 100:.3g}%"
+
+
+def _at_threshold(preds: Predictions, threshold: float) -> dict[str, Any]:
+    """The operating point a threshold gives on one split: FPR, TPR and the counts."""
+    m = threshold_metrics(*preds, threshold)
+    return {"fpr": m["fp"] / (m["fp"] + m["tn"]) if m["tn"] + m["fp"] else math.nan,
+            "tpr": m["recall"], "precision": m["precision"], "f1": m["f1"],
+            "balanced_accuracy": m["balanced_accuracy"],
+            **{k: m[k] for k in ("tp", "fp", "tn", "fn")}}
+
+
+def operating_point(target_fpr: float, val: Predictions, test: Predictions | None,
+                    temperature: float | None = None) -> dict[str, Any]:
+    """The threshold with the highest validation TPR at validation FPR <= ``target_fpr``,
+    and what it gives on validation and test; a ValueError when no FAKE is caught there."""
+    threshold = threshold_at_fpr(*val, target_fpr)
+    n_real = int((val[0] == 0).sum())
+    if math.isnan(threshold):
+        raise ValueError("--target-fpr needs REAL and FAKE images in the validation split, "
+                         f"and it has {n_real} REAL of {val[0].size}")
+    at_val = _at_threshold(val, threshold) if math.isfinite(threshold) else {"tpr": 0.0}
+    if at_val["tpr"] == 0.0:
+        raise ValueError(f"at FPR <= {_rate_percent(target_fpr)} on validation this model "
+                         f"catches no FAKE image (the validation split has {n_real} REAL "
+                         "images, and its top-scored ones are REAL): choose a larger "
+                         "--target-fpr")
+    return {"target_fpr": target_fpr, "threshold": threshold,
+            "rule": f"FPR <= {_rate_percent(target_fpr)} on validation (highest TPR)",
+            "p_calibrated": float(sigmoid(logit(threshold), temperature)) if temperature else None,
+            "validation": at_val, "test": _at_threshold(test, threshold) if test else None}
+
+
+def _check_targets(targets: Any) -> list[float]:
+    out = []
+    for t in targets or ():
+        value = float(t) if isinstance(t, (int, float)) and not isinstance(t, bool) else math.nan
+        if not 0.0 < value < 1.0:
+            raise ValueError(f"--target-fpr must be a rate between 0 and 1 (0.01 is 1%), not {t!r}")
+        out.append(value)
+    return sorted(set(out))
+
+
 class WithProbabilities(torch.nn.Module):
     """A model wrapped so the ONNX graph has two outputs: the logit and p_fake."""
 
@@ -290,13 +405,18 @@ def _confusion(split: str, m: dict[str, Any]) -> list[str]:
 def _card_intro(config: dict[str, Any]) -> list[str]:
     """Title, what the model outputs, and its intended use."""
     data, size = config["training_data"], config["input"]["input_size"]
+    temperature = (config.get("calibration") or {}).get("temperature")
     return [
         f"# Deepfake detector: `{config['arch']}` (trial {config['trial_id']} of "
         f"`{config['experiment']}`)", "",
         "A binary image classifier that scores a face image as REAL (0) or DEEPFAKE (1, the "
         "positive class). It outputs one logit; `p_fake = sigmoid(logit)`, and an image is "
         f"called FAKE when `p_fake >= {config['threshold']:.4g}` (the threshold, "
-        f"{config['threshold_rule']}).", "",
+        f"{config['threshold_rule']})"
+        + (f"; the probability to read is `p_calibrated = sigmoid(logit / {temperature:.4g})` "
+           "(temperature scaling, see Calibration)." if temperature else ".")
+        + (" Thresholds for a target false-positive rate are under Operating points."
+           if config.get("operating_points") else ""), "",
         "## Intended use", "",
         "- Research and triage: ranking face crops for human review, and comparing detectors "
         "on data prepared like the training data.",
@@ -336,6 +456,16 @@ def _card_model(config: dict[str, Any]) -> list[str]:
         f"validation `{chosen['metric']}` ({chosen['mode']}) = {_fmt(chosen['value'], 4)}", ""]
 
 
+def _ranking_table(splits: dict[str, dict[str, Any]]) -> list[str]:
+    """Per split: AUC, balanced accuracy at the model threshold, the operating points, ECE."""
+    cols = [("AUC", "auc"), ("balanced accuracy", "balanced_accuracy_at_threshold"),
+            ("TPR at FPR 1%", "tpr_at_fpr_1pct"), ("TPR at FPR 5%", "tpr_at_fpr_5pct"),
+            ("FPR at TPR 95%", "fpr_at_tpr_95pct"), ("ECE (uncalibrated)", "ece")]
+    return ["| split | " + " | ".join(c for c, _ in cols) + " |", "|---|" + "---|" * len(cols),
+            *[f"| {split} | " + " | ".join(_fmt(m.get(k)) for _, k in cols) + " |"
+              for split, m in splits.items()]]
+
+
 def _card_metrics(metrics: dict[str, Any]) -> list[str]:
     """Metrics per split against the majority baseline, and the confusion matrices."""
     test = metrics.get("test")
@@ -349,8 +479,53 @@ def _card_metrics(metrics: dict[str, Any]) -> list[str]:
         + ("while the test split was scored once, after the search, and never used to choose."
            if test else "and no test-split numbers are available for this checkpoint."), "",
         *_metrics_table(splits), "",
+        "At the operating points a deployment asks for (read off the ROC curve, no "
+        "interpolation) and calibration (expected calibration error of `p_fake`, 15 "
+        "equal-width bins; lower is better):", "",
+        *_ranking_table(splits), "",
         "### Confusion matrices", "",
         *[line for split, m in splits.items() for line in _confusion(split, m)]]
+
+
+def _card_calibration(calibration: dict[str, Any] | None) -> list[str]:
+    """The fitted temperature and what it does to ECE and NLL on validation and test."""
+    out = ["## Calibration", ""]
+    if not calibration:
+        return out + ["Not calibrated: the checkpoint holds no validation predictions with "
+                      f"both classes ({VAL_PREDICTIONS}), so `p_calibrated` is not given.", ""]
+    rows = [(split, calibration.get(split)) for split in ("validation", "test")]
+    t = calibration["temperature"]
+    confidence = "over-confident (T > 1)" if t > 1 else "under-confident (T < 1)"
+    return out + [
+        f"Temperature `T = {t:.4g}` was fitted on validation (minimum negative log "
+        "likelihood); `p_calibrated = sigmoid(logit / T)`. It changes no ranking and no "
+        "decision (the thresholds apply to `p_fake`), only how far the probability can be "
+        f"taken at its word: the raw scores were {confidence}.", "",
+        "| split | n | ECE before | ECE after | NLL before | NLL after |", "|---|---|---|---|---|---|",
+        *[f"| {split} | {m['n']} | {_fmt(m['ece_before'])} | {_fmt(m['ece_after'])} | "
+          f"{_fmt(m['nll_before'])} | {_fmt(m['nll_after'])} |" for split, m in rows if m], ""]
+
+
+def _card_operating_points(points: list[dict[str, Any]]) -> list[str]:
+    """Each target FPR's threshold, chosen on validation, with validation and test figures."""
+    if not points:
+        return []
+    out = ["## Operating points", "",
+           "Thresholds for a target false-positive rate (the share of REAL images called FAKE), "
+           "each the one with the highest validation TPR at validation FPR <= the target. "
+           "Validation figures are where it was chosen; test figures are the honest ones. Use "
+           "one with `deepfake-search predict . IMAGES --target-fpr RATE`.", "",
+           "| target FPR | threshold (p_fake) | split | FPR | TPR | precision | FP | TP |",
+           "|---|---|---|---|---|---|---|---|"]
+    for point in points:
+        for split in ("validation", "test"):
+            m = point.get(split)
+            out.append(f"| {_rate_percent(point['target_fpr'])} | {point['threshold']:.6g} | "
+                       f"{split} | " + (" | ".join([_fmt(m['fpr']), _fmt(m['tpr']),
+                                                    _fmt(m['precision']), str(m['fp']),
+                                                    str(m['tp'])]) if m else
+                                         "not available | | | |") + " |")
+    return out + [""]
 
 
 def _card_limits(config: dict[str, Any], validation: dict[str, Any]) -> list[str]:
@@ -382,6 +557,9 @@ def _card_usage(config: dict[str, Any], files: dict[str, str]) -> list[str]:
         "```bash",
         "deepfake-search predict . path/to/images/ --out predictions.csv      # PyTorch",
         "deepfake-search predict . path/to/images/ --backend onnx              # onnxruntime",
+        *([f"deepfake-search predict . path/to/images/ --target-fpr "
+           f"{config['operating_points'][0]['target_fpr']:g}".ljust(70) + "# an operating point"]
+          if config.get("operating_points") else []),
         "deepfake-search evaluate . --data prepared/shards --split test       # full metrics",
         "```", "",
         f"`{ONNX_FILE}` (opset {config['onnx']['opset']}, dynamic batch) takes `image` and "
@@ -396,8 +574,9 @@ def _card_usage(config: dict[str, Any], files: dict[str, str]) -> list[str]:
 def model_card(config: dict[str, Any], metrics: dict[str, Any], files: dict[str, str]) -> str:
     """The README.md of an exported model: data, metrics, limits, use."""
     lines = [*_card_intro(config), *_card_data(config["training_data"]), *_card_model(config),
-             *_card_metrics(metrics), *_card_limits(config, metrics["validation"]),
-             *_card_usage(config, files)]
+             *_card_metrics(metrics), *_card_calibration(config.get("calibration")),
+             *_card_operating_points(config.get("operating_points") or []),
+             *_card_limits(config, metrics["validation"]), *_card_usage(config, files)]
     return "\n".join(lines)
 
 
@@ -426,7 +605,9 @@ def _saved_threshold(epoch_metrics: dict[str, Any]) -> tuple[float, str]:
 
 def _folder_config(cfg: ExperimentConfig, meta: dict[str, Any], row: pd.Series, *,
                    threshold: float, rule: str, selected_by: dict[str, Any], parameters: int,
-                   onnx_diff: float, checkpoint: Path, results_dir: Path) -> dict[str, Any]:
+                   onnx_diff: float, checkpoint: Path, results_dir: Path,
+                   calibration: dict[str, Any] | None = None,
+                   operating_points: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """``config.json``: how to rebuild and feed the model, its threshold, the exact training
     data, and which trial, epoch and results folder it came from."""
     epoch_metrics = meta.get("metrics", {})
@@ -436,10 +617,13 @@ def _folder_config(cfg: ExperimentConfig, meta: dict[str, Any], row: pd.Series, 
         "layers": cfg.model.layer_kwargs(),
         "model": dataclasses.asdict(cfg.model),
         "input": meta["input"],
-        "output": "one logit per image; p_fake = sigmoid(logit); FAKE when p_fake >= threshold",
+        "output": "one logit per image; p_fake = sigmoid(logit); FAKE when p_fake >= threshold; "
+                  "p_calibrated = sigmoid(logit / calibration.temperature)",
         "labels": {str(k): v for k, v in LABEL_NAMES.items()},
         "threshold": threshold,
         "threshold_rule": rule,
+        "calibration": calibration,
+        "operating_points": operating_points or [],
         "training_data": _training_data(cfg),
         "experiment": cfg.search.name,
         "trial_id": str(row["trial_id"]),
@@ -458,9 +642,14 @@ def _folder_config(cfg: ExperimentConfig, meta: dict[str, Any], row: pd.Series, 
 
 def export_model(results_dir: str | Path, *, trial_id: str | None = None,
                  metric: str | None = None, out: str | Path | None = None,
-                 verbose: bool = True) -> Path:
+                 target_fpr: Sequence[float] = (), verbose: bool = True) -> Path:
     """Export the best trial by validation ``metric`` (or ``trial_id``) to ``out``
-    (default ``<results_dir>/export``) and return that folder; see the module docstring."""
+    (default ``<results_dir>/export``) and return that folder; see the module docstring.
+
+    ``target_fpr`` (rates such as 0.01) adds one operating point each; test predictions
+    are then made once when the checkpoint has none.
+    """
+    targets = _check_targets(target_fpr)
     results_dir = Path(results_dir).expanduser().resolve()
     if not results_dir.is_dir():
         raise FileNotFoundError(f"results folder {results_dir} does not exist")
@@ -471,10 +660,21 @@ def export_model(results_dir: str | Path, *, trial_id: str | None = None,
     cfg = config_from_dict(meta["experiment"])
     epoch_metrics = meta.get("metrics", {})
     threshold, rule = _saved_threshold(epoch_metrics)
+    val_preds = read_predictions(checkpoint / VAL_PREDICTIONS)
+    if targets and val_preds is None:
+        raise ValueError(f"{checkpoint} has no {VAL_PREDICTIONS}: --target-fpr chooses its "
+                         "threshold on the validation predictions; export another trial")
+    test_preds, test_source = (fetch_test_predictions(checkpoint, cfg.data.shards) if targets
+                               else (read_predictions(checkpoint / TEST_PREDICTIONS), ""))
+    if targets and test_preds is None and verbose:
+        print(f"no test figures for the operating points: {test_source}")
+    calibration = calibrate(val_preds, test_preds)
+    temperature = calibration["temperature"] if calibration else None
+    points = [operating_point(t, val_preds, test_preds, temperature) for t in targets]
     test = _test_metrics(results_dir, str(row["trial_id"]), checkpoint, str(row["checkpoint"]),
                          threshold)
     metrics = {"validation": _strip(epoch_metrics), "test": test, "threshold": threshold,
-               "threshold_rule": rule}
+               "threshold_rule": rule, "calibration": calibration, "operating_points": points}
     size = int(meta["input"]["input_size"])
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -490,7 +690,8 @@ def export_model(results_dir: str | Path, *, trial_id: str | None = None,
             selected_by={"metric": metric, "mode": mode,
                          "value": json_safe(epoch_metrics.get(metric))},
             parameters=int(sum(p.numel() for p in model.parameters())), onnx_diff=diff,
-            checkpoint=checkpoint, results_dir=results_dir)
+            checkpoint=checkpoint, results_dir=results_dir, calibration=calibration,
+            operating_points=points)
         (staging / CONFIG).write_text(json.dumps(json_safe(config), indent=1) + "\n")
         (staging / METRICS_FILE).write_text(json.dumps(json_safe(metrics), indent=1) + "\n")
         # Reload check: the folder alone must rebuild the very same model.
@@ -515,5 +716,6 @@ def _same_outputs(a: Any, b: Any, size: int) -> None:
         raise ExportError(f"the exported folder rebuilds a different model (max diff {diff:.3g})")
 
 
-__all__ = ["EXPORT_DIR", "ExportError", "choose_trial", "export_model", "export_onnx",
-           "model_card"]
+__all__ = ["CALIBRATION_METHOD", "EXPORT_DIR", "ExportError", "calibrate", "choose_trial",
+           "export_model", "export_onnx", "model_card", "operating_point", "read_predictions",
+           "fetch_test_predictions"]

@@ -12,6 +12,13 @@ training stream's own ``DecodeBatch`` (decode to the model's input size), then n
 as ``search.data.stream.Normalize`` does, in NumPy. Evaluation on prepared shards (metrics,
 the cross-dataset matrix) is :mod:`search.evaluate`.
 
+Both backends return logits and share one NumPy sigmoid: ``p_fake = sigmoid(logit)`` (what
+thresholds apply to, as in training and in the ONNX graph's ``p_fake``) and, for an exported
+folder with a fitted temperature ``T``, ``p_calibrated = sigmoid(logit / T)`` (the
+probability to read). The decision threshold is the folder's own (F1-optimal on validation),
+a target-FPR one that export stored (``target_fpr``), or a given number; every row says
+which was applied.
+
 torch, safetensors' torch loader, the model registry and onnxruntime are imported where a
 backend uses them: the ONNX path loads neither torch nor Ray, and each backend only its own
 runtime.
@@ -45,6 +52,9 @@ from search.formats import ONNX as ONNX_FILE
 
 EXPORT_FORMAT = "deepfake-search-model/1"
 DEFAULT_RULE = "default 0.5 (no validation threshold was saved)"
+GIVEN_RULE = "given"
+#: The columns of a predictions table (and of predict's CSV), in order.
+COLUMNS = ("path", "p_fake", "p_calibrated", "label", "threshold", "threshold_rule", "error")
 REEXPORT = "re-export the model (deepfake-search export RESULTS_DIR) or copy the folder again"
 
 
@@ -69,6 +79,9 @@ class ModelInfo:
     train_name: str  # short name of the training set (rows of the cross-dataset matrix)
     train_hash: str  # manifest_hash of the training shards ("" when unknown)
     meta: dict[str, Any] = field(repr=False, default_factory=dict)
+    temperature: float | None = None  # fitted on validation by export; None: not calibrated
+    # target FPR -> (threshold, rule): the operating points export chose on validation
+    fpr_thresholds: dict[float, tuple[float, str]] = field(default_factory=dict)
 
     def has_onnx(self) -> bool:
         """True when the folder holds an ONNX graph (exported folders do)."""
@@ -155,6 +168,39 @@ def _threshold(value: Any, where: str) -> float | None:
     return number
 
 
+def _temperature(meta: dict[str, Any], where: Path, fix: str) -> float | None:
+    """``calibration.temperature`` of an exported config: None when absent, else positive."""
+    calibration = meta.get("calibration")
+    if calibration is None:
+        return None
+    value = calibration.get("temperature") if isinstance(calibration, dict) else calibration
+    if value is None:
+        return None
+    number = None if isinstance(value, (bool, str)) else _finite(value)
+    if number is None or number <= 0:
+        raise ModelFolderError(f"{where} calibration.temperature must be a positive number, not "
+                               f"{value!r}: {fix}")
+    return number
+
+
+def _fpr_thresholds(meta: dict[str, Any], where: Path,
+                    fix: str) -> dict[float, tuple[float, str]]:
+    """``operating_points`` of an exported config: target FPR -> (threshold, rule)."""
+    points = meta.get("operating_points") or []
+    if not isinstance(points, list):
+        raise ModelFolderError(f"{where} operating_points must be a list: {fix}")
+    out: dict[float, tuple[float, str]] = {}
+    for point in points:
+        target = _finite(point.get("target_fpr")) if isinstance(point, dict) else None
+        if target is None or not 0.0 <= target <= 1.0:
+            raise ModelFolderError(f"{where} operating_points: every entry needs target_fpr "
+                                   f"between 0 and 1, not {point!r}: {fix}")
+        threshold = _threshold(point.get("threshold"), f"{where} operating_points threshold")
+        if threshold is not None:
+            out[target] = (threshold, str(point.get("rule") or f"FPR <= {target:g} on validation"))
+    return out
+
+
 def read_model_info(model_dir: str | Path, *, fix: str = REEXPORT) -> ModelInfo:
     """Describe an exported model folder or a checkpoint folder (reads JSON only).
 
@@ -193,7 +239,9 @@ def _export_info(directory: Path, meta: dict[str, Any], fix: str) -> ModelInfo:
         threshold=0.5 if threshold is None else threshold,
         threshold_rule=meta.get("threshold_rule", "") if threshold is not None else DEFAULT_RULE,
         image_size=train.get("image_size"), train_name=train.get("name", "unknown"),
-        train_hash=train.get("manifest_hash", ""), meta=meta)
+        train_hash=train.get("manifest_hash", ""), meta=meta,
+        temperature=_temperature(meta, cfg_path, fix),
+        fpr_thresholds=_fpr_thresholds(meta, cfg_path, fix))
 
 
 def _checkpoint_info(directory: Path, meta: dict[str, Any], fix: str) -> ModelInfo:
@@ -213,6 +261,34 @@ def _checkpoint_info(directory: Path, meta: dict[str, Any], fix: str) -> ModelIn
         threshold=0.5 if threshold is None else threshold,
         threshold_rule="F1-optimal on validation" if threshold is not None else DEFAULT_RULE,
         image_size=image_size, train_name=name, train_hash=digest, meta=meta)
+
+
+def choose_threshold(info: ModelInfo, threshold: float | None = None,
+                     target_fpr: float | None = None) -> tuple[float, str]:
+    """(threshold, rule) to decide FAKE with: a given ``threshold``, the operating point the
+    model folder holds for ``target_fpr``, else the folder's own threshold."""
+    if threshold is not None and target_fpr is not None:
+        raise ValueError("give --threshold or --target-fpr, not both")
+    if threshold is not None:
+        value = _finite(threshold)
+        if value is None or not 0.0 <= value <= 1.0 or isinstance(threshold, (bool, str)):
+            raise ValueError(f"--threshold must be a number between 0 and 1, not {threshold!r}")
+        return value, GIVEN_RULE
+    if target_fpr is None:
+        return info.threshold, info.threshold_rule
+    for target, chosen in info.fpr_thresholds.items():
+        if math.isclose(target, float(target_fpr), rel_tol=1e-9, abs_tol=1e-12):
+            return chosen
+    have = ", ".join(f"{t:g}" for t in sorted(info.fpr_thresholds))
+    raise ValueError(f"{info.directory} has no threshold for target FPR {target_fpr:g}; "
+                     + (f"it has one for: {have}" if have else "it has none")
+                     + f" (export with --target-fpr {target_fpr:g} chooses it on validation)")
+
+
+def sigmoid(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """``1 / (1 + exp(-logit / T))`` in float64, stable for any logit (no overflow)."""
+    z = np.asarray(logits, dtype=np.float64) / temperature
+    return np.exp(-np.logaddexp(0.0, -z))
 
 
 def build_torch_model(info: ModelInfo, *, fix: str = REEXPORT) -> Any:
@@ -248,7 +324,7 @@ def load_model(model_dir: str | Path) -> tuple[Any, ModelInfo]:
 
 # ------------------------------------------------------------------ scoring backends
 class _TorchScorer:
-    """logits -> p_fake with the PyTorch model, float32 (no autocast: matches ONNX)."""
+    """Logits of the PyTorch model, float32 (no autocast: matches ONNX)."""
 
     def __init__(self, info: ModelInfo) -> None:
         import torch
@@ -259,12 +335,11 @@ class _TorchScorer:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         torch = self.torch
         with torch.inference_mode():
-            logits = self.model(torch.from_numpy(x)).float().reshape(-1)
-            return torch.sigmoid(logits).numpy().astype(np.float64)
+            return self.model(torch.from_numpy(x)).float().reshape(-1).numpy()
 
 
 class _OnnxScorer:
-    """p_fake with onnxruntime on the exported ``model.onnx`` (no torch needed)."""
+    """Logits with onnxruntime on the exported ``model.onnx`` (no torch needed)."""
 
     def __init__(self, info: ModelInfo) -> None:
         if not info.has_onnx():
@@ -287,12 +362,11 @@ class _OnnxScorer:
         self.output = self.session.get_outputs()[0].name  # the logit
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        logits = self.session.run([self.output], {self.input: x})[0].reshape(-1)
-        return 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+        return self.session.run([self.output], {self.input: x})[0].reshape(-1)
 
 
 def make_scorer(info: ModelInfo, backend: str = "torch") -> Any:
-    """A callable NCHW float32 batch -> p_fake array for ``backend`` ('torch' or 'onnx')."""
+    """A callable NCHW float32 batch -> logits for ``backend`` ('torch' or 'onnx')."""
     if backend == "torch":
         return _TorchScorer(info)
     if backend == "onnx":
@@ -424,15 +498,15 @@ def _batches(items: Sequence[tuple[str, str | None]], size: int) -> Iterator[lis
 
 
 def iter_predictions(model: str | Path | ModelInfo, paths: Iterable[str | Path], *,
-                     threshold: float | None = None, batch_size: int = 64,
-                     backend: str = "torch", progress: bool = False) -> Iterator[dict[str, Any]]:
-    """One row per file (``path, p_fake, label, error``), streamed batch by batch."""
+                     threshold: float | None = None, target_fpr: float | None = None,
+                     batch_size: int = 64, backend: str = "torch",
+                     progress: bool = False) -> Iterator[dict[str, Any]]:
+    """One row per file (:data:`COLUMNS`), streamed batch by batch; the threshold is chosen
+    by :func:`choose_threshold`."""
     if batch_size < 1:
         raise ValueError(f"batch size must be at least 1, not {batch_size}")
     info = model if isinstance(model, ModelInfo) else read_model_info(model)
-    thr = info.threshold if threshold is None else float(threshold)
-    if not (math.isfinite(thr) and 0.0 <= thr <= 1.0):
-        raise ValueError(f"--threshold must be a number between 0 and 1, not {threshold!r}")
+    thr, rule = choose_threshold(info, threshold, target_fpr)
     items = expand_paths(paths)
     if not items:
         raise FileNotFoundError("no input files: give image files, folders or glob patterns")
@@ -449,36 +523,42 @@ def iter_predictions(model: str | Path | ModelInfo, paths: Iterable[str | Path],
                 loaded = list(pool.map(
                     lambda item: (None, item[1]) if item[1] else _load_one(item[0], pre), chunk))
                 good = [i for i, (arr, _) in enumerate(loaded) if arr is not None]
-                probs = scorer(np.stack([loaded[i][0] for i in good])) if good else []
-                p_by_index = dict(zip(good, probs))
+                logits = scorer(np.stack([loaded[i][0] for i in good])) if good else np.zeros(0)
+                probs = sigmoid(logits)
+                calibrated = (sigmoid(logits, info.temperature) if info.temperature
+                              else np.full(len(good), math.nan))
+                scored = {i: (float(p), float(c)) for i, p, c in zip(good, probs, calibrated)}
                 for i, (path, _) in enumerate(chunk):
-                    if i in p_by_index:
-                        p = float(p_by_index[i])
-                        yield {"path": safe_name(path), "p_fake": p,
-                               "label": LABEL_NAMES[int(p >= thr)], "error": None}
-                    else:
-                        yield {"path": safe_name(path), "p_fake": math.nan, "label": None,
-                               "error": loaded[i][1]}
+                    p, c = scored.get(i, (math.nan, math.nan))
+                    yield {"path": safe_name(path), "p_fake": p, "p_calibrated": c,
+                           "label": LABEL_NAMES[int(p >= thr)] if i in scored else None,
+                           "threshold": thr, "threshold_rule": rule,
+                           "error": None if i in scored else loaded[i][1]}
                 bar.update(len(chunk))
         finally:
             bar.close()
 
 
 def predict_paths(model_dir: str | Path, paths: Iterable[str | Path], *,
-                  threshold: float | None = None, batch_size: int = 64,
-                  backend: str = "torch", progress: bool = False) -> pd.DataFrame:
+                  threshold: float | None = None, target_fpr: float | None = None,
+                  batch_size: int = 64, backend: str = "torch",
+                  progress: bool = False) -> pd.DataFrame:
     """Score image files, folders (recursive) and globs with a model folder.
 
-    Returns one row per file: ``path``, ``p_fake`` (NaN when it failed), ``label`` (FAKE when
-    ``p_fake >= threshold``; the model's own threshold unless one is given) and ``error``
-    (the reason a file could not be scored, else None). ``attrs["threshold"]`` is the one used.
+    Returns one row per file: ``path``, ``p_fake`` (``sigmoid(logit)``, NaN when it failed),
+    ``p_calibrated`` (``sigmoid(logit / T)`` with the folder's fitted temperature, NaN when it
+    has none), ``label`` (FAKE when ``p_fake >= threshold``), ``threshold`` and
+    ``threshold_rule`` (which one was applied: the model's own unless ``threshold`` or
+    ``target_fpr`` chose another) and ``error`` (why a file could not be scored, else None).
+    ``attrs["threshold"]`` and ``attrs["threshold_rule"]`` repeat the threshold used.
     """
     info = read_model_info(model_dir)
-    rows = list(iter_predictions(info, paths, threshold=threshold, batch_size=batch_size,
-                                 backend=backend, progress=progress))
-    frame = pd.DataFrame(rows, columns=["path", "p_fake", "label", "error"])
-    frame.attrs["threshold"] = info.threshold if threshold is None else float(threshold)
-    frame.attrs["threshold_rule"] = info.threshold_rule if threshold is None else "given"
+    thr, rule = choose_threshold(info, threshold, target_fpr)
+    rows = list(iter_predictions(info, paths, threshold=threshold, target_fpr=target_fpr,
+                                 batch_size=batch_size, backend=backend, progress=progress))
+    frame = pd.DataFrame(rows, columns=list(COLUMNS))
+    frame.attrs["threshold"] = thr
+    frame.attrs["threshold_rule"] = rule
     return frame
 
 
@@ -512,22 +592,27 @@ def write_predictions(frame: pd.DataFrame, out: str | Path) -> Path:
 def format_predictions(frame: pd.DataFrame) -> str:
     """A fixed-width table of predictions plus a one-line summary."""
     width = min(max([len("path"), *(len(p) for p in frame["path"])]), 100)
-    lines = [f"{'path':<{width}}  {'p_fake':>7}  {'label':<5}  error"]
+    calibrated = "p_calibrated" in frame and bool(frame["p_calibrated"].notna().any())
+    lines = [f"{'path':<{width}}  {'p_fake':>7}  " + ("p_calib  " if calibrated else "")
+             + f"{'label':<5}  error"]
     for row in frame.itertuples(index=False):
         error = row.error if isinstance(row.error, str) else ""  # missing is NaN in pandas 3
         label = row.label if isinstance(row.label, str) else ""
         p = "" if error else f"{row.p_fake:.4f}"
+        c = ("" if error else f"{row.p_calibrated:.4f}") if calibrated else None
         path = row.path if len(row.path) <= width else "…" + row.path[-(width - 1):]
-        lines.append(f"{path:<{width}}  {p:>7}  {label:<5}  {error}".rstrip())
+        lines.append(f"{path:<{width}}  {p:>7}  " + (f"{c:>7}  " if c is not None else "")
+                     + f"{label:<5}  {error}".rstrip())
     ok = frame["error"].isna()
     fake = int((frame["label"] == LABEL_NAMES[FAKE]).sum())
-    thr = frame.attrs.get("threshold")
+    thr, rule = frame.attrs.get("threshold"), frame.attrs.get("threshold_rule")
     lines.append(f"{int(ok.sum())} scored ({fake} FAKE, {int(ok.sum()) - fake} REAL"
                  + (f" at threshold {thr:.4g}" if thr is not None else "")
-                 + f"), {int((~ok).sum())} failed")
+                 + (f", {rule}" if rule else "") + f"), {int((~ok).sum())} failed")
     return "\n".join(lines)
 
 
-__all__ = ["EXPORT_FORMAT", "ModelFolderError", "ModelInfo", "Preprocessor", "build_torch_model",
-           "dataset_name", "expand_paths", "format_predictions", "iter_predictions", "load_json",
-           "load_model", "make_scorer", "predict_paths", "read_model_info", "write_predictions"]
+__all__ = ["COLUMNS", "EXPORT_FORMAT", "GIVEN_RULE", "ModelFolderError", "ModelInfo",
+           "Preprocessor", "build_torch_model", "choose_threshold", "dataset_name",
+           "expand_paths", "format_predictions", "iter_predictions", "load_json", "load_model",
+           "make_scorer", "predict_paths", "read_model_info", "sigmoid", "write_predictions"]

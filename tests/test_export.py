@@ -6,6 +6,7 @@ the export of a real search (``run --export``) is checked in tests/tune/test_tun
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +17,16 @@ import torch
 from search.config import config_from_dict
 from search.data.prepare import manifest_hash
 from search.evaluate import load_checkpoint_model
-from search.export import ExportError, choose_trial, export_model, export_onnx
-from search.predict import load_model, predict_paths
+from search.export import (
+    ExportError,
+    choose_trial,
+    export_model,
+    export_onnx,
+    fetch_test_predictions,
+    read_predictions,
+)
+from search.predict import load_model, predict_paths, read_model_info
+from search.train.metrics import fit_temperature, logit, threshold_at_fpr, threshold_metrics
 
 
 def _best_trial(results: Path) -> pd.Series:
@@ -123,3 +132,100 @@ def test_onnx_parity_failure_is_an_error(tmp_path: Path, monkeypatch: pytest.Mon
     model = create_model("custom_cnn", input_size=16, conv_blocks=1, base_width=4, dense_units=0)
     with pytest.raises(ExportError, match="disagree"):
         export_onnx(model, 16, tmp_path / "m.onnx")
+
+
+# ------------------------------------------------------------------ calibration, operating points
+@pytest.fixture(scope="module")
+def at_fpr(model_results: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The best trial exported with two operating points (1% and 5% FPR)."""
+    return export_model(model_results, out=tmp_path_factory.mktemp("at_fpr") / "model",
+                        target_fpr=[0.05, 0.01], verbose=False)
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1 / (1 + np.exp(-z))
+
+
+def test_temperature_and_thresholds_are_fitted_on_validation(at_fpr: Path,
+                                                             model_results: Path) -> None:
+    """Recomputed from the checkpoint's own prediction files with the metric functions."""
+    config = json.loads((at_fpr / "config.json").read_text())
+    ckpt = Path(_best_trial(model_results)["checkpoint"])
+    (yv, pv), (yt, pt) = (read_predictions(ckpt / name)
+                          for name in ("val_predictions.csv", "test_predictions.csv"))
+    t = fit_temperature(yv, logit(pv))
+    calibration = config["calibration"]
+    assert calibration["temperature"] == pytest.approx(t) and calibration["fitted_on"] == "validation"
+    val = calibration["validation"]
+    assert val["n"] == len(yv) and val["ece_after"] < val["ece_before"]  # what it is fitted for
+    assert val["nll_after"] <= val["nll_before"]
+    assert calibration["test"]["n"] == len(yt)
+    points = config["operating_points"]
+    assert [p["target_fpr"] for p in points] == [0.01, 0.05]  # sorted
+    for point in points:
+        thr = threshold_at_fpr(yv, pv, point["target_fpr"])
+        assert point["threshold"] == thr
+        for split, (y, p) in (("validation", (yv, pv)), ("test", (yt, pt))):
+            m = threshold_metrics(y, p, thr)
+            got = point[split]
+            assert (got["fp"], got["tp"]) == (m["fp"], m["tp"])
+            assert got["fpr"] == pytest.approx(m["fp"] / (m["fp"] + m["tn"]))
+            assert got["tpr"] == pytest.approx(m["recall"])
+        assert point["validation"]["fpr"] <= point["target_fpr"]
+        assert point["p_calibrated"] == pytest.approx(_sigmoid(logit([thr])[0] / t))
+    metrics = json.loads((at_fpr / "metrics.json").read_text())
+    assert metrics["operating_points"] == points and metrics["calibration"] == calibration
+    card = (at_fpr / "README.md").read_text()
+    for needle in ("## Calibration", f"T = {t:.4g}", "## Operating points",
+                   f"| 1% | {points[0]['threshold']:.6g} | validation |",
+                   f"| 5% | {points[1]['threshold']:.6g} | test |", "TPR at FPR 1%",
+                   "ECE (uncalibrated)", "--target-fpr 0.01"):
+        assert needle in card, needle
+
+
+def test_predict_applies_the_operating_point_and_temperature(at_fpr: Path, frames: Path) -> None:
+    """The threshold export chose, named in every row; p_calibrated = sigmoid(logit / T),
+    the same from the PyTorch and the ONNX backend."""
+    images = sorted(frames.rglob("*.png"))[:6]
+    info = read_model_info(at_fpr)
+    chosen = {p["target_fpr"]: p for p in info.meta["operating_points"]}
+    rows = {b: predict_paths(at_fpr, images, target_fpr=0.05, backend=b) for b in ("torch", "onnx")}
+    for frame in rows.values():
+        assert (frame["threshold"] == chosen[0.05]["threshold"]).all()
+        assert (frame["threshold_rule"] == "FPR <= 5% on validation (highest TPR)").all()
+        assert ((frame["p_fake"] >= chosen[0.05]["threshold"]) == (frame["label"] == "FAKE")).all()
+        expected = _sigmoid(logit(frame["p_fake"].to_numpy()) / info.temperature)
+        np.testing.assert_allclose(frame["p_calibrated"], expected, rtol=1e-6)
+    for column in ("p_fake", "p_calibrated"):
+        assert np.abs(rows["torch"][column] - rows["onnx"][column]).max() < 1e-4, column
+    own = predict_paths(at_fpr, images)  # the default stays the card's own threshold
+    assert (own["threshold"] == info.threshold).all()
+    assert (own["threshold_rule"] == "F1-optimal on validation").all()
+    with pytest.raises(ValueError, match="no threshold for target FPR 0.02; it has one for: 0.01, 0.05"):
+        predict_paths(at_fpr, images, target_fpr=0.02)
+    with pytest.raises(ValueError, match="not both"):
+        predict_paths(at_fpr, images, threshold=0.3, target_fpr=0.01)
+
+
+def test_target_fpr_errors(model_results: Path, tmp_path: Path) -> None:
+    for bad in (0.0, 1.0, -0.1, "1%"):
+        with pytest.raises(ValueError, match="--target-fpr must be a rate"):
+            export_model(model_results, out=tmp_path / "m", target_fpr=[bad])
+    assert not (tmp_path / "m").exists()
+
+
+def test_test_predictions_are_made_once_when_missing(model_results: Path, demo_shards: Path,
+                                                     tmp_path: Path, ray_cluster) -> None:
+    """A checkpoint without test predictions: the test split is evaluated once and kept."""
+    ckpt = tmp_path / "checkpoint"
+    shutil.copytree(_best_trial(model_results)["checkpoint"], ckpt)
+    (ckpt / "test_predictions.csv").unlink()
+    (y, p), source = fetch_test_predictions(ckpt, str(demo_shards))
+    assert source == "evaluated once at export" and (ckpt / "test_predictions.csv").is_file()
+    assert (int((y == 0).sum()), int((y == 1).sum())) == (40, 80)  # the demo's test split
+    assert p.min() >= 0 and p.max() <= 1
+    _, again = fetch_test_predictions(ckpt, str(demo_shards))
+    assert again == "the search's test evaluation"
+    (ckpt / "test_predictions.csv").unlink()
+    missing, why = fetch_test_predictions(ckpt, str(tmp_path / "no-shards"))
+    assert missing is None and "could not be read" in why
