@@ -15,6 +15,30 @@ from collections.abc import Callable
 from pathlib import Path
 
 
+def _rate(text: str) -> float:
+    """A ``--target-fpr`` value: a rate strictly between 0 and 1 (0.01 is 1%)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not a rate between 0 and 1 (0.01 is 1%)")
+    return value
+
+
+def _threshold(text: str) -> float | None:
+    """A ``--threshold`` value: a number in [0, 1], or ``card`` (the model's own: None)."""
+    if text.strip().lower() == "card":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a number nor 'card'") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1")
+    return value
+
+
 def _add_export(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export the best (or a chosen) trial as a model folder",
                        description="Write model.safetensors, config.json, metrics.json, a "
@@ -25,12 +49,17 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
                    help="pick the best trial by this validation metric (default: the search's)")
     p.add_argument("--out", default=None, metavar="DIR",
                    help="output folder (default RESULTS_DIR/export)")
+    p.add_argument("--target-fpr", type=_rate, nargs="+", default=[], metavar="RATE",
+                   help="also choose the threshold with the highest validation TPR at "
+                        "validation FPR <= RATE (0.01 is 1%%); the model card states its "
+                        "validation and test figures and predict --target-fpr applies it")
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from search.export import export_model
 
-    out = export_model(args.results, trial_id=args.trial, metric=args.metric, out=args.out)
+    out = export_model(args.results, trial_id=args.trial, metric=args.metric, out=args.out,
+                       target_fpr=args.target_fpr)
     print(f"exported to {out}  (model card: {out / 'README.md'})")
     return 0
 
@@ -43,8 +72,11 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("paths", metavar="PATHS", nargs="+",
                    help="image files, folders (recursive) or glob patterns (quote them)")
     p.add_argument("--out", default=None, metavar="FILE", help="write a .csv or .json file too")
-    p.add_argument("--threshold", type=float, default=None, metavar="T",
-                   help="FAKE when p_fake >= T (default: the model's own threshold)")
+    p.add_argument("--threshold", type=_threshold, default=None, metavar="T|card",
+                   help="FAKE when p_fake >= T (default 'card': the model's own threshold)")
+    p.add_argument("--target-fpr", type=_rate, default=None, metavar="RATE",
+                   help="use the threshold export chose for this FPR on validation "
+                        "(export --target-fpr RATE)")
     p.add_argument("--batch-size", type=int, default=64, metavar="N")
     p.add_argument("--backend", choices=("torch", "onnx"), default="torch",
                    help="torch (safetensors) or onnx (onnxruntime on model.onnx)")
@@ -57,7 +89,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if args.out and Path(args.out).suffix.lower() not in (".csv", ".json"):
         raise ValueError(f"--out {args.out}: use a .csv or .json file name")
     frame = predict_paths(args.model, args.paths, threshold=args.threshold,
-                          batch_size=args.batch_size, backend=args.backend,
+                          target_fpr=args.target_fpr, batch_size=args.batch_size,
+                          backend=args.backend,
                           progress=not args.quiet and sys.stderr.isatty())
     if not args.quiet:
         print(format_predictions(frame))
@@ -79,24 +112,33 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default="test", choices=("train", "val", "test"))
     p.add_argument("--cross", nargs="+", default=[], metavar="SHARDS",
                    help="more prepared sets: writes cross_dataset.md (trained-on x tested-on)")
-    p.add_argument("--threshold", type=float, default=None, metavar="T",
-                   help="decision threshold (default: the model's own)")
+    p.add_argument("--threshold", type=_threshold, default=None, metavar="T|card",
+                   help="decision threshold (default 'card': the model's own)")
+    p.add_argument("--target-fpr", type=_rate, default=None, metavar="RATE",
+                   help="use the threshold export chose for this FPR on validation")
+    p.add_argument("--robustness", action="store_true",
+                   help="also score --data's split after JPEG re-compression (quality 75, 50) "
+                        "and a downscale-upscale by 2: AUC and its drop")
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from search.data.prepare import verify_shards
     from search.evaluate import cross_dataset, evaluate_model, format_metrics
-    from search.predict import build_torch_model, read_model_info
+    from search.predict import build_torch_model, choose_threshold, read_model_info
 
     info = read_model_info(args.model)
+    threshold, rule = choose_threshold(info, args.threshold, args.target_fpr)
     build_torch_model(info)  # a broken weights file: a clear error now, not after Ray starts
     for shards in [args.data, *args.cross]:
         verify_shards(shards)
     print(f"model: {info.directory} ({info.arch}, {info.kind}; trained on {info.train_name})")
     _quiet_ray_data()
     if args.cross:
+        if args.robustness:
+            raise ValueError("--robustness scores --data only: run it without --cross")
         sets = [args.data, *(s for s in args.cross if s != args.data)]
-        matrix, path = cross_dataset(info.directory, sets, args.split, threshold=args.threshold)
+        matrix, path = cross_dataset(info.directory, sets, args.split, threshold=threshold,
+                                     threshold_rule=rule)
         for metrics in matrix["rows"][info.train_name]["cells"].values():
             print()
             print(format_metrics(metrics, info))
@@ -104,9 +146,24 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         print(path.read_text().split("## Details")[0].rstrip())
         print(f"\nwrote {path}")
         return 0
-    metrics, _ = evaluate_model(info.directory, args.data, args.split, threshold=args.threshold)
+    metrics, _ = evaluate_model(info.directory, args.data, args.split, threshold=threshold,
+                                threshold_rule=rule)
     print(format_metrics(metrics, info))
+    if args.robustness:
+        _print_robustness(info.directory, args.data, args.split, threshold)
     return 0
+
+
+def _print_robustness(model: Path, shards: str, split: str, threshold: float) -> None:
+    from search.evaluate import evaluate_robustness
+    from search.fmt import markdown_table, number
+    from search.report.robustness import NOTE, robustness_table
+
+    result = evaluate_robustness(model, shards, split, threshold=threshold)
+    frame = robustness_table({"model": result})
+    print(f"\nrobustness ({result['data']} [{split}], n={result['n']}):\n")
+    print(markdown_table(list(frame.columns), frame.to_numpy().tolist(), number))
+    print("\n" + NOTE.format(split=split))
 
 
 def _quiet_ray_data() -> None:

@@ -7,7 +7,9 @@ One module for both ways a model is evaluated:
   choosing), as a Ray task so that on a GPU cluster it lands on a GPU node;
 - a model folder (exported or a checkpoint) on one or several prepared sets
   (:func:`evaluate_model`, :func:`cross_dataset`): ``deepfake-search evaluate`` and its
-  trained-on x tested-on matrix, written as ``cross_dataset.md`` / ``.json``.
+  trained-on x tested-on matrix, written as ``cross_dataset.md`` / ``.json``;
+- a model under perturbations (:func:`evaluate_robustness`, :func:`robustness_remote`): AUC
+  after JPEG re-compression (quality 75, 50) and a downscale-upscale by 2, and its drop.
 
 Models are rebuilt by :func:`search.predict.build_torch_model`, the one loader of every
 command; predictions stream from the shards through the training stream (Ray Data).
@@ -18,16 +20,20 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import ray
 import torch
+from numpy.typing import ArrayLike
 
 from search import storage
 from search.cluster import connect
+from search.data.images import down_up, recompress_jpeg
 from search.data.prepare import manifest_hash, verify_shards
 from search.data.stream import Normalize, eval_dataset
 from search.fmt import markdown_table, number
@@ -41,6 +47,7 @@ from search.formats import (
     json_safe,
 )
 from search.predict import (
+    GIVEN_RULE,
     ModelFolderError,
     ModelInfo,
     build_torch_model,
@@ -49,11 +56,14 @@ from search.predict import (
     read_model_info,
 )
 from search.report.cross import DETAIL_COLUMNS, NOTE, detail_table, matrix_table, models
-from search.train.metrics import detector_metrics
+from search.train.metrics import ECE_BINS, detector_metrics
 from search.train.worker import predict_split
 
 #: The fix a broken checkpoint's error names (export and the test evaluation read them).
 RETRAIN = "pick another trial (--trial) or re-train"
+#: How format_metrics names detector_metrics' operating points.
+OPERATING_LABELS = {"TPR at FPR 1%": "tpr_at_fpr_1pct", "TPR at FPR 5%": "tpr_at_fpr_5pct",
+                    "FPR at TPR 95%": "fpr_at_tpr_95pct"}
 #: Logical CPUs of a new local cluster: Ray Data's read tasks and decode actors each need
 #: whole CPUs, so a small machine gets at least four.
 LOCAL_CPUS = max(4, os.cpu_count() or 1)
@@ -94,26 +104,32 @@ def evaluate_checkpoint(checkpoint_dir: str | Path, shards: str | Path, split: s
     return metrics, preds
 
 
-def evaluate_remote(checkpoint_dir: str, shards: str, split: str = "test",
-                    threshold: float | None = None) -> tuple[dict[str, Any], pd.DataFrame]:
-    """:func:`evaluate_checkpoint` as a Ray task, on a GPU when the cluster has one."""
+def _on_a_gpu(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)`` as a Ray task on a GPU when the cluster has one, else here."""
     if ray.cluster_resources().get("GPU", 0) < 1:
         # No GPU to move to: evaluate here rather than hold a CPU that Ray Data's own read
         # tasks need (on a small cluster that wait never ends).
-        return evaluate_checkpoint(checkpoint_dir, shards, split, threshold=threshold)
-    task = ray.remote(num_cpus=0.01, num_gpus=1)(evaluate_checkpoint)
-    return ray.get(task.remote(checkpoint_dir, shards, split, threshold=threshold))
+        return fn(*args, **kwargs)
+    return ray.get(ray.remote(num_cpus=0.01, num_gpus=1)(fn).remote(*args, **kwargs))
+
+
+def evaluate_remote(checkpoint_dir: str, shards: str, split: str = "test",
+                    threshold: float | None = None) -> tuple[dict[str, Any], pd.DataFrame]:
+    """:func:`evaluate_checkpoint` as a Ray task, on a GPU when the cluster has one."""
+    return _on_a_gpu(evaluate_checkpoint, checkpoint_dir, shards, split, threshold=threshold)
 
 
 # ------------------------------------------------------------------ a model folder, any set
 def evaluate_model(model_dir: str | Path, shards: str | Path, split: str = "test", *,
-                   threshold: float | None = None,
+                   threshold: float | None = None, threshold_rule: str | None = None,
                    batch_size: int = 128) -> tuple[dict[str, Any], pd.DataFrame]:
-    """Full detector metrics of a model folder on a prepared split, at the model's threshold.
+    """Full detector metrics of a model folder on a prepared split, at the model's threshold
+    (or ``threshold``, whose rule ``threshold_rule`` names: ``given`` by default).
 
     Returns ``(metrics, predictions)``; ``metrics`` is ``detector_metrics`` plus ``split``,
-    ``data`` (the set's name) and ``in_domain`` (the set the model was trained on). Joins
-    or starts Ray (:func:`search.cluster.connect`) to stream the shards.
+    ``data`` (the set's name), ``in_domain`` (the set the model was trained on) and
+    ``threshold_rule``. Joins or starts Ray (:func:`search.cluster.connect`) to stream the
+    shards.
     """
     shards = storage.absolute(shards)
     verify_shards(shards)  # a missing, truncated or changed shard: a clear error before Ray
@@ -123,9 +139,11 @@ def evaluate_model(model_dir: str | Path, shards: str | Path, split: str = "test
                       "std": list(info.std)}}
     preds = predict_shards(model, spec, shards, split, batch_size=batch_size)
     thr = info.threshold if threshold is None else float(threshold)
+    rule = threshold_rule or (info.threshold_rule if threshold is None else GIVEN_RULE)
     metrics: dict[str, Any] = detector_metrics(preds["label"].to_numpy(),
                                                preds["p_fake"].to_numpy(), threshold=thr)
     metrics.update({"split": split, "data": dataset_name(shards), "shards": str(shards),
+                    "threshold_rule": rule,
                     "in_domain": bool(info.train_hash) and manifest_hash(shards) == info.train_hash})
     return metrics, preds
 
@@ -139,7 +157,8 @@ def format_metrics(metrics: dict[str, Any], info: ModelInfo) -> str:
     n, pos = int(metrics["n"]), float(metrics["positive_rate"])
     fake = round(n * pos)
     thr = metrics["threshold"]
-    rule = info.threshold_rule if math.isclose(thr, info.threshold) else "given"
+    rule = metrics.get("threshold_rule") or (
+        info.threshold_rule if math.isclose(thr, info.threshold) else GIVEN_RULE)
     lines = [
         f"{metrics['data']} [{metrics['split']}]: n={n} (REAL {n - fake}, FAKE {fake})"
         + ("  — the model's own data set (held-out split)" if metrics.get("in_domain") else ""),
@@ -151,12 +170,109 @@ def format_metrics(metrics: dict[str, Any], info: ModelInfo) -> str:
         lines.append(f"{name:<18} {f(metrics[name]):>8} {f(metrics[f'{name}_at_threshold']):>8} "
                      f"{f(base) if base is not None else '':>9}")
     lines += ["", "threshold-free: " + ", ".join(
-        f"{k} {f(metrics[k])}" for k in ("auc", "ap", "eer", "log_loss")), "",
+        f"{k} {f(metrics[k])}" for k in ("auc", "ap", "eer", "log_loss")),
+        "operating points: " + ", ".join(
+            f"{label} {f(metrics.get(k))}" for label, k in OPERATING_LABELS.items()),
+        f"calibration: ece {f(metrics.get('ece'))} (p_fake, {ECE_BINS} equal-width bins)", "",
         f"confusion matrix at threshold {thr:.4g} (FAKE = positive):",
         f"{'':>12} {'pred REAL':>10} {'pred FAKE':>10}",
         f"{'true REAL':>12} {metrics['tn_at_threshold']:>10} {metrics['fp_at_threshold']:>10}",
         f"{'true FAKE':>12} {metrics['fn_at_threshold']:>10} {metrics['tp_at_threshold']:>10}"]
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ robustness
+CLEAN = "clean"
+#: The perturbations finalists are scored under: name -> what it does to one decoded
+#: HxWx3 uint8 image at the model's input size (before normalisation).
+PERTURBATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "jpeg_q75": partial(recompress_jpeg, quality=75),
+    "jpeg_q50": partial(recompress_jpeg, quality=50),
+    "downup_x2": partial(down_up, factor=2),
+}
+
+
+def perturbed_predictions(model: Any, meta: dict[str, Any], shards: str | Path, split: str, *,
+                          conditions: Mapping[str, Callable[[np.ndarray], np.ndarray]] = PERTURBATIONS,
+                          batch_size: int = 128) -> pd.DataFrame:
+    """``id, label`` and one p_fake column per condition (``clean`` first), sorted by id.
+
+    One pass over the split: each batch is decoded once, then scored as it is and after
+    each perturbation, with the same normalisation (and bf16 autocast on a GPU) as the
+    finalists' test evaluation, so the ``clean`` column is that evaluation's p_fake.
+    """
+    spec = meta["input"]
+    ds = eval_dataset(shards, split, size=spec["input_size"], batch_size=batch_size)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = model.to(device).eval()
+    normalize = Normalize(spec["mean"], spec["std"])
+    columns: dict[str, list[np.ndarray]] = {CLEAN: [], **{name: [] for name in conditions}}
+    ids: list[str] = []
+    labels: list[np.ndarray] = []
+    for batch in ds.iter_batches(batch_size=batch_size, batch_format="numpy", prefetch_batches=2):
+        images = batch["image"]
+        for name, perturb in ((CLEAN, None), *conditions.items()):
+            x = images if perturb is None else np.stack([perturb(img) for img in images])
+            x = normalize(torch.from_numpy(np.ascontiguousarray(x)).to(device))
+            with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16,
+                                                        enabled=device.type == "cuda"):
+                logits = model(x).float().reshape(-1)
+            columns[name].append(torch.sigmoid(logits).cpu().numpy().astype(np.float64))
+        labels.append(np.asarray(batch["label"]).astype(np.int64))
+        ids.extend(str(i) for i in batch["id"])
+    if not ids:
+        raise ValueError(f"the {split} split of {shards} has no image to evaluate")
+    frame = pd.DataFrame({"id": ids, "label": np.concatenate(labels),
+                          **{name: np.concatenate(parts) for name, parts in columns.items()}})
+    return frame.sort_values("id", kind="stable", ignore_index=True)
+
+
+def robustness_summary(y_true: ArrayLike, scores: Mapping[str, ArrayLike],
+                       threshold: float) -> dict[str, dict[str, float]]:
+    """Per condition: ``auc``, ``auc_drop`` (clean AUC minus this one: positive is worse),
+    ``balanced_accuracy`` at ``threshold`` (the model's own, as deployed) and the
+    ``tpr_at_fpr_5pct`` operating point. ``scores`` must hold ``clean``."""
+    if CLEAN not in scores:
+        raise ValueError(f"scores need a {CLEAN!r} entry to measure the drop against")
+    out: dict[str, dict[str, float]] = {}
+    for name, p in scores.items():
+        m = detector_metrics(y_true, p, threshold=threshold)
+        out[name] = {"auc": m["auc"], "balanced_accuracy": m["balanced_accuracy_at_threshold"],
+                     "tpr_at_fpr_5pct": m["tpr_at_fpr_5pct"]}
+    for m in out.values():
+        m["auc_drop"] = out[CLEAN]["auc"] - m["auc"]
+    return out
+
+
+def evaluate_robustness(model_dir: str | Path, shards: str | Path, split: str = "test", *,
+                        conditions: Mapping[str, Callable[[np.ndarray], np.ndarray]] = PERTURBATIONS,
+                        threshold: float | None = None,
+                        batch_size: int = 128) -> dict[str, Any]:
+    """A model folder (exported or a checkpoint) on a prepared split, clean and under each
+    perturbation: ``split``, ``data``, ``n``, ``threshold`` and ``conditions`` (condition ->
+    :func:`robustness_summary`'s figures). A detector whose AUC collapses under JPEG
+    re-compression reads the codec, not the manipulation, and is not deployable."""
+    shards = storage.absolute(shards)
+    verify_shards(shards)
+    info = read_model_info(model_dir, fix=RETRAIN)
+    model = build_torch_model(info, fix=RETRAIN)
+    connect(num_cpus=LOCAL_CPUS)  # joins the running cluster (a search, a Ray task) as it is
+    spec = {"input": {"input_size": info.input_size, "mean": list(info.mean),
+                      "std": list(info.std)}}
+    preds = perturbed_predictions(model, spec, shards, split, conditions=conditions,
+                                  batch_size=batch_size)
+    thr = info.threshold if threshold is None else float(threshold)
+    summary = robustness_summary(preds["label"].to_numpy(),
+                                 {name: preds[name].to_numpy() for name in (CLEAN, *conditions)},
+                                 thr)
+    return {"split": split, "data": dataset_name(shards), "n": len(preds), "threshold": thr,
+            "conditions": summary}
+
+
+def robustness_remote(checkpoint_dir: str, shards: str, split: str = "test") -> dict[str, Any]:
+    """:func:`evaluate_robustness` of a finalist's checkpoint as a Ray task, on a GPU when
+    the cluster has one (what the search runs after its test evaluation)."""
+    return _on_a_gpu(evaluate_robustness, checkpoint_dir, shards, split)
 
 
 # ------------------------------------------------------------------ the cross-dataset matrix
@@ -202,8 +318,8 @@ def _load_matrix(json_path: Path, split: str) -> dict[str, Any]:
 
 
 def cross_dataset(model_dir: str | Path, sets: Sequence[str | Path], split: str = "test", *,
-                  out_dir: str | Path | None = None,
-                  threshold: float | None = None) -> tuple[dict[str, Any], Path]:
+                  out_dir: str | Path | None = None, threshold: float | None = None,
+                  threshold_rule: str | None = None) -> tuple[dict[str, Any], Path]:
     """Evaluate a model on several prepared sets and write the cross-dataset matrix.
 
     The matrix goes to ``<results>/cross_dataset.md`` (and ``.json``) when the model lives in
@@ -223,7 +339,8 @@ def cross_dataset(model_dir: str | Path, sets: Sequence[str | Path], split: str 
     row = matrix["rows"].setdefault(info.train_name, {"model": str(info.directory), "cells": {}})
     row["model"] = str(info.directory)
     for shards in sets:
-        metrics, _ = evaluate_model(info.directory, shards, split, threshold=threshold)
+        metrics, _ = evaluate_model(info.directory, shards, split, threshold=threshold,
+                                    threshold_rule=threshold_rule)
         row["cells"][metrics["data"]] = json_safe(metrics)
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(matrix, indent=1) + "\n")
@@ -232,6 +349,8 @@ def cross_dataset(model_dir: str | Path, sets: Sequence[str | Path], split: str 
     return matrix, md_path
 
 
-__all__ = ["LOCAL_CPUS", "RETRAIN", "cross_dataset", "cross_dataset_markdown", "evaluate_checkpoint",
-           "evaluate_model", "evaluate_remote", "find_results_dir", "format_metrics",
-           "load_checkpoint_model", "predict_shards"]
+__all__ = ["CLEAN", "LOCAL_CPUS", "OPERATING_LABELS", "PERTURBATIONS", "RETRAIN", "cross_dataset",
+           "cross_dataset_markdown", "evaluate_checkpoint", "evaluate_model",
+           "evaluate_remote", "evaluate_robustness", "find_results_dir", "format_metrics",
+           "load_checkpoint_model", "perturbed_predictions", "predict_shards",
+           "robustness_remote", "robustness_summary"]

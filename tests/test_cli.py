@@ -75,6 +75,11 @@ def test_console_script_help_is_cheap() -> None:
     ["evaluate", "MODEL", "--data", "D", "--split", "dev"],
     ["prepare"],  # --layout is required
     ["run", "--num-samples", "many"],
+    ["predict", "MODEL", "a.png", "--threshold", "banana"],
+    ["predict", "MODEL", "a.png", "--threshold", "1.5"],
+    ["predict", "MODEL", "a.png", "--target-fpr", "1"],  # a rate strictly inside (0, 1)
+    ["export", "RESULTS", "--target-fpr", "0"],
+    ["export", "RESULTS", "--target-fpr", "5%"],
 ])
 def test_bad_flags_are_usage_errors(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as done:
@@ -96,6 +101,7 @@ def test_flags_reach_the_commands(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(cli.COMMANDS, "run", record("run", 0))
     monkeypatch.setitem(cli_tools.COMMANDS, "predict", record("predict", 1))
     monkeypatch.setitem(cli_tools.COMMANDS, "evaluate", record("evaluate", 0))
+    monkeypatch.setitem(cli_tools.COMMANDS, "export", record("export", 0))
     assert main(["run", "--config", "x.yaml", "--data", "D", "optim.lr=0.1", "--name", "n",
                  "--num-samples", "3", "--resume", "--no-test", "--export"]) == 0
     run = seen["run"]
@@ -112,6 +118,14 @@ def test_flags_reach_the_commands(monkeypatch: pytest.MonkeyPatch) -> None:
     evaluate = seen["evaluate"]
     assert (evaluate.data, evaluate.cross, evaluate.split, evaluate.threshold) == (
         "D", ["X", "Y"], "val", None)
+    assert (evaluate.target_fpr, evaluate.robustness) == (None, False)
+    assert main(["evaluate", "M", "--data", "D", "--target-fpr", "0.05", "--robustness"]) == 0
+    assert (seen["evaluate"].target_fpr, seen["evaluate"].robustness) == (0.05, True)
+    assert main(["predict", "M", "a.png", "--threshold", "card", "--target-fpr", "0.01"]) == 1
+    assert (seen["predict"].threshold, seen["predict"].target_fpr) == (None, 0.01)
+    assert main(["export", "R", "--target-fpr", "0.01", "0.05"]) == 0
+    assert seen["export"].target_fpr == [0.01, 0.05]
+    assert main(["export", "R"]) == 0 and seen["export"].target_fpr == []
 
 
 # ------------------------------------------------------------------ user errors: exit 2
@@ -169,6 +183,29 @@ def test_evaluate_checks_every_set_before_ray(exported: Path, demo_shards: Path,
     err = _user_error(["evaluate", str(exported), "--data", str(demo_shards),
                        "--cross", str(tmp_path / "missing")], capsys)
     assert str(tmp_path / "missing") in err
+    assert ray.is_initialized() == started
+
+
+def test_threshold_choices_are_user_errors(exported: Path, demo_shards: Path, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """A target FPR the model folder has no threshold for, both --threshold and
+    --target-fpr, --robustness with --cross: one line each, before Ray."""
+    import ray
+
+    started = ray.is_initialized()
+    image = tmp_path / "a.png"
+    image.write_bytes(b"")
+    err = _user_error(["predict", str(exported), str(image), "--target-fpr", "0.02"], capsys)
+    assert "no threshold for target FPR 0.02; it has none" in err and "export with" in err
+    err = _user_error(["predict", str(exported), str(image), "--threshold", "0.3",
+                       "--target-fpr", "0.01"], capsys)
+    assert "not both" in err
+    err = _user_error(["evaluate", str(exported), "--data", str(demo_shards),
+                       "--target-fpr", "0.02"], capsys)
+    assert "no threshold for target FPR 0.02" in err
+    err = _user_error(["evaluate", str(exported), "--data", str(demo_shards), "--cross",
+                       str(demo_shards), "--robustness"], capsys)
+    assert "--robustness scores --data only" in err
     assert ray.is_initialized() == started
 
 

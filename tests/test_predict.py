@@ -20,6 +20,7 @@ from PIL import Image
 from search import cli_tools
 from search.evaluate import cross_dataset_markdown, find_results_dir
 from search.predict import (
+    COLUMNS,
     Preprocessor,
     expand_paths,
     predict_paths,
@@ -110,8 +111,10 @@ def test_broken_files_are_reported_and_backends_agree(exported: Path, mixed: Pat
     assert torch_rows.loc[~good, "p_fake"].isna().all()
     assert torch_rows.loc[~good, "label"].isna().all()
     pd.testing.assert_series_equal(torch_rows["error"], onnx_rows["error"])
-    diff = np.abs(torch_rows.loc[good, "p_fake"].to_numpy() - onnx_rows.loc[good, "p_fake"].to_numpy())
-    assert diff.max() < 1e-4
+    for column in ("p_fake", "p_calibrated"):  # export fitted a temperature: both backends apply it
+        diff = np.abs(torch_rows.loc[good, column].to_numpy() - onnx_rows.loc[good, column].to_numpy())
+        assert diff.max() < 1e-4, column
+    assert torch_rows.loc[~good, "p_calibrated"].isna().all()
 
 
 def test_outputs_globs_and_cli(exported: Path, mixed: Path, tmp_path: Path,
@@ -121,7 +124,10 @@ def test_outputs_globs_and_cli(exported: Path, mixed: Path, tmp_path: Path,
                                                            "missing.jpg"]
     assert frame.set_index("path").loc[str(mixed / "missing.jpg"), "error"] == "no such file or folder"
     csv = pd.read_csv(write_predictions(frame, tmp_path / "p.csv"))
-    assert list(csv.columns) == ["path", "p_fake", "label", "error"] and len(csv) == 4
+    assert list(csv.columns) == list(COLUMNS) and len(csv) == 4
+    info = read_model_info(exported)
+    assert (csv["threshold"] == info.threshold).all()  # the CSV says which threshold it applied
+    assert (csv["threshold_rule"] == "F1-optimal on validation").all()
     records = json.loads(write_predictions(frame, tmp_path / "p.json").read_text())
     assert {r["p_fake"] is None for r in records} == {True, False}
     with pytest.raises(ValueError, match=".csv or .json"):
@@ -130,6 +136,14 @@ def test_outputs_globs_and_cli(exported: Path, mixed: Path, tmp_path: Path,
                  "--backend", "onnx"]) == 0
     out = capsys.readouterr().out
     assert "zero-byte file" in out and "4 scored" in out and "3 failed" in out
+    assert "p_calib" in out and "F1-optimal on validation" in out
+    assert _run(["predict", str(exported), str(mixed / "good.png"), "--threshold", "card",
+                 "--out", str(tmp_path / "card.csv")]) == 0
+    assert pd.read_csv(tmp_path / "card.csv")["threshold"].tolist() == [info.threshold]
+    assert _run(["predict", str(exported), str(mixed / "good.png"), "--threshold", "0",
+                 "--out", str(tmp_path / "zero.csv")]) == 0
+    given = pd.read_csv(tmp_path / "zero.csv").iloc[0]
+    assert (given["threshold"], given["threshold_rule"], given["label"]) == (0.0, "given", "FAKE")
     assert len(pd.read_csv(tmp_path / "cli.csv")) == 7
     with pytest.raises(FileNotFoundError, match="none of the inputs"):
         predict_paths(exported, [tmp_path / "nothing-here"])
@@ -154,6 +168,7 @@ def test_checkpoint_folders_load_without_unpickling(model_results: Path, mixed: 
     assert (Path(checkpoint) / "trainer_state.pt").is_file()
     rows = predict_paths(checkpoint, [mixed / "good.png"])
     assert rows["error"].isna().all()
+    assert rows["p_calibrated"].isna().all()  # a checkpoint has no fitted temperature
     with pytest.raises(FileNotFoundError, match="model.onnx"):
         predict_paths(checkpoint, [mixed / "good.png"], backend="onnx")
 
@@ -179,6 +194,7 @@ def test_evaluate_cross_dataset(exported: Path, demo_shards: Path, frames_shards
             ray.shutdown()
     out = capsys.readouterr().out
     assert "confusion matrix" in out and "majority" in out and "auc" in out
+    assert "operating points: TPR at FPR 1% " in out and "calibration: ece " in out
     # Exported with --out elsewhere: the matrix still goes to the results folder it came from.
     md = model_results / "cross_dataset.md"
     assert not (exported.parent / "cross_dataset.md").exists()

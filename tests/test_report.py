@@ -183,6 +183,32 @@ def test_partial_results_get_notes_not_errors(synthetic: Path, tmp_path: Path) -
     assert _figures(page) == ["confusion.png", "search.png"]
 
 
+def test_robustness_section_when_the_search_scored_it(synthetic: Path, tmp_path: Path) -> None:
+    """robustness.json (the finalists' AUC clean and perturbed) becomes a section after the
+    curves: one row per finalist and condition, the drop signed, a missing AUC a dash."""
+    bare = tmp_path / "robust"
+    bare.mkdir()
+    for name in (formats.EXPERIMENT, formats.TRIALS_PARQUET):
+        shutil.copy(synthetic / name, bare / name)
+    conditions = {"clean": {"auc": 0.9, "auc_drop": 0.0, "balanced_accuracy": 0.8},
+                  "jpeg_q50": {"auc": 0.62, "auc_drop": 0.28, "balanced_accuracy": 0.55},
+                  "downup_x2": {"auc": None, "auc_drop": None, "balanced_accuracy": 0.5}}
+    (bare / formats.ROBUSTNESS).write_text(json.dumps(
+        {"a1": {"split": "test", "n": 120, "conditions": conditions}}))
+    page = write_report(bare).read_text()
+    sections = re.findall(r'<section id="([^"]+)"', page)
+    assert sections == [s for s in SECTIONS if s != "cross"][:4] + ["robustness"] + [
+        s for s in SECTIONS if s != "cross"][4:]
+    body = page.split('<section id="robustness">', 1)[1].split("</section>", 1)[0]
+    rows = re.findall(r"<tr>(.*?)</tr>", body)
+    cells = [re.findall(r"<td[^>]*>(.*?)</td>", row) for row in rows]
+    assert [c[:4] for c in cells if c] == [
+        ["custom_cnn · a1", "clean", "0.900", "+0.000"],
+        ["custom_cnn · a1", "JPEG quality 50", "0.620", "+0.280"],
+        ["custom_cnn · a1", "downscale x2 and back", DASH, DASH]]
+    assert "JPEG re-compression at quality 75 and 50" in body and "test split" in body
+
+
 def test_a_missing_results_folder_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="does not exist"):
         write_report(tmp_path / "nowhere")

@@ -195,6 +195,29 @@ def decode_to_array(data: bytes, size: int) -> np.ndarray:
     return np.asarray(img, dtype=np.uint8)
 
 
+def recompress_jpeg(image: np.ndarray, quality: int) -> np.ndarray:
+    """An HxWx3 uint8 image after one JPEG round trip at ``quality`` (Pillow's defaults
+    otherwise: 4:2:0 chroma subsampling, as most re-uploads do): the compression a detector
+    meets when a fake is re-shared."""
+    if not 1 <= int(quality) <= 100:
+        raise ValueError(f"JPEG quality must be between 1 and 100, not {quality!r}")
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="JPEG", quality=int(quality))
+    with Image.open(buf) as img:
+        return np.asarray(img.convert("RGB"), dtype=np.uint8)
+
+
+def down_up(image: np.ndarray, factor: int = 2) -> np.ndarray:
+    """An HxWx3 uint8 image downscaled by ``factor`` and upscaled back to its size, both
+    bilinear: the detail a low-resolution copy loses, at the model's input size."""
+    if factor < 1:
+        raise ValueError(f"factor must be at least 1, not {factor!r}")
+    img = Image.fromarray(image)
+    small = img.resize((max(1, img.width // factor), max(1, img.height // factor)),
+                       Image.Resampling.BILINEAR)
+    return np.asarray(small.resize(img.size, Image.Resampling.BILINEAR), dtype=np.uint8)
+
+
 def decode_batch(images: Sequence[bytes], size: int, *,
                  skipped: list[tuple[int, str]] | None = None) -> np.ndarray:
     """Decode encoded images to one ``(n, size, size, 3)`` uint8 array (NHWC, as decoded).
@@ -235,10 +258,12 @@ __all__ = [
     "PreparedImage",
     "decode_batch",
     "decode_to_array",
+    "down_up",
     "encode",
     "load_rgb",
     "is_utf8_name",
     "prepare_image",
     "read_regular",
+    "recompress_jpeg",
     "safe_name",
 ]

@@ -34,6 +34,7 @@ class Results:
     params: list[str]  # parameters that varied across the trials (arch first)
     importances: dict[str, dict[str, float]] | str  # or why there are none
     cross: dict[str, Any] | None  # the cross-dataset matrix, when evaluate --cross wrote one
+    robustness: Metrics | None = None  # trial id -> AUC under perturbations, when scored
 
     @property
     def metric(self) -> str:
@@ -125,7 +126,8 @@ def load_results(results_dir: str | Path) -> Results:
                    params=searched_params(directory, trials),
                    importances=param_importances(directory / formats.OPTUNA_DB,
                                                  cfg.search.name),
-                   cross=_json(directory / formats.CROSS_JSON))
+                   cross=_json(directory / formats.CROSS_JSON),
+                   robustness=_json(directory / formats.ROBUSTNESS))
 
 
 __all__ = ["Results", "checkpoint_dir", "load_results", "read_experiment", "read_trials",

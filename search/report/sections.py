@@ -17,6 +17,7 @@ from search import formats
 from search.fmt import number
 from search.report import cross as cross_tables
 from search.report import figures
+from search.report import robustness as robust_tables
 from search.report.markup import Section, bullets, esc, heading, img, lead, note, para, table
 from search.report.results import Results, checkpoint_dir
 from search.tune import tables
@@ -174,6 +175,19 @@ def curves(r: Results) -> Section:
     return s
 
 
+def robustness(r: Results) -> Section | None:
+    """AUC of the finalists clean and under JPEG re-compression and downscaling, when the
+    search scored them (``robustness.json``)."""
+    if not r.robustness:
+        return None
+    labels = {str(row["trial_id"]): f"{row.get('arch')} · {row['trial_id']}"
+              for _, row in r.finals.iterrows()}
+    frame = robust_tables.robustness_table(r.robustness, labels)
+    return Section("robustness", "Robustness").add(
+        para(robust_tables.NOTE.format(split=robust_tables.split_of(r.robustness))),
+        table(frame, cell=lambda col, v: number(v, "+.3f") if col == "drop" else number(v)))
+
+
 def _top(r: Results) -> pd.DataFrame:
     """The best trials by the search metric (the table is sorted best first)."""
     col = r.best_column
@@ -244,8 +258,8 @@ def files(r: Results) -> Section:
 
 
 #: The page's sections, top to bottom.
-BUILDERS: tuple[Builder, ...] = (overview, leaderboard, confusion, curves, learning, search,
-                                 cross, files)
+BUILDERS: tuple[Builder, ...] = (overview, leaderboard, confusion, curves, robustness, learning,
+                                 search, cross, files)
 
 __all__ = ["BUILDERS", "TOP_TRIALS", "Builder", "confusion", "cross", "curves", "files",
-           "learning", "leaderboard", "overview", "search", "trials_table"]
+           "learning", "leaderboard", "overview", "robustness", "search", "trials_table"]

@@ -42,6 +42,8 @@ __all__ = [
     "logit",
     "fit_temperature",
     "OPERATING_POINTS",
+    "ECE_BINS",
+    "TEMPERATURE_BOUNDS",
     "detector_metrics",
 ]
 

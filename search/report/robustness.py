@@ -1,0 +1,57 @@
+"""The finalists' robustness (``robustness.json``) as tables: AUC clean and under each
+perturbation, and its drop (pandas only: the report and the leaderboard both show it).
+
+The file maps a trial id to what :func:`search.evaluate.evaluate_robustness` returned for
+its checkpoint: ``split``, ``n``, ``threshold`` and ``conditions`` (condition -> ``auc``,
+``auc_drop``, ``balanced_accuracy``, ``tpr_at_fpr_5pct``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+
+NOTE = ("Each finalist's {split} split, scored clean and after perturbing the decoded images "
+        "before normalisation: JPEG re-compression at quality 75 and 50, and a downscale by 2 "
+        "and back (bilinear). `drop` is the clean AUC minus the perturbed one: a detector whose "
+        "AUC collapses under compression reads the codec, not the manipulation, and will not "
+        "survive a re-shared image. Balanced accuracy is at the model's own threshold.")
+#: Readable names of the conditions :data:`search.evaluate.PERTURBATIONS` defines.
+CONDITIONS = {"clean": "clean", "jpeg_q75": "JPEG quality 75", "jpeg_q50": "JPEG quality 50",
+              "downup_x2": "downscale x2 and back"}
+COLUMNS = ("trial", "condition", "AUC", "drop", "balanced accuracy", "TPR at FPR 5%")
+
+Robustness = Mapping[str, Mapping[str, Any]]  # trial id -> evaluate_robustness's result
+
+
+def robustness_table(robustness: Robustness,
+                     labels: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """One row per (finalist, condition), clean first; ``labels`` names the trials (e.g.
+    ``"resnet50 · a1"``), else the trial id is shown."""
+    rows = []
+    for tid, result in robustness.items():
+        for name, m in (result.get("conditions") or {}).items():
+            rows.append([(labels or {}).get(tid, tid), CONDITIONS.get(name, name), m.get("auc"),
+                         m.get("auc_drop"), m.get("balanced_accuracy"), m.get("tpr_at_fpr_5pct")])
+    return pd.DataFrame(rows, columns=list(COLUMNS), dtype=object)
+
+
+def worst_drop(result: Mapping[str, Any]) -> float | None:
+    """The largest AUC drop over a finalist's perturbations (None when none was measured):
+    one number for a leaderboard column."""
+    drops = [m.get("auc_drop") for name, m in (result.get("conditions") or {}).items()
+             if name != "clean"]
+    drops = [float(d) for d in drops if d is not None and not math.isnan(float(d))]
+    return max(drops) if drops else None
+
+
+def split_of(robustness: Robustness) -> str:
+    """The split the finalists were perturbed on (``test`` unless the file says otherwise)."""
+    return next((str(r["split"]) for r in robustness.values() if r.get("split")), "test")
+
+
+__all__ = ["COLUMNS", "CONDITIONS", "NOTE", "Robustness", "robustness_table", "split_of",
+           "worst_drop"]
