@@ -163,7 +163,10 @@ class SearchConfig(_Validated):
                 raise ConfigError(f"search.mode must be 'max' or 'min', not {self.mode!r}")
             return self.mode
         lowered = self.metric.lower()
-        return "min" if any(k in lowered for k in ("loss", "eer", "_fp", "_fn", "error")) else "max"
+        if "tpr_at_fpr" in lowered:  # TPR at a fixed FPR: higher is better despite "_fpr"
+            return "max"
+        lower_is_better = ("loss", "eer", "_fp", "_fn", "error", "ece")
+        return "min" if any(k in lowered for k in lower_is_better) else "max"
 
 
 SECTIONS: dict[str, type] = {

@@ -16,6 +16,8 @@ import pandas as pd
 
 from search.fmt import markdown_table, missing
 from search.formats import CHECKPOINT_GLOB, CONFIG, TRAIN_RUNS, TRIAL_PREFIX, trial_dirname
+from search.report.robustness import NOTE as ROBUSTNESS_NOTE
+from search.report.robustness import Robustness, robustness_table, split_of
 
 #: The columns of the study's table, then the ones it needed to be read correctly.
 STUDY_COLUMNS = ("accuracy", "precision", "recall", "f1")
@@ -146,7 +148,8 @@ def finalists(trials: pd.DataFrame, metric: str) -> pd.DataFrame:
 
 
 #: The best trial's row per split: the study's metrics, the ones they need, the confusion.
-SPLIT_COLUMNS = (*STUDY_COLUMNS, "auc", "ap", "eer", "balanced_accuracy", "threshold",
+SPLIT_COLUMNS = (*STUDY_COLUMNS, "auc", "ap", "eer", "balanced_accuracy", "tpr_at_fpr_1pct",
+                 "tpr_at_fpr_5pct", "fpr_at_tpr_95pct", "ece", "threshold",
                  "f1_at_threshold", "baseline_accuracy", *CONFUSION)
 #: What the leaderboard's tables mean, shared by leaderboard.md and the HTML report.
 BOARD_NOTE = ("Best trial per architecture by validation `{metric}` ({mode}). FAKE is the "
@@ -211,7 +214,7 @@ def markdown(frame: pd.DataFrame) -> str:
 def leaderboard(trials: pd.DataFrame, *, metric: str, mode: str,
                 test: TestMetrics | None = None,
                 importances: Mapping[str, Mapping[str, float]] | str | None = None,
-                title: str = "") -> str:
+                title: str = "", robustness: Robustness | None = None) -> str:
     """The study's table (best trial per architecture) plus what it needed to be read."""
     test = test or {}
     best = finalists(trials, metric)
@@ -227,6 +230,10 @@ def leaderboard(trials: pd.DataFrame, *, metric: str, mode: str,
         others = others_test_table(top, test)
         if len(others):
             out += ["Test split of the other finalists:", "", markdown(others), ""]
+    if robustness:
+        split = split_of(robustness)
+        out += [f"## Robustness ({split} split)", "", ROBUSTNESS_NOTE.format(split=split), "",
+                markdown(robustness_table(robustness)), ""]
     out += ["## Parameter importances (Optuna, fANOVA)", ""]
     if isinstance(importances, Mapping) and importances:
         out += [IMPORTANCE_NOTE, ""]

@@ -35,8 +35,15 @@ from ray.tune.search.optuna import OptunaSearch
 from search import storage
 from search.config import ConfigError, ExperimentConfig
 from search.data.demo import ensure_demo_shards
-from search.evaluate import evaluate_remote
-from search.formats import CHECKPOINT_GLOB, OPTUNA_DB, TEST_PREDICTIONS, trial_dirname
+from search.evaluate import evaluate_remote, robustness_remote
+from search.formats import (
+    CHECKPOINT_GLOB,
+    OPTUNA_DB,
+    ROBUSTNESS,
+    TEST_PREDICTIONS,
+    json_safe,
+    trial_dirname,
+)
 from search.formats import EXPERIMENT as CONFIG_FILE
 from search.storage import experiment_dir, local_experiment_dir
 from search.train.driver import (
@@ -447,6 +454,7 @@ def finish(cfg: ExperimentConfig, results: Any, *, evaluate_test: bool = True,
     trials.to_csv(exp_dir / "trials.csv", index=False)
     history.to_parquet(exp_dir / "history.parquet", index=False)
     test: dict[str, dict[str, Any]] = {}
+    robust: dict[str, Any] = {}
     if evaluate_test and len(trials):
         shards = resolve_shards(cfg)
         for _, row in finalists.iterrows():
@@ -454,9 +462,14 @@ def finish(cfg: ExperimentConfig, results: Any, *, evaluate_test: bool = True,
             test[str(row["trial_id"])] = metrics
             preds.to_csv(Path(row["checkpoint"]) / "test_predictions.csv", index=False)
         (exp_dir / "test_metrics.json").write_text(json.dumps(test, indent=1))
+        # The finalists under JPEG re-compression and down-up scaling: a detector that
+        # dies under compression is not deployable, whatever its clean AUC.
+        robust = {str(row["trial_id"]): robustness_remote(row["checkpoint"], shards, "test")
+                  for _, row in finalists.iterrows()}
+        (exp_dir / ROBUSTNESS).write_text(json.dumps(json_safe(robust), indent=1))
     board = tables.leaderboard(trials, metric=cfg.search.metric, mode=mode, test=test,
                                importances=param_importances(exp_dir / OPTUNA_DB, cfg.search.name),
-                               title=cfg.search.name)
+                               title=cfg.search.name, robustness=robust)
     (exp_dir / "leaderboard.md").write_text(board + "\n")
     outcome = SearchOutcome(exp_dir, trials, history, board, test)
     if remote:

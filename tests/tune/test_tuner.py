@@ -167,3 +167,20 @@ def test_run_exports_the_best_trial(tiny_search):
     x = torch.randn(4, 3, info.input_size, info.input_size, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
         assert (model(x) - reference(x)).abs().max().item() < 1e-5
+
+
+def test_finalists_are_scored_under_perturbation(tiny_search):
+    """The search ends with each finalist's test AUC clean, under JPEG 75/50 and down-up
+    scaling (robustness.json), and the leaderboard and report show the drop."""
+    robust = json.loads((tiny_search / "robustness.json").read_text())
+    trials = pd.read_parquet(tiny_search / "trials.parquet")
+    finalists = trials.drop_duplicates("arch")  # best per architecture (sorted best first)
+    assert set(robust) == set(finalists["trial_id"].astype(str))
+    for result in robust.values():
+        conditions = result["conditions"]
+        assert set(conditions) == {"clean", "jpeg_q75", "jpeg_q50", "downup_x2"}
+        for name, row in conditions.items():
+            assert row["auc_drop"] == pytest.approx(conditions["clean"]["auc"] - row["auc"])
+    board = (tiny_search / "leaderboard.md").read_text()
+    assert "## Robustness (test split)" in board and "JPEG quality 50" in board
+    assert "Robustness" in (tiny_search / "report" / "report.html").read_text()
