@@ -179,7 +179,7 @@ def test_finalists_are_scored_under_perturbation(tiny_search):
     for result in robust.values():
         conditions = result["conditions"]
         assert set(conditions) == {"clean", "jpeg_q75", "jpeg_q50", "downup_x2"}
-        for name, row in conditions.items():
+        for row in conditions.values():
             assert row["auc_drop"] == pytest.approx(conditions["clean"]["auc"] - row["auc"])
     board = (tiny_search / "leaderboard.md").read_text()
     assert "## Robustness (test split)" in board and "JPEG quality 50" in board
