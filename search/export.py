@@ -640,6 +640,23 @@ def _folder_config(cfg: ExperimentConfig, meta: dict[str, Any], row: pd.Series, 
     }
 
 
+def _deployment(checkpoint: Path, shards: str, targets: Sequence[float], *,
+                verbose: bool) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """(temperature calibration, one operating point per target FPR) of a checkpoint, from
+    its validation predictions (and test ones, made once when targets need them)."""
+    val_preds = read_predictions(checkpoint / VAL_PREDICTIONS)
+    if targets and val_preds is None:
+        raise ValueError(f"{checkpoint} has no {VAL_PREDICTIONS}: --target-fpr chooses its "
+                         "threshold on the validation predictions; export another trial")
+    test_preds, test_source = (fetch_test_predictions(checkpoint, shards) if targets
+                               else (read_predictions(checkpoint / TEST_PREDICTIONS), ""))
+    if targets and test_preds is None and verbose:
+        print(f"no test figures for the operating points: {test_source}")
+    calibration = calibrate(val_preds, test_preds)
+    temperature = calibration["temperature"] if calibration else None
+    return calibration, [operating_point(t, val_preds, test_preds, temperature) for t in targets]
+
+
 def export_model(results_dir: str | Path, *, trial_id: str | None = None,
                  metric: str | None = None, out: str | Path | None = None,
                  target_fpr: Sequence[float] = (), verbose: bool = True) -> Path:
@@ -660,17 +677,7 @@ def export_model(results_dir: str | Path, *, trial_id: str | None = None,
     cfg = config_from_dict(meta["experiment"])
     epoch_metrics = meta.get("metrics", {})
     threshold, rule = _saved_threshold(epoch_metrics)
-    val_preds = read_predictions(checkpoint / VAL_PREDICTIONS)
-    if targets and val_preds is None:
-        raise ValueError(f"{checkpoint} has no {VAL_PREDICTIONS}: --target-fpr chooses its "
-                         "threshold on the validation predictions; export another trial")
-    test_preds, test_source = (fetch_test_predictions(checkpoint, cfg.data.shards) if targets
-                               else (read_predictions(checkpoint / TEST_PREDICTIONS), ""))
-    if targets and test_preds is None and verbose:
-        print(f"no test figures for the operating points: {test_source}")
-    calibration = calibrate(val_preds, test_preds)
-    temperature = calibration["temperature"] if calibration else None
-    points = [operating_point(t, val_preds, test_preds, temperature) for t in targets]
+    calibration, points = _deployment(checkpoint, cfg.data.shards, targets, verbose=verbose)
     test = _test_metrics(results_dir, str(row["trial_id"]), checkpoint, str(row["checkpoint"]),
                          threshold)
     metrics = {"validation": _strip(epoch_metrics), "test": test, "threshold": threshold,

@@ -118,6 +118,23 @@ def _grouper(group_regex: str | None) -> Callable[[str], str]:
     return group
 
 
+def _face_files(root: Path, faces: Path, scan: Scan) -> tuple[dict[str, Path], set[str]]:
+    """stem -> image under ``faces``, and the stems already reported unusable in ``scan``."""
+    files: dict[str, Path] = {}
+    found = _files(faces, scan, root)
+    # Files already listed as unusable (a FIFO, a broken link...): their rows say nothing new.
+    reported = {Path(path).relative_to(faces.name).with_suffix("").as_posix()
+                for path, _ in scan.skipped}
+    for p in found:  # sorted: the same file wins on every run
+        stem = p.relative_to(faces).with_suffix("").as_posix()
+        if stem in files:  # x.jpg and x.png: one metadata row cannot tell which it means
+            scan.skipped.append((p.relative_to(root).as_posix(),
+                                 f"duplicate id: {files[stem].name} has the same name; kept that one"))
+            continue
+        files[stem] = p
+    return files, reported
+
+
 def scan_deepfake_faces(root: Path, **_: object) -> Scan:
     """Kaggle 'deepfake_faces' (dagnelies): ``metadata.csv`` + ``faces_224/<video>.jpg``.
 
@@ -133,18 +150,7 @@ def scan_deepfake_faces(root: Path, **_: object) -> Scan:
             "or pick another --layout (real_vs_fake, folders)"
         )
     scan = Scan()
-    files: dict[str, Path] = {}
-    found = _files(faces, scan, root)
-    # Files already listed as unusable (a FIFO, a broken link...): their rows say nothing new.
-    reported = {Path(path).relative_to(faces.name).with_suffix("").as_posix()
-                for path, _ in scan.skipped}
-    for p in found:  # sorted: the same file wins on every run
-        stem = p.relative_to(faces).with_suffix("").as_posix()
-        if stem in files:  # x.jpg and x.png: one metadata row cannot tell which it means
-            scan.skipped.append((p.relative_to(root).as_posix(),
-                                 f"duplicate id: {files[stem].name} has the same name; kept that one"))
-            continue
-        files[stem] = p
+    files, reported = _face_files(root, faces, scan)
     seen: set[str] = set()
     listed: set[str] = set()  # stems named by any row, usable or not (reported via the row)
     with io.StringIO(_read_csv_text(meta), newline="") as fh:
