@@ -123,6 +123,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from search.data.prepare import verify_shards
+    from search.data.stream import quiet_ray_data
     from search.evaluate import cross_dataset, evaluate_model, format_metrics
     from search.predict import build_torch_model, choose_threshold, read_model_info
 
@@ -132,7 +133,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     for shards in [args.data, *args.cross]:
         verify_shards(shards)
     print(f"model: {info.directory} ({info.arch}, {info.kind}; trained on {info.train_name})")
-    _quiet_ray_data()
+    quiet_ray_data(logging.ERROR)  # not even "execution finished" lines
     if args.cross:
         if args.robustness:
             raise ValueError("--robustness scores --data only: run it without --cross")
@@ -164,19 +165,6 @@ def _print_robustness(model: Path, shards: str, split: str, threshold: float) ->
     print(f"\nrobustness ({result['data']} [{split}], n={result['n']}):\n")
     print(markdown_table(list(frame.columns), frame.to_numpy().tolist(), number))
     print("\n" + NOTE.format(split=split))
-
-
-def _quiet_ray_data() -> None:
-    """No Ray Data progress bars on the terminal (the command prints its own results)."""
-    logging.getLogger("ray.data").setLevel(logging.ERROR)  # "execution finished" lines
-    try:
-        from ray.data import DataContext
-
-        ctx = DataContext.get_current()
-        ctx.enable_progress_bars = False
-        ctx.print_on_execution_start = False
-    except Exception:  # an older Ray without these settings just prints more
-        pass
 
 
 def _add_report(sub: argparse._SubParsersAction) -> None:

@@ -15,6 +15,7 @@ imports DecodeBatch, and its ONNX path must load neither Ray nor torch
 from __future__ import annotations
 
 import io
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,17 @@ from search.data.prepare import load_manifest
 
 # Columns the training path reads; the others (source, width, height) stay on disk.
 _TRAIN_COLUMNS = ["image", "label", "id"]
+
+
+def quiet_ray_data(level: int = logging.WARNING) -> None:
+    """No Ray Data progress bars or start-of-execution lines in this process: the search
+    and the commands print their own progress; ``level`` is the ``ray.data`` log level."""
+    from ray.data import DataContext
+
+    logging.getLogger("ray.data").setLevel(level)
+    ctx = DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
 
 
 def keep_probabilities(counts: dict[str, int], ratio: str) -> tuple[float, float]:
@@ -166,8 +178,6 @@ def _without_rows(batch: dict[str, np.ndarray], drop: Sequence[int]) -> dict[str
 
 def _log_skipped(rows: Sequence[str]) -> None:
     """Report images skipped in one batch (a warning in the task's log, which Ray forwards)."""
-    import logging
-
     logging.getLogger(__name__).warning(
         "skipped %d undecodable image(s) of a shard batch (id: reason): %s; the shard was "
         "damaged after prepare: re-run prepare", len(rows), "; ".join(rows[:5]))
@@ -318,4 +328,4 @@ def expected_train_rows(counts: dict[str, int], ratio: str) -> float:
 
 
 __all__ = ["Augment", "DecodeBatch", "Normalize", "Undersample", "eval_dataset", "expected_train_rows",
-           "keep_probabilities", "split_files", "train_dataset"]
+           "keep_probabilities", "quiet_ray_data", "split_files", "train_dataset"]

@@ -35,6 +35,7 @@ from ray.tune.search.optuna import OptunaSearch
 from search import storage
 from search.config import ConfigError, ExperimentConfig
 from search.data.demo import ensure_demo_shards
+from search.data.stream import quiet_ray_data
 from search.evaluate import evaluate_remote, robustness_remote
 from search.formats import (
     CHECKPOINT_GLOB,
@@ -501,14 +502,11 @@ def run_search(cfg: ExperimentConfig, *, resume: bool = False, verbose: bool = F
     cfg = resolve_runtime(cfg)
     check_fits(cfg)
     if not verbose:
-
         # Our ProgressPrinter replaces Tune's banner and status tables, and Optuna's INFO lines.
         os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-
         # The finalists' evaluation streams in this process: no Ray Data progress tables.
-        logging.getLogger("ray.data").setLevel(logging.WARNING)
-        ray.data.DataContext.get_current().enable_progress_bars = False
+        quiet_ray_data()
     tuner = build_tuner(cfg, resume=resume, verbose=verbose)
     with _interruption() as interrupted:
         results = tuner.fit()
