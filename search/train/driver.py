@@ -143,7 +143,6 @@ def build_trainer(cfg: ExperimentConfig, *, name: str, storage_path: str,
 
 
 def _with_resolved_shards(cfg: ExperimentConfig) -> ExperimentConfig:
-
     return replace(cfg, data=replace(cfg.data, shards=resolve_shards(cfg)))
 
 

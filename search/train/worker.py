@@ -342,7 +342,6 @@ class _timed:
 
 
 def _write_predictions(path: Path, ids: list[str], labels: np.ndarray, probs: np.ndarray) -> None:
-
     pd.DataFrame({"id": ids, "label": labels, "p_fake": probs}).to_csv(path, index=False)
 
 

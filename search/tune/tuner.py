@@ -240,7 +240,6 @@ class ResumableOptunaSearch(OptunaSearch):
     """
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-
         if self._already_reported(trial_id, result):
             return
         try:
@@ -275,7 +274,6 @@ class StudyUploader(Callback):
         self.location = location
 
     def upload(self) -> bool:
-
         try:
             with tempfile.TemporaryDirectory() as tmp:
                 snapshot = Path(tmp) / OPTUNA_DB
@@ -300,7 +298,6 @@ class StudyUploader(Callback):
 
 
 def _searcher(cfg: ExperimentConfig, space: dict[str, Param], mode: str, exp_dir: Path) -> Any:
-
     seed = cfg.seed
     if cfg.search.algorithm == "tpe":
         with warnings.catch_warnings():
@@ -320,7 +317,6 @@ def _searcher(cfg: ExperimentConfig, space: dict[str, Param], mode: str, exp_dir
 
 
 def _scheduler(cfg: ExperimentConfig, max_epochs: int) -> Any:
-
     if cfg.search.scheduler == "none":
         return FIFOScheduler()
     if cfg.search.scheduler != "asha":
