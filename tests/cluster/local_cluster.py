@@ -34,21 +34,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import stop_ray  # beside this file (tests/cluster/conftest.py puts it on sys.path)
+
 HERE = Path(__file__).resolve().parent
 RAY = str(Path(sys.executable).parent / "ray")
 STORE_BYTES = 256 * 1024**2  # per node: tiny images; Ray's default takes 30% of memory each
-
-
-def _load(name: str):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(f"_cluster_{name}", HERE / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-stop_ray = _load("stop_ray")
 
 
 def free_port() -> int:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import getpass
 import hashlib
-import importlib.util
 import os
 import shutil
 import signal
@@ -38,6 +37,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import stop_ray  # beside this file (tests/cluster/conftest.py puts it on sys.path)
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
@@ -46,17 +46,6 @@ SSHD = "/usr/sbin/sshd"
 UP_TIMEOUT_S = 180
 SUBMIT_TIMEOUT_S = 420  # measured 22-35 s for the two trials on a busy 2-core machine
 HEAD_CPUS = 4  # logical CPUs of the test head: two tiny trials at once
-
-
-def _load(name: str):
-    """Import a helper script beside this file (tests are not a package)."""
-    spec = importlib.util.spec_from_file_location(f"_launcher_{name}", HERE / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-stop_ray = _load("stop_ray")
 
 
 # ------------------------------------------------------------------ the two configs

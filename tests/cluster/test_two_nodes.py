@@ -10,13 +10,13 @@ Everything it started is stopped by PID at the end, pass or fail.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import local_cluster  # beside this file (tests/cluster/conftest.py puts it on sys.path)
 import pandas as pd
 import pytest
 import yaml
@@ -29,16 +29,6 @@ SEARCH_TIMEOUT_S = 600
 # lost node would have run, all on the surviving node. Measured 60-110 s for the whole
 # search on a busy 2-core machine; 5x that covers the machine's 2-3x drift.
 AFTER_LOSS_BOUND_S = 300
-
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(f"_two_nodes_{name}", HERE / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-local_cluster = _load("local_cluster")
 
 
 def _experiment(tmp_path: Path, name: str, *, epochs: int, samples: int, **cluster) -> Path:
