@@ -40,6 +40,8 @@ def resolve_address(address: str = "") -> str | None:
 
     if address == "local":
         return None
+    if "://" in address:  # a Ray Client address (ray://head:10001): ray.init's to resolve
+        return address
     return canonicalize_bootstrap_address(address or None)
 
 
