@@ -70,6 +70,10 @@ class DataConfig(_Validated):
     decode_workers: int = 0  # concurrent read+decode tasks per split; 0 = cluster.data_cpus
     cache_eval: bool = True  # decode validation once per trial when it fits the object store
     prefetch_batches: int = 2
+    # Cross-source selection: name -> another prepared shard folder whose validation split
+    # every trial also scores (val_auc@NAME, ...), so search.metric can select on it.
+    extra_sources: Mapping[str, str] = field(default_factory=dict)
+    extra_every: int = 1  # score the extra sources every this many epochs (and the last)
 
 
 @dataclass(frozen=True)
@@ -162,7 +166,7 @@ class SearchConfig(_Validated):
             if self.mode not in ("max", "min"):
                 raise ConfigError(f"search.mode must be 'max' or 'min', not {self.mode!r}")
             return self.mode
-        lowered = self.metric.lower()
+        lowered = self.metric.split("@", 1)[0].lower()  # val_eer@NAME: the source names no direction
         if "tpr_at_fpr" in lowered:  # TPR at a fixed FPR: higher is better despite "_fpr"
             return "max"
         lower_is_better = ("loss", "eer", "_fp", "_fn", "error", "ece")
@@ -191,6 +195,9 @@ class ExperimentConfig:
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_source_metric(self.search.metric, self.data.extra_sources)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (tuples become lists)."""
@@ -243,6 +250,32 @@ def trial_param_section(name: str) -> str:
     valid = sorted({f.name for s in TRIAL_SECTIONS for f in fields(SECTIONS[s])})
     _check_keys("trial parameters", [name], valid, "parameter")
     raise AssertionError  # _check_keys raised
+
+
+#: What a trial reports for each extra source (``val_auc@NAME``, ...): a few keys only, since
+#: Tune keeps bookkeeping per key per trial.
+SOURCE_METRICS = ("auc", "balanced_accuracy", "ap", "eer")
+#: Aggregates of ``val_auc`` over the training source and every extra one.
+SOURCE_AGGREGATES = ("mean", "worst")
+
+
+def source_metric_names(sources: Iterable[str]) -> list[str]:
+    """Every ``search.metric`` that names a source: ``val_auc@NAME``, ..., ``val_auc@mean``."""
+    sources = list(sources)
+    names = [f"val_{m}@{s}" for s in sources for m in SOURCE_METRICS]
+    return names + [f"val_auc@{a}" for a in SOURCE_AGGREGATES] if sources else names
+
+
+def check_source_metric(metric: str, sources: Mapping[str, str]) -> None:
+    """A metric with ``@`` must name a configured extra source (or mean/worst over them)."""
+    if "@" not in metric:
+        return
+    valid = source_metric_names(sources)
+    if metric not in valid:
+        fix = (f"Valid: {', '.join(valid)}" if valid else
+               "No data.extra_sources are configured: add one (name: prepared shard folder)")
+        raise ConfigError(f"search.metric {metric!r} names no configured source metric."
+                          f"{did_you_mean(metric, valid)} {fix}")
 
 
 def did_you_mean(key: str, valid: Iterable[str], n: int = 3) -> str:
@@ -425,6 +458,17 @@ def _not_empty(v: str) -> str | None:
     return None if v.strip() else "must not be empty"
 
 
+def _sources(v: Mapping) -> str | None:
+    for name, folder in v.items():
+        if not isinstance(name, str) or not re.fullmatch(r"[a-z0-9_]+", name):
+            return f"has the name {name!r}: use lowercase letters, digits and '_'"
+        if name in SOURCE_AGGREGATES:
+            return f"has the name {name!r}, reserved for the aggregate val_auc@{name}"
+        if not isinstance(folder, str) or not folder.strip():
+            return f"maps {name!r} to {folder!r}: give a prepared shard folder (or URI)"
+    return None
+
+
 def _mappings(v: tuple) -> str | None:
     return None if all(isinstance(p, Mapping) for p in v) else "must be a list of mappings"
 
@@ -433,7 +477,8 @@ def _mappings(v: tuple) -> str | None:
 _RULES: dict[str, Callable[[Any], str | None]] = {
     "data.ratio": _ratio, "data.jpeg_prob": _fraction, "data.blur_prob": _fraction,
     "data.color_jitter": _below_one, "data.decode_workers": _at_least(0),
-    "data.prefetch_batches": _at_least(0),
+    "data.prefetch_batches": _at_least(0), "data.extra_sources": _sources,
+    "data.extra_every": _at_least(1),
     "model.arch": _not_empty, "model.input_size": _at_least(16), "model.conv_blocks": _at_least(1),
     "model.base_width": _at_least(1), "model.kernel_size": _at_least(1),
     "model.dense_units": _at_least(1), "model.dropout": _below_one,
@@ -500,6 +545,8 @@ def parse_ratio(ratio: str) -> tuple[float, float] | None:
 
 
 __all__ = [
+    "SOURCE_AGGREGATES",
+    "SOURCE_METRICS",
     "ClusterConfig",
     "ConfigError",
     "DataConfig",
@@ -507,10 +554,12 @@ __all__ = [
     "ModelConfig",
     "OptimConfig",
     "SearchConfig",
+    "check_source_metric",
     "config_from_dict",
     "did_you_mean",
     "load_config",
     "parse_ratio",
+    "source_metric_names",
     "trial_param_section",
     "validate",
 ]

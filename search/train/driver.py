@@ -31,14 +31,14 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from search import storage
 from search.cluster import connect
-from search.config import ExperimentConfig, config_from_dict
+from search.config import ConfigError, ExperimentConfig, config_from_dict
 from search.data.layouts import SourceError
 from search.data.prepare import load_manifest
 from search.data.stream import eval_dataset, train_dataset
 from search.formats import TRAIN_RUNS, trial_dirname
 from search.paths import default_shards_dir, resolve_user_path
 from search.train.runtime import TuneRuntime
-from search.train.worker import Recipe, input_spec, train_loop
+from search.train.worker import SOURCE_SPLIT, Recipe, input_spec, train_loop
 
 EVAL_SPLITS = ("val", "test")
 DRIVER_CPU = 0.01  # a DDP trial's own process only waits on fit(); Tune refuses {"CPU": 0}
@@ -52,8 +52,8 @@ class ShardedEvalDataConfig(RayDataConfig):
     """
 
     def configure(self, datasets, world_size, worker_handles, worker_node_ids, **kwargs):
-        evals = {k: v for k, v in datasets.items() if k in EVAL_SPLITS}
-        rest = {k: v for k, v in datasets.items() if k not in EVAL_SPLITS}
+        evals = {k: v for k, v in datasets.items() if is_eval_split(k)}
+        rest = {k: v for k, v in datasets.items() if not is_eval_split(k)}
         output = (super().configure(rest, world_size, worker_handles, worker_node_ids, **kwargs)
                   if rest else [{} for _ in range(world_size)])
         for name, ds in evals.items():
@@ -62,6 +62,11 @@ class ShardedEvalDataConfig(RayDataConfig):
             for i, split in enumerate(ds.streaming_split(world_size, equal=False)):
                 output[i][name] = split
         return output
+
+
+def is_eval_split(name: str) -> bool:
+    """Whether a dataset is scored, not trained on: val, test, and the extra sources' val."""
+    return name in EVAL_SPLITS or name.startswith(SOURCE_SPLIT.format(""))
 
 
 def resolve_shards(cfg: ExperimentConfig) -> str:
@@ -75,6 +80,27 @@ def resolve_shards(cfg: ExperimentConfig) -> str:
         raise SourceError(f"no prepared shards at {shards} (manifest.json missing): run "
                           "'deepfake-search prepare --layout ... --out' first, or set data.shards")
     return str(shards)
+
+
+def resolve_extra_sources(cfg: ExperimentConfig) -> dict[str, str]:
+    """``data.extra_sources`` with absolute folders (or URIs), each checked to hold prepared
+    shards with images in their validation split; a ConfigError names the key and the fix."""
+    out: dict[str, str] = {}
+    for name, folder in cfg.data.extra_sources.items():
+        key = f"data.extra_sources.{name}"
+        where = folder.rstrip("/") if storage.is_uri(folder) else str(
+            resolve_user_path(folder).resolve())
+        try:
+            counts = load_manifest(where)["counts"]
+        except (SourceError, OSError, ValueError) as err:
+            raise ConfigError(f"{key}: no prepared shards at {where} ({err}). Run "
+                              "'deepfake-search prepare --layout ... --out FOLDER' and set "
+                              f"{key}=FOLDER") from None
+        if not sum(counts.get("val", {}).values()):
+            raise ConfigError(f"{key}: {where} has no validation images to select on: prepare "
+                              "it with a validation split, or drop the source")
+        out[name] = where
+    return out
 
 
 def use_gpu(cfg: ExperimentConfig) -> bool:
@@ -101,6 +127,12 @@ def build_datasets(cfg: ExperimentConfig, *, splits: Sequence[str] = ("train", "
                 # Evaluation images never change: decode them once per trial, not per epoch.
                 ds = ds.materialize()
             out[split] = ds
+    if "val" in splits:  # every extra source's validation split, scored like the training one
+        for name, folder in resolve_extra_sources(cfg).items():
+            ds = eval_dataset(folder, "val", decode_workers=cfg.data.decode_workers,
+                              batch_size=cfg.optim.batch_size, **common)
+            out[SOURCE_SPLIT.format(name)] = (ds.materialize() if _cache_fits(
+                cfg, folder, "val", spec["input_size"]) else ds)
     return out
 
 
@@ -143,7 +175,8 @@ def build_trainer(cfg: ExperimentConfig, *, name: str, storage_path: str,
 
 
 def _with_resolved_shards(cfg: ExperimentConfig) -> ExperimentConfig:
-    return replace(cfg, data=replace(cfg.data, shards=resolve_shards(cfg)))
+    return replace(cfg, data=replace(cfg.data, shards=resolve_shards(cfg),
+                                     extra_sources=resolve_extra_sources(cfg)))
 
 
 def init_ray(cfg: ExperimentConfig, *, verbose: bool = False) -> None:
@@ -287,7 +320,8 @@ def run_trial(params: dict[str, Any], base: dict[str, Any], storage_path: str,
     trainer.fit()
 
 
-__all__ = ["ShardedEvalDataConfig", "build_datasets", "build_trainer", "pin_data_to_trial",
-           "resolve_runtime", "resolve_shards",
+__all__ = ["SOURCE_SPLIT", "ShardedEvalDataConfig", "build_datasets", "build_trainer",
+           "is_eval_split", "pin_data_to_trial", "resolve_extra_sources", "resolve_runtime",
+           "resolve_shards",
            "run_trial", "train_one", "trial_bundles", "trial_resources", "trial_trainable",
            "use_gpu"]

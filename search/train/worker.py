@@ -13,7 +13,7 @@ import math
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from ray.data.collate_fn import NumpyBatchCollateFn
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from search.config import ExperimentConfig, OptimConfig, config_from_dict
+from search.config import SOURCE_METRICS, ExperimentConfig, OptimConfig, config_from_dict
 from search.data.stream import Normalize
 from search.formats import CONFIG, STATE, WEIGHTS
 from search.formats import VAL_PREDICTIONS as PREDICTIONS
@@ -175,6 +175,34 @@ def predict_split(model: nn.Module, data: Any, *, batch_size: int, device: torch
             np.asarray([r[2] for r in rows], np.float64))
 
 
+#: The dataset name of an extra source's validation split (the driver builds it by this name).
+SOURCE_SPLIT = "val@{}"
+
+
+def source_metrics(in_source: Mapping[str, Any], scored: Mapping[str, Mapping[str, Any]],
+                   ) -> dict[str, float]:
+    """What a trial reports for its extra sources: ``val_<m>@NAME`` for each source's
+    ``detector_metrics`` (``SOURCE_METRICS`` only), then ``val_auc@mean`` and ``val_auc@worst``:
+    the mean and the minimum of the AUC over the training source (``in_source``, its
+    ``val_*`` metrics) and every extra one. One undefined AUC (a split with one class)
+    makes both undefined (NaN): a worst case that skips a source would flatter it."""
+    out = {f"val_{m}@{name}": float(metrics.get(m, math.nan))
+           for name, metrics in scored.items() for m in SOURCE_METRICS}
+    aucs = [float(in_source.get("val_auc", math.nan)),
+            *(out[f"val_auc@{name}"] for name in scored)]
+    defined = not any(math.isnan(a) for a in aucs)
+    out["val_auc@mean"] = sum(aucs) / len(aucs) if defined else math.nan
+    out["val_auc@worst"] = min(aucs) if defined else math.nan
+    return out
+
+
+def scores_sources(epoch: int, epochs: int, every: int, have: bool) -> bool:
+    """Whether epoch ``epoch`` (0-based) scores the extra sources: the first one this process
+    runs (``have`` is False: nothing to repeat yet, also after a resume), every ``every``-th
+    from the first (0, every, 2*every, ...) and always the last."""
+    return not have or epoch % every == 0 or epoch + 1 >= epochs
+
+
 class Recipe:
     """One trial's training, split into the steps a reader looks for (torchtune's recipes):
     :meth:`setup`, :meth:`resume`, :meth:`train_one_epoch`, :meth:`validate`, :meth:`save`,
@@ -188,6 +216,7 @@ class Recipe:
         self.rt = runtime
         self.start_epoch = 0
         self.final_metrics: dict[str, Any] | None = None
+        self.source_scores: dict[str, Any] = {}  # the extra sources' last figures
 
     # ------------------------------------------------------------------ set-up
     def setup(self) -> None:
@@ -275,6 +304,32 @@ class Recipe:
             metrics.update({f"val_{k}": v for k, v in detector_metrics(labels, probs).items()})
         return metrics, (ids, labels, probs)
 
+    def validate_sources(self, epoch: int, in_source: Mapping[str, Any]) -> dict[str, Any]:
+        """The extra sources' figures (:func:`source_metrics`), scored on the epochs
+        :func:`scores_sources` picks. On the epochs between, the last figures are reported
+        again (``sources_epoch`` says which epoch they are from): ASHA and TPE need the
+        search metric in every report, and a stale figure keeps the trial comparable."""
+        cfg = self.cfg
+        if not cfg.data.extra_sources:
+            return {}
+        if scores_sources(epoch, cfg.optim.epochs, cfg.data.extra_every, bool(self.source_scores)):
+            t0 = time.perf_counter()
+            scored = {}
+            for name in cfg.data.extra_sources:
+                _, labels, probs = predict_split(
+                    _unwrap(self.model), self.rt.dataset(SOURCE_SPLIT.format(name)),
+                    batch_size=cfg.optim.batch_size, device=self.device,
+                    normalize=self.normalize, amp=self.amp, channels_last=self.channels_last)
+                scored[name] = detector_metrics(labels, probs) if len(labels) else {}
+            self.source_scores = {**source_metrics(in_source, scored), "sources_epoch": epoch + 1,
+                                  "sources_time_s": time.perf_counter() - t0}
+        else:  # the figures stay; the mean/worst follow this epoch's in-source AUC
+            stale = {name: {m: self.source_scores[f"val_{m}@{name}"] for m in SOURCE_METRICS}
+                     for name in cfg.data.extra_sources}
+            self.source_scores = {**self.source_scores, **source_metrics(in_source, stale),
+                                  "sources_time_s": 0.0}
+        return dict(self.source_scores)
+
     def save(self, metrics: dict[str, Any], predictions: tuple[list[str], np.ndarray, np.ndarray]
              ) -> None:
         """Report the epoch with its checkpoint (written by rank 0 only)."""
@@ -305,6 +360,7 @@ class Recipe:
             if metrics is None:
                 return  # stopped by the scheduler mid-epoch
             val_metrics, predictions = self.validate()
+            val_metrics.update(self.validate_sources(epoch, val_metrics))
             metrics.update(val_metrics, **self.where, epoch_time_s=time.perf_counter() - t0)
             self.save(metrics, predictions)
 
@@ -346,5 +402,6 @@ def _write_predictions(path: Path, ids: list[str], labels: np.ndarray, probs: np
 
 
 __all__ = ["CONFIG", "PREDICTIONS", "WEIGHTS", "NormalizeCollate", "build_model", "build_optimizer", "input_spec",
-           "Recipe", "cpu_threads", "load_weights", "lr_factor", "predict_split", "save_checkpoint", "train_loop",
+           "SOURCE_SPLIT", "Recipe", "cpu_threads", "load_weights", "lr_factor", "predict_split", "save_checkpoint", "scores_sources",
+           "source_metrics", "train_loop",
            "training_batches"]

@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from search.config import SOURCE_AGGREGATES
 from search.fmt import markdown_table, missing
 from search.formats import CHECKPOINT_GLOB, CONFIG, TRAIN_RUNS, TRIAL_PREFIX, trial_dirname
 from search.report.robustness import NOTE as ROBUSTNESS_NOTE
@@ -92,8 +93,8 @@ def collect(results: Sequence[Any], *, experiment_dir: str | Path, metric: str, 
                                     na_position="last", ignore_index=True)
     hist = pd.concat(history, ignore_index=True) if history else pd.DataFrame()
     keep = ["trial_id", "epoch", "train_loss", "lr", "train_images", "epoch_time_s",
-            "train_time_s", "data_wait_s", "data_first_batch_s", "eval_time_s", "time_total_s",
-            "timestamp", *PLACEMENT,
+            "train_time_s", "data_wait_s", "data_first_batch_s", "eval_time_s", "sources_epoch",
+            "sources_time_s", "time_total_s", "timestamp", *PLACEMENT,
             *sorted(c for c in hist.columns if c.startswith("val_"))]
     hist = hist[[c for c in keep if c in hist.columns]] if len(hist) else hist
     return trials, hist
@@ -158,6 +159,9 @@ BOARD_NOTE = ("Best trial per architecture by validation `{metric}` ({mode}). FA
               "the majority class on the same split.")
 TEST_NOTE = ("The test split was evaluated once, after the search, for the finalists only, at "
              "the threshold chosen on validation; it was never used to choose.")
+SOURCES_NOTE = ("`auc@NAME`: the validation AUC of the extra source NAME (data.extra_sources) "
+                "at the same epoch; `auc@mean` and `auc@worst`: the mean and the lowest AUC "
+                "over the training source and every extra one.")
 IMPORTANCE_NOTE = ("Share of the variance of the search metric that each parameter explains: "
                    "over all trials, then within each architecture's trials (its layer settings "
                    "exist only there).")
@@ -170,10 +174,21 @@ def _frame(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> pd.DataFrame
     return pd.DataFrame(list(rows), columns=list(header), dtype=object)
 
 
+def source_columns(trials: pd.DataFrame) -> list[str]:
+    """``auc@NAME`` for every extra source the trials scored (``data.extra_sources``), then
+    ``auc@mean`` and ``auc@worst``; empty without extra sources."""
+    names = [c[len("best_val_"):] for c in trials.columns
+             if c.startswith("best_val_auc@")]
+    aggregates = [f"auc@{a}" for a in SOURCE_AGGREGATES]
+    return [n for n in names if n not in aggregates] + [n for n in aggregates if n in names]
+
+
 def board_table(trials: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """The study's table: the best trial of each architecture, best first."""
-    header = ["model", *STUDY_COLUMNS, *EXTRA_COLUMNS, *CONFUSION, "ratio", "lr", "epoch", "trial"]
-    metrics = (*STUDY_COLUMNS, *EXTRA_COLUMNS, *CONFUSION)
+    """The study's table: the best trial of each architecture, best first; with extra
+    sources, their AUC (``auc@NAME``) beside the in-source ``auc``, all at the same epoch."""
+    extra = EXTRA_COLUMNS[:1] + (*source_columns(trials),) + EXTRA_COLUMNS[1:]
+    header = ["model", *STUDY_COLUMNS, *extra, *CONFUSION, "ratio", "lr", "epoch", "trial"]
+    metrics = (*STUDY_COLUMNS, *extra, *CONFUSION)
     return _frame(header, [[r.get("arch"), *(r.get(f"best_val_{c}") for c in metrics),
                             r.get("ratio"), r.get("lr"), r.get("best_epoch"), r.get("trial_id")]
                            for _, r in finalists(trials, metric).iterrows()])
@@ -219,8 +234,9 @@ def leaderboard(trials: pd.DataFrame, *, metric: str, mode: str,
     test = test or {}
     best = finalists(trials, metric)
     out = [f"# Leaderboard{': ' + title if title else ''}", "",
-           BOARD_NOTE.format(metric=metric, mode=mode), "", markdown(board_table(trials, metric)),
-           "", f"Trials: {status_counts(trials)}", ""]
+           BOARD_NOTE.format(metric=metric, mode=mode), "",
+           *([SOURCES_NOTE, ""] if source_columns(trials) else []),
+           markdown(board_table(trials, metric)), "", f"Trials: {status_counts(trials)}", ""]
     if len(best):
         top = best.iloc[0]
         out += [f"## Best overall: trial {top['trial_id']} ({top.get('arch')})", "",
@@ -244,7 +260,8 @@ def leaderboard(trials: pd.DataFrame, *, metric: str, mode: str,
     return "\n".join(out)
 
 
-__all__ = ["BOARD_NOTE", "IMPORTANCE_NOTE", "SPLIT_COLUMNS", "TEST_NOTE", "TRAIN_RUNS",
+__all__ = ["BOARD_NOTE", "IMPORTANCE_NOTE", "SOURCES_NOTE", "SPLIT_COLUMNS", "TEST_NOTE", "TRAIN_RUNS",
            "TRIAL_PREFIX", "best_checkpoint", "board_table", "collect", "finalists",
-           "importance_table", "leaderboard", "markdown", "others_test_table", "split_table",
+           "importance_table", "leaderboard", "markdown", "others_test_table", "source_columns",
+           "split_table",
            "status_counts", "trial_checkpoints"]

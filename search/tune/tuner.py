@@ -35,10 +35,13 @@ from ray.tune.search.optuna import OptunaSearch
 from search import storage
 from search.config import ConfigError, ExperimentConfig
 from search.data.demo import ensure_demo_shards
+from search.data.prepare import load_manifest
 from search.data.stream import quiet_ray_data
-from search.evaluate import evaluate_remote, robustness_remote
+from search.evaluate import cross_dataset_markdown, evaluate_remote, robustness_remote
 from search.formats import (
     CHECKPOINT_GLOB,
+    CROSS_JSON,
+    CROSS_MD,
     OPTUNA_DB,
     ROBUSTNESS,
     TEST_PREDICTIONS,
@@ -46,9 +49,11 @@ from search.formats import (
     trial_dirname,
 )
 from search.formats import EXPERIMENT as CONFIG_FILE
+from search.predict import dataset_name
 from search.storage import experiment_dir, local_experiment_dir
 from search.train.driver import (
     init_ray,
+    resolve_extra_sources,
     resolve_runtime,
     resolve_shards,
     trial_bundles,
@@ -464,6 +469,8 @@ def finish(cfg: ExperimentConfig, results: Any, *, evaluate_test: bool = True,
         robust = {str(row["trial_id"]): robustness_remote(row["checkpoint"], shards, "test")
                   for _, row in finalists.iterrows()}
         (exp_dir / ROBUSTNESS).write_text(json.dumps(json_safe(robust), indent=1))
+        if cfg.data.extra_sources:
+            write_source_matrix(exp_dir, source_matrix(cfg, finalists, test))
     board = tables.leaderboard(trials, metric=cfg.search.metric, mode=mode, test=test,
                                importances=param_importances(exp_dir / OPTUNA_DB, cfg.search.name),
                                title=cfg.search.name, robustness=robust)
@@ -472,6 +479,33 @@ def finish(cfg: ExperimentConfig, results: Any, *, evaluate_test: bool = True,
     if remote:
         sync_up(outcome, location)
     return outcome
+
+
+def source_matrix(cfg: ExperimentConfig, finalists: pd.DataFrame,
+                  test: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The finalists' cross-dataset matrix, made by the search itself: one row per finalist,
+    one column per source (the training one, already scored on test, then every extra
+    source's test split), each at the finalist's own validation threshold; the format of
+    ``evaluate --cross`` (cross_dataset.json), so the report's Cross-dataset section shows it."""
+    shards = resolve_shards(cfg)
+    own = dataset_name(shards)
+    matrix: dict[str, Any] = {"split": "test", "rows": {}}
+    for _, row in finalists.iterrows():
+        tid = str(row["trial_id"])
+        cells = {own: {**test[tid], "in_domain": True}} if tid in test else {}
+        for name, folder in cfg.data.extra_sources.items():
+            if sum(load_manifest(folder)["counts"].get("test", {}).values()):
+                metrics, _ = evaluate_remote(row["checkpoint"], folder, "test")
+                cells[name] = {**metrics, "in_domain": False}
+        label = f"{row.get('arch')} trial {tid} ({own})"
+        matrix["rows"][label] = {"model": str(row["checkpoint"]), "cells": json_safe(cells)}
+    return matrix
+
+
+def write_source_matrix(exp_dir: Path, matrix: dict[str, Any]) -> None:
+    """``cross_dataset.json`` and ``.md`` in the results folder."""
+    (exp_dir / CROSS_JSON).write_text(json.dumps(matrix, indent=1) + "\n")
+    (exp_dir / CROSS_MD).write_text(cross_dataset_markdown(matrix))
 
 
 def sync_up(outcome: SearchOutcome, location: str) -> None:
@@ -491,6 +525,7 @@ def run_search(cfg: ExperimentConfig, *, resume: bool = False, verbose: bool = F
     """Run (or resume) a search end to end; see the module docstring."""
     cfg = ensure_demo_shards(cfg)
     resolve_shards(cfg)
+    resolve_extra_sources(cfg)
     # Reject typos in the space, experiment values it would replace and seeded points
     # that do not fit it, before any cluster starts.
     check_points(cfg.search.points_to_evaluate, space_for(cfg))
@@ -549,5 +584,5 @@ def unfinished_trials(experiment_path: str) -> set[str]:
 
 
 __all__ = ["ProgressPrinter", "ResumableOptunaSearch", "SearchOutcome", "StudyUploader",
-           "build_tuner", "check_fits", "finish", "max_concurrent", "run_search", "sync_up",
-           "trials_that_fit", "unfinished_trials"]
+           "build_tuner", "check_fits", "finish", "max_concurrent", "run_search", "source_matrix",
+           "sync_up", "trials_that_fit", "unfinished_trials", "write_source_matrix"]
