@@ -165,3 +165,12 @@ def test_the_leaderboard_shows_cross_source_auc_beside_in_source():
     plain = trials.drop(columns=[c for c in trials if "@" in c])
     assert "auc@" not in "".join(tables.board_table(plain, "val_auc").columns)
     assert tables.SOURCES_NOTE not in tables.leaderboard(plain, metric="val_auc", mode="max")
+
+
+def test_extra_sources_are_split_like_evaluation_sets():
+    """A DDP trial's workers share each extra source's validation split without dropping rows
+    (ShardedEvalDataConfig: equal=False), as they do the training source's."""
+    from search.train.driver import SOURCE_SPLIT, is_eval_split
+
+    assert is_eval_split("val") and is_eval_split("test") and is_eval_split(SOURCE_SPLIT.format("b"))
+    assert not is_eval_split("train")
