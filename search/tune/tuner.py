@@ -497,7 +497,7 @@ def source_matrix(cfg: ExperimentConfig, finalists: pd.DataFrame,
             if sum(load_manifest(folder)["counts"].get("test", {}).values()):
                 metrics, _ = evaluate_remote(row["checkpoint"], folder, "test")
                 cells[name] = {**metrics, "in_domain": False}
-        label = f"{row.get('arch')} trial {tid} ({own})"
+        label = f"{own}: {row.get('arch')} trial {tid}"  # trained on, then which finalist
         matrix["rows"][label] = {"model": str(row["checkpoint"]), "cells": json_safe(cells)}
     return matrix
 
