@@ -221,8 +221,17 @@ def status_counts(trials: pd.DataFrame) -> str:
     return ", ".join(f"{n} {s.lower().replace('_', ' ')}" for s, n in counts.items())
 
 
+#: Columns that count something: shown as whole numbers even when stored as floats (a
+#: trial's best-epoch counts share a float column with trials that have none).
+WHOLE = (*CONFUSION, "epoch", "n")
+
+
 def markdown(frame: pd.DataFrame) -> str:
     """A table built here as GitHub markdown (the leaderboard's number format)."""
+    frame = frame.copy()
+    for col in frame.columns.intersection(WHOLE):
+        frame[col] = pd.Series([int(v) if isinstance(v, float) and v.is_integer() else v
+                                for v in frame[col]], index=frame.index, dtype=object)
     return markdown_table(list(frame.columns), frame.itertuples(index=False))
 
 

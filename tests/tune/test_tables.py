@@ -90,3 +90,16 @@ def test_leaderboard_and_test_split(tiny_search):
     for metrics in test.values():
         assert metrics["tp"] + metrics["fn"] == counts["test"]["FAKE"]
         assert metrics["tn"] + metrics["fp"] == counts["test"]["REAL"]
+
+
+def test_counts_print_as_whole_numbers_even_in_float_columns():
+    """Counts share float columns with trials that have none (NaN): 2723, not 2723.000."""
+    import numpy as np
+
+    from search.tune.tables import markdown
+
+    frame = pd.DataFrame({"model": ["a", "b"], "tp": [2723.0, np.nan], "epoch": [16.0, 6.0],
+                          "auc": [0.8, 0.7], "lr": [6.07e-4, 1e-3]})
+    lines = markdown(frame).splitlines()
+    assert lines[2] == "| a | 2723 | 16 | 0.800 | 0.000607 |", lines
+    assert lines[3].startswith("| b | — | 6 | 0.700 |"), lines
