@@ -76,9 +76,10 @@ def collect(results: Sequence[Any], *, experiment_dir: str | Path, metric: str, 
         frame = _epochs(result)
         if len(frame):
             history.append(frame.assign(trial_id=tid))
-        row = {"trial_id": tid, "status": _status(result, tid, frame, max_epochs, unfinished),
+        epochs = int(frame["epoch"].max()) if len(frame) else 0
+        row = {"trial_id": tid, "status": _status(result, tid, epochs, max_epochs, unfinished),
                **{k: result.config.get(k) for k in param_names if k in result.config},
-               "epochs": int(frame["epoch"].max()) if len(frame) else 0,
+               "epochs": epochs,
                "wall_time_s": float(frame["time_total_s"].max())
                if "time_total_s" in frame else float("nan"),
                **_scores(frame, metric, mode)}
@@ -109,10 +110,10 @@ def _epochs(result: Any) -> pd.DataFrame:
     return frame.drop_duplicates("epoch", keep="last").sort_values("epoch")
 
 
-def _status(result: Any, tid: str, frame: pd.DataFrame, max_epochs: int,
+def _status(result: Any, tid: str, epochs: int, max_epochs: int,
             unfinished: Collection[str]) -> str:
-    """ERROR, INTERRUPTED, STOPPED_EARLY (by the scheduler) or COMPLETED."""
-    epochs = int(frame["epoch"].max()) if len(frame) else 0
+    """ERROR, INTERRUPTED, STOPPED_EARLY (by the scheduler) or COMPLETED, for a trial that
+    reported ``epochs`` epochs."""
     # A trial's own budget when the space searches ``epochs``, else the experiment's.
     budget = int(result.config.get("epochs", max_epochs))
     if result.error is not None:

@@ -42,9 +42,15 @@ from search.formats import (
     CHECKPOINT_GLOB,
     CROSS_JSON,
     CROSS_MD,
+    HISTORY,
+    LEADERBOARD,
     OPTUNA_DB,
     ROBUSTNESS,
+    SPACE,
+    TEST_METRICS,
     TEST_PREDICTIONS,
+    TRIALS_CSV,
+    TRIALS_PARQUET,
     json_safe,
     trial_dirname,
 )
@@ -370,7 +376,7 @@ def build_tuner(cfg: ExperimentConfig, *, resume: bool = False, verbose: bool = 
     exp_dir.mkdir(parents=True, exist_ok=True)
     _set_aside_stale_study(exp_dir)
     (exp_dir / CONFIG_FILE).write_text(json.dumps(cfg.to_dict(), indent=1))
-    (exp_dir / "space.txt").write_text(describe(space) + "\n")
+    (exp_dir / SPACE).write_text(describe(space) + "\n")
     if storage.is_uri(location):  # so that --resume from another machine finds the config
         storage.upload(exp_dir, location, skip=(OPTUNA_DB, tables.TRAIN_RUNS))
     printer = ProgressPrinter(cfg.search.metric, mode, max_epochs, cfg.search.num_samples)
@@ -452,9 +458,9 @@ def finish(cfg: ExperimentConfig, results: Any, *, evaluate_test: bool = True,
         for path in finalists.get("checkpoint", []):
             if path:
                 storage.fetch_checkpoint(location, exp_dir, path)
-    trials.to_parquet(exp_dir / "trials.parquet", index=False)
-    trials.to_csv(exp_dir / "trials.csv", index=False)
-    history.to_parquet(exp_dir / "history.parquet", index=False)
+    trials.to_parquet(exp_dir / TRIALS_PARQUET, index=False)
+    trials.to_csv(exp_dir / TRIALS_CSV, index=False)
+    history.to_parquet(exp_dir / HISTORY, index=False)
     test: dict[str, dict[str, Any]] = {}
     robust: dict[str, Any] = {}
     if evaluate_test and len(trials):
@@ -462,8 +468,8 @@ def finish(cfg: ExperimentConfig, results: Any, *, evaluate_test: bool = True,
         for _, row in finalists.iterrows():
             metrics, preds = evaluate_remote(row["checkpoint"], shards, "test")
             test[str(row["trial_id"])] = metrics
-            preds.to_csv(Path(row["checkpoint"]) / "test_predictions.csv", index=False)
-        (exp_dir / "test_metrics.json").write_text(json.dumps(test, indent=1))
+            preds.to_csv(Path(row["checkpoint"]) / TEST_PREDICTIONS, index=False)
+        (exp_dir / TEST_METRICS).write_text(json.dumps(test, indent=1))
         # The finalists under JPEG re-compression and down-up scaling: a detector that
         # dies under compression is not deployable, whatever its clean AUC.
         robust = {str(row["trial_id"]): robustness_remote(row["checkpoint"], shards, "test")
@@ -474,7 +480,7 @@ def finish(cfg: ExperimentConfig, results: Any, *, evaluate_test: bool = True,
     board = tables.leaderboard(trials, metric=cfg.search.metric, mode=mode, test=test,
                                importances=param_importances(exp_dir / OPTUNA_DB, cfg.search.name),
                                title=cfg.search.name, robustness=robust)
-    (exp_dir / "leaderboard.md").write_text(board + "\n")
+    (exp_dir / LEADERBOARD).write_text(board + "\n")
     outcome = SearchOutcome(exp_dir, trials, history, board, test)
     if remote:
         sync_up(outcome, location)
@@ -490,13 +496,15 @@ def source_matrix(cfg: ExperimentConfig, finalists: pd.DataFrame,
     shards = resolve_shards(cfg)
     own = dataset_name(shards)
     matrix: dict[str, Any] = {"split": "test", "rows": {}}
+    # Sources whose test split holds images: read once, not once per finalist.
+    scored = {name: folder for name, folder in cfg.data.extra_sources.items()
+              if sum(load_manifest(folder)["counts"].get("test", {}).values())}
     for _, row in finalists.iterrows():
         tid = str(row["trial_id"])
         cells = {own: {**test[tid], "in_domain": True}} if tid in test else {}
-        for name, folder in cfg.data.extra_sources.items():
-            if sum(load_manifest(folder)["counts"].get("test", {}).values()):
-                metrics, _ = evaluate_remote(row["checkpoint"], folder, "test")
-                cells[name] = {**metrics, "in_domain": False}
+        for name, folder in scored.items():
+            metrics, _ = evaluate_remote(row["checkpoint"], folder, "test")
+            cells[name] = {**metrics, "in_domain": False}
         label = f"{own}: {row.get('arch')} trial {tid}"  # trained on, then which finalist
         matrix["rows"][label] = {"model": str(row["checkpoint"]), "cells": json_safe(cells)}
     return matrix
