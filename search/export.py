@@ -62,6 +62,7 @@ from search.predict import (
     sigmoid,
 )
 from search.train.metrics import (
+    calibration,
     detector_metrics,
     fit_temperature,
     logit,
@@ -252,10 +253,9 @@ def fetch_test_predictions(checkpoint: Path, shards: str | None) -> tuple[Predic
 
 
 def _calibration_figures(preds: Predictions, temperature: float) -> dict[str, float]:
-    """ECE and NLL (``log_loss``, as detector_metrics computes it) before and after ``T``."""
+    """ECE and NLL (``log_loss``: :func:`~search.train.metrics.calibration`) before and after ``T``."""
     y, p = preds
-    calibrated = sigmoid(logit(p), temperature)
-    before, after = detector_metrics(y, p), detector_metrics(y, calibrated)
+    before, after = calibration(y, p), calibration(y, sigmoid(logit(p), temperature))
     return {"n": int(y.size), "ece_before": before["ece"], "ece_after": after["ece"],
             "nll_before": before["log_loss"], "nll_after": after["log_loss"]}
 

@@ -30,6 +30,7 @@ from sklearn.metrics import (
 
 __all__ = [
     "DEFAULT_THRESHOLD",
+    "calibration",
     "confusion",
     "threshold_metrics",
     "eer",
@@ -335,6 +336,14 @@ def fit_temperature(y_true: ArrayLike, logits: ArrayLike, *,
     return float(math.exp((a + b) / 2.0))
 
 
+def calibration(y_true: ArrayLike, p_fake: ArrayLike) -> dict[str, float]:
+    """How well ``p_fake`` reads as a probability: ``log_loss`` (mean NLL, ``p`` clipped to
+    [EPS, 1 - EPS]) and ``ece`` (:func:`expected_calibration_error`)."""
+    y, p = _inputs(y_true, p_fake)
+    return {"log_loss": float(log_loss(y, np.clip(p, EPS, 1.0 - EPS), labels=[0, 1])),
+            "ece": expected_calibration_error(y, p)}
+
+
 def detector_metrics(
     y_true: ArrayLike, p_fake: ArrayLike, *, threshold: float | None = None
 ) -> dict[str, float]:
@@ -358,8 +367,7 @@ def detector_metrics(
     out["auc"] = float(roc_auc_score(y, p)) if both else math.nan
     out["ap"] = float(average_precision_score(y, p)) if both else math.nan
     out["eer"] = eer(y, p)
-    out["log_loss"] = float(log_loss(y, np.clip(p, EPS, 1.0 - EPS), labels=[0, 1]))
-    out["ece"] = expected_calibration_error(y, p)
+    out.update(calibration(y, p))
     rates = {"tpr_at_fpr": tpr_at_fpr, "fpr_at_tpr": fpr_at_tpr}
     out.update({key: rates[name](y, p, target) for key, (name, target) in OPERATING_POINTS.items()})
     thr = best_f1_threshold(y, p) if threshold is None else float(threshold)
