@@ -18,6 +18,7 @@ from search.fmt import number
 from search.report import cross as cross_tables
 from search.report import figures
 from search.report import robustness as robust_tables
+from search.report import selection as selection_tables
 from search.report.markup import Section, bullets, esc, heading, img, lead, note, para, table
 from search.report.results import Results, checkpoint_dir
 from search.tune import tables
@@ -244,6 +245,19 @@ def cross(r: Results) -> Section | None:
                                              for t, m in cross_tables.models(r.cross).items())))
 
 
+def selection(r: Results) -> Section | None:
+    """What selecting by each source would have picked, when the trials scored extra sources
+    (``data.extra_sources``): the question cross-source selection answers."""
+    frame = selection_tables.selection_table(r.history, r.trials, r.metric) \
+        if not r.history.empty else pd.DataFrame()
+    if frame.empty:
+        return None
+    return Section("selection", "Cross-source selection").add(
+        para(selection_tables.summary(frame)),
+        para(selection_tables.NOTE.format(metric=r.metric)),
+        table(frame, cell=lambda _, v: number(v)))
+
+
 def files(r: Results) -> Section:
     """Where the tables, the study and the curves are, and the next command."""
     d = r.directory
@@ -259,7 +273,8 @@ def files(r: Results) -> Section:
 
 #: The page's sections, top to bottom.
 BUILDERS: tuple[Builder, ...] = (overview, leaderboard, confusion, curves, robustness, learning,
-                                 search, cross, files)
+                                 search, cross, selection, files)
 
 __all__ = ["BUILDERS", "TOP_TRIALS", "Builder", "confusion", "cross", "curves", "files",
-           "learning", "leaderboard", "overview", "robustness", "search", "trials_table"]
+           "learning", "leaderboard", "overview", "robustness", "search", "selection",
+           "trials_table"]

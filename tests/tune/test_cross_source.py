@@ -93,3 +93,20 @@ def test_the_leaderboard_and_the_cross_matrix_come_from_the_search(source_search
     assert (source_search / "cross_dataset.md").is_file()
     html = (source_search / "report" / "report.html").read_text()
     assert "Cross-dataset" in html and "dff" in html
+
+
+def test_the_report_says_what_each_rule_would_pick(source_search):
+    from search.report.selection import selection_table
+
+    history = pd.read_parquet(source_search / "history.parquet")
+    trials = pd.read_parquet(source_search / "trials.parquet")
+    table = selection_table(history, trials, "val_auc@dff").set_index("selected by")
+    # Selecting on dff picks the search's own winner (its metric), at an epoch as good as
+    # the trials table's best; in-source selection picks the best in-source epoch.
+    assert table.loc["auc@dff", "trial"] == trials.iloc[0]["trial_id"]
+    assert table.loc["auc@dff", "auc@dff"] == pytest.approx(trials["best_val_auc@dff"].max())
+    assert table.loc["auc (in-source)", "auc (in-source)"] == pytest.approx(
+        history["val_auc"].max())
+    html = (source_search / "report" / "report.html").read_text()
+    assert 'id="selection"' in html and "Cross-source selection" in html
+    assert f"In-source selection picks trial {table.loc['auc (in-source)', 'trial']}" in html

@@ -1,0 +1,82 @@
+"""What each selection rule would pick, from a search whose trials scored extra sources.
+
+With ``data.extra_sources`` every epoch of every trial holds the in-source validation AUC and
+each extra source's (``val_auc@NAME``, ``@mean``, ``@worst``; history.parquet). The search
+selected by one of them; this module answers "and had it selected by another?": for each rule,
+the (trial, epoch) it picks and that epoch's AUC on every source. Figures off the diagonal are
+the honest ones: a rule judged on the source it selected on flatters itself.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from search.config import SOURCE_AGGREGATES, SearchConfig
+
+NOTE = ("Each row: a selection rule (the validation AUC it maximises), the trial and epoch it "
+        "picks over the whole history, and that epoch's validation AUC on every source. A "
+        "rule's own column flatters it (it was chosen there); the other columns say how its "
+        "pick does on data it did not select on. The search itself selected by `{metric}`; "
+        "only the kept checkpoints of each trial can be exported, so a pick another rule "
+        "makes may have no weights left.")
+
+
+def rule_columns(history: pd.DataFrame, metric: str = "val_auc") -> list[str]:
+    """The in-source column of the metric's family, then each extra source's, then the
+    aggregates: the rules a search with extra sources can select by."""
+    base = metric.split("@", 1)[0]
+    sources = [c for c in history.columns if c.startswith(f"{base}@")
+               and c.split("@", 1)[1] not in SOURCE_AGGREGATES]
+    aggregates = [f"{base}@{a}" for a in SOURCE_AGGREGATES if f"{base}@{a}" in history]
+    return [base, *sources, *aggregates] if sources and base in history else []
+
+
+def pick(history: pd.DataFrame, column: str) -> pd.Series | None:
+    """The history row (one trial's epoch) that selecting by ``column`` picks: its best
+    value in the column's direction, the earliest epoch of the first trial on ties."""
+    scored = history[history[column].notna()]
+    if scored.empty:
+        return None
+    ascending = SearchConfig(metric=column).resolved_mode() == "min"
+    order = scored.sort_values([column, "epoch"], ascending=[ascending, True], kind="stable")
+    return order.iloc[0]
+
+
+def selection_table(history: pd.DataFrame, trials: pd.DataFrame,
+                    metric: str = "val_auc") -> pd.DataFrame:
+    """One row per selection rule: what it picks and that epoch's value on every source."""
+    rules = rule_columns(history, metric)
+    arch = dict(zip(trials.get("trial_id", []), trials.get("arch", []), strict=False))
+    rows = []
+    for rule in rules:
+        row = pick(history, rule)
+        if row is None:
+            continue
+        tid = str(row["trial_id"])
+        rows.append([_label(rule), tid, arch.get(tid), int(row["epoch"]),
+                     *(row[c] for c in rules)])
+    header = ["selected by", "trial", "arch", "epoch", *(_label(c) for c in rules)]
+    return pd.DataFrame(rows, columns=header, dtype=object)
+
+
+def _label(column: str) -> str:
+    """``val_auc@ffpp`` -> ``auc@ffpp``; the in-source column -> ``auc (in-source)``."""
+    short = column.removeprefix("val_")
+    return short if "@" in short else f"{short} (in-source)"
+
+
+def summary(table: pd.DataFrame) -> str:
+    """One sentence per extra-source rule: whether it picks another trial than in-source."""
+    if table.empty:
+        return ""
+    own = table.iloc[0]
+    parts = []
+    for _, row in table.iloc[1:].iterrows():
+        same = row["trial"] == own["trial"]
+        parts.append(f"`{row['selected by']}` picks "
+                     + ("the same trial" if same else f"trial {row['trial']} ({row['arch']})"))
+    return (f"In-source selection picks trial {own['trial']} ({own['arch']}, epoch "
+            f"{own['epoch']}); " + "; ".join(parts) + ".")
+
+
+__all__ = ["NOTE", "pick", "rule_columns", "selection_table", "summary"]
