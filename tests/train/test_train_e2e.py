@@ -53,9 +53,23 @@ def test_train_one_worker_metrics_and_reload(tmp_path, dff_shards, ray_cluster):
     assert meta["experiment"]["model"]["arch"] == "custom_cnn" and meta["epoch"] == 2
 
 
-def test_two_workers_ddp_on_cpu(tmp_path, dff_shards, ray_cluster):
-    result = train_one(_cfg(dff_shards, tmp_path, "cluster.num_workers=2"), name="ddp")
+def test_two_workers_ddp_on_cpu(tmp_path, dff_shards, demo_shards, ray_cluster):
+    from search.evaluate import evaluate_checkpoint
+
+    # With an extra source (the demo set), scored by both workers: each one scores its share
+    # of the source's validation split and the figures are of the rows gathered from both.
+    result = train_one(_cfg(dff_shards, tmp_path, "cluster.num_workers=2",
+                            f"data.extra_sources={{demo: {demo_shards}}}"), name="ddp")
     _check_consistent(result, dff_shards)
+    last = result.metrics_dataframe.iloc[-1]
+    _, preds = evaluate_checkpoint(result.checkpoint.path, demo_shards, "val")
+    manifest = json.loads((demo_shards / "manifest.json").read_text())
+    assert len(preds) == sum(manifest["counts"]["val"].values())
+    by_hand = detector_metrics(preds["label"].to_numpy(), preds["p_fake"].to_numpy())
+    for key in ("auc", "ap", "eer", "balanced_accuracy"):
+        assert last[f"val_{key}@demo"] == pytest.approx(by_hand[key], abs=1e-6), key
+    assert last["val_auc@worst"] == pytest.approx(min(last["val_auc"], by_hand["auc"]))
+    assert last["sources_epoch"] == 2
     # both workers trained: the epoch saw the whole undersampled train split, not half of it
     manifest = json.loads((dff_shards / "manifest.json").read_text())
     train = manifest["counts"]["train"]

@@ -18,9 +18,12 @@ import pandas as pd
 import yaml
 
 
-def _config(path: Path, shards: Path, storage: Path, address: str) -> Path:
+def _config(path: Path, shards: Path, storage: Path, address: str,
+            extra: Path | None = None) -> Path:
     tiny = yaml.safe_load((Path(__file__).resolve().parents[2] / "examples" / "tiny.yaml").read_text())
     tiny["data"] = {"shards": str(shards)}
+    if extra is not None:  # scored on epochs 1 and 4, and on the first a resumed process runs
+        tiny["data"].update({"extra_sources": {"dff": str(extra)}, "extra_every": 3})
     tiny["cluster"] = {"storage_path": str(storage), "address": address, "data_cpus": 1,
                        "max_concurrent_trials": 1}
     # Epochs long enough (64 px, 4 epochs) that the kill lands before the second trial ends:
@@ -36,9 +39,10 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-c", "import sys; from search.cli import main; sys.exit(main(sys.argv[1:]))", *args]
 
 
-def test_resume_after_driver_killed(tmp_path, demo_shards, ray_cluster):
+def test_resume_after_driver_killed(tmp_path, demo_shards, dff_shards, ray_cluster):
     address = ray_cluster.get_runtime_context().gcs_address
-    cfg = _config(tmp_path / "exp.yaml", demo_shards, tmp_path / "results", address)
+    cfg = _config(tmp_path / "exp.yaml", demo_shards, tmp_path / "results", address,
+                  extra=dff_shards)
     # Tune saves its experiment state at least every second (auto: less often), so the state
     # the kill leaves behind already knows the second trial's first checkpoint.
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "TUNE_GLOBAL_CHECKPOINT_S": "1"}
@@ -94,6 +98,15 @@ def test_resume_after_driver_killed(tmp_path, demo_shards, ray_cluster):
     assert sorted(history[history.trial_id == finished]["epoch"]) == [1, 2, 3, 4]
     # the interrupted trial continued from its checkpoint: every epoch once in the history
     assert sorted(history[history.trial_id == started_after]["epoch"]) == [1, 2, 3, 4]
+    # The extra source through the resume: every epoch reports it, the first epoch the new
+    # process ran scored it afresh (no figure survives a process), the others as scheduled.
+    first = int(re.search(rf"\] {started_after}\s+epoch (\d)/4", resumed.stdout)[1])
+    mid = history[history.trial_id == started_after].set_index("epoch")
+    assert mid["val_auc@dff"].notna().all()
+    assert mid.loc[first, "sources_epoch"] == first and mid.loc[4, "sources_epoch"] == 4
+    assert mid.loc[1, "sources_epoch"] == 1
+    done = history[history.trial_id == finished].set_index("epoch")["sources_epoch"]
+    assert done.tolist() == [1, 1, 1, 4]
 
 
 def test_ctrl_c_ends_with_tables_and_the_resume_command(tmp_path, demo_shards, ray_cluster):
