@@ -159,6 +159,21 @@ class SearchConfig(_Validated):
     space: Mapping[str, Any] = field(default_factory=dict)  # overrides of the default space
     points_to_evaluate: tuple[Mapping[str, Any], ...] = ()
     export: bool = False  # export the best trial when the search ends
+    # Multi-objective search, e.g. [val_auc, latency_ms]: Optuna keeps the Pareto front of
+    # them all. The first is the search metric (search.metric is set to it when left at its
+    # default, any other value is an error): ASHA stops trials and checkpoints are kept by it,
+    # so it must be a validation metric. Each one's direction is inferred like search.mode's.
+    objectives: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        validate(self)
+        if self.objectives and self.metric == _SEARCH_METRIC:
+            object.__setattr__(self, "metric", self.objectives[0])  # frozen: set once, here
+        if self.objectives and self.metric != self.objectives[0]:
+            raise ConfigError(
+                f"search.metric {self.metric!r} is not the first of search.objectives "
+                f"{list(self.objectives)}: the first objective is the search metric. Leave "
+                f"search.metric out or set it to {self.objectives[0]!r}." + _fix("search.metric"))
 
     def resolved_mode(self) -> str:
         """``mode`` if set, else the right direction for the metric's name."""
@@ -166,11 +181,28 @@ class SearchConfig(_Validated):
             if self.mode not in ("max", "min"):
                 raise ConfigError(f"search.mode must be 'max' or 'min', not {self.mode!r}")
             return self.mode
-        lowered = self.metric.split("@", 1)[0].lower()  # val_eer@NAME: the source names no direction
-        if "tpr_at_fpr" in lowered:  # TPR at a fixed FPR: higher is better despite "_fpr"
-            return "max"
-        lower_is_better = ("loss", "eer", "_fp", "_fn", "error", "ece")
-        return "min" if any(k in lowered for k in lower_is_better) else "max"
+        return metric_mode(self.metric)
+
+    def objective_modes(self) -> tuple[str, ...]:
+        """The direction of each objective: the first one's is :meth:`resolved_mode`."""
+        return tuple(self.resolved_mode() if i == 0 else metric_mode(name)
+                     for i, name in enumerate(self.objectives))
+
+
+_SEARCH_METRIC = SearchConfig.metric  # the default: what "left out" means for objectives
+#: Objectives that are not validation metrics: what running the model costs, reported once
+#: per trial (search.latency).
+COST_OBJECTIVES = ("latency_ms",)
+
+
+def metric_mode(name: str) -> str:
+    """'min' or 'max': the right direction for a metric's name (losses, error rates, ECE and
+    latencies are lower-is-better)."""
+    lowered = name.split("@", 1)[0].lower()  # val_eer@NAME: the source names no direction
+    if "tpr_at_fpr" in lowered:  # TPR at a fixed FPR: higher is better despite "_fpr"
+        return "max"
+    lower_is_better = ("loss", "eer", "_fp", "_fn", "error", "ece", "latency")
+    return "min" if any(k in lowered for k in lower_is_better) else "max"
 
 
 SECTIONS: dict[str, type] = {
@@ -198,6 +230,8 @@ class ExperimentConfig:
 
     def __post_init__(self) -> None:
         check_source_metric(self.search.metric, self.data.extra_sources)
+        for name in self.search.objectives[1:]:
+            check_source_metric(name, self.data.extra_sources, key="search.objectives")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (tuples become lists)."""
@@ -266,7 +300,8 @@ def source_metric_names(sources: Iterable[str]) -> list[str]:
     return names + [f"val_auc@{a}" for a in SOURCE_AGGREGATES] if sources else names
 
 
-def check_source_metric(metric: str, sources: Mapping[str, str]) -> None:
+def check_source_metric(metric: str, sources: Mapping[str, str],
+                        key: str = "search.metric") -> None:
     """A metric with ``@`` must name a configured extra source (or mean/worst over them)."""
     if "@" not in metric:
         return
@@ -274,7 +309,7 @@ def check_source_metric(metric: str, sources: Mapping[str, str]) -> None:
     if metric not in valid:
         fix = (f"Valid: {', '.join(valid)}" if valid else
                "No data.extra_sources are configured: add one (name: prepared shard folder)")
-        raise ConfigError(f"search.metric {metric!r} names no configured source metric."
+        raise ConfigError(f"{key} {metric!r} names no configured source metric."
                           f"{did_you_mean(metric, valid)} {fix}")
 
 
@@ -332,6 +367,8 @@ def _convert(where: str, value: Any, default: Any) -> Any:
             raise ConfigError(f"{where} must be a string, not {value!r}." + _fix(where))
         return str(value)
     if isinstance(default, tuple):
+        if isinstance(value, (str, Mapping)):  # tuple("val_auc") would be its letters
+            raise ConfigError(f"{where} must be a list, not {value!r}." + _fix(where))
         return tuple(value)
     if isinstance(default, Mapping):
         if not isinstance(value, Mapping):
@@ -469,6 +506,23 @@ def _sources(v: Mapping) -> str | None:
     return None
 
 
+def _objectives(v: tuple) -> str | None:
+    if not v:
+        return None
+    if len(v) < 2:
+        return "must name at least two metrics (one is search.metric: leave objectives out)"
+    for name in v:
+        if not isinstance(name, str) or not (name.startswith("val_") or name in COST_OBJECTIVES):
+            return (f"has {name!r}: name validation metrics (val_auc, val_eer, ...) or "
+                    f"{', '.join(COST_OBJECTIVES)}")
+    if len(set(v)) < len(v):
+        return "names a metric twice"
+    if not v[0].startswith("val_"):
+        return (f"starts with {v[0]!r}: the first objective is the search metric that ASHA "
+                "and the checkpoints rank epochs by, so it must be a validation metric (val_*)")
+    return None
+
+
 def _mappings(v: tuple) -> str | None:
     return None if all(isinstance(p, Mapping) for p in v) else "must be a list of mappings"
 
@@ -495,6 +549,7 @@ _RULES: dict[str, Callable[[Any], str | None]] = {
     "search.name": _name, "search.metric": _not_empty, "search.num_samples": _at_least(1),
     "search.grace_period": _at_least(1), "search.reduction_factor": _at_least(2),
     "search.max_failures": _at_least(0), "search.points_to_evaluate": _mappings,
+    "search.objectives": _objectives,
 }
 
 
@@ -545,6 +600,7 @@ def parse_ratio(ratio: str) -> tuple[float, float] | None:
 
 
 __all__ = [
+    "COST_OBJECTIVES",
     "SOURCE_AGGREGATES",
     "SOURCE_METRICS",
     "ClusterConfig",
@@ -558,6 +614,7 @@ __all__ = [
     "config_from_dict",
     "did_you_mean",
     "load_config",
+    "metric_mode",
     "parse_ratio",
     "source_metric_names",
     "trial_param_section",
