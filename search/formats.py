@@ -45,6 +45,7 @@ TEST_METRICS = "test_metrics.json"
 CROSS_MD = "cross_dataset.md"
 CROSS_JSON = "cross_dataset.json"
 ROBUSTNESS = "robustness.json"  # finalists' AUC under JPEG re-compression and downscaling
+LATENCY = "latency.json"  # finalists' ONNX Runtime latency per image (search.latency)
 REPORT_DIR = "report"
 REPORT_FILE = "report.html"
 TRIAL_PREFIX = "trial_"  # <experiment>/trial_<id>/: Tune's trial folder (TensorBoard, checkpoints)
@@ -85,7 +86,7 @@ def trial_dirname(trial_id: str) -> str:
 
 
 __all__ = [
-    "CHECKPOINT_GLOB", "CONFIG", "CROSS_JSON", "CROSS_MD", "EXPERIMENT", "HISTORY", "LEADERBOARD",
+    "CHECKPOINT_GLOB", "CONFIG", "CROSS_JSON", "CROSS_MD", "EXPERIMENT", "HISTORY", "LATENCY", "LEADERBOARD",
     "MANIFEST", "METRICS", "MODEL_CARD", "ONNX", "OPTUNA_DB", "REPORT_DIR", "REPORT_FILE", "ROBUSTNESS", "SPACE",
     "STATE", "TEST_METRICS", "TEST_PREDICTIONS", "TRAIN_RUNS", "TRIALS_CSV", "TRIALS_PARQUET",
     "TRIAL_PREFIX", "VAL_PREDICTIONS", "WEIGHTS", "file_sha256", "json_safe", "trial_dirname",

@@ -29,6 +29,7 @@ from search.config import SOURCE_METRICS, ExperimentConfig, OptimConfig, config_
 from search.data.stream import Normalize
 from search.formats import CONFIG, STATE, WEIGHTS
 from search.formats import VAL_PREDICTIONS as PREDICTIONS
+from search.latency import IN_SEARCH, LATENCY_METRIC, model_latency
 from search.train.metrics import detector_metrics
 from search.train.models import create_model, data_config
 from search.train.runtime import Runtime, TrainRuntime, placement
@@ -231,10 +232,23 @@ class Recipe:
         self.amp = cfg.optim.amp and on_gpu
         self.channels_last = cfg.optim.channels_last and on_gpu
         self.model = build_model(cfg)
+        self.latency = self.measure_latency()
         self.optimizer: torch.optim.Optimizer | None = None
         spec = input_spec(cfg)
         self.normalize = Normalize(spec["mean"], spec["std"])
         self.where = placement()
+
+    def measure_latency(self) -> dict[str, float]:
+        """``latency_ms`` (and its p90 and cost) when it is one of ``search.objectives``:
+        the model's ONNX latency per image (:mod:`search.latency`), measured once, on rank 0,
+        before training (the weights do not change it), and reported with every epoch.
+
+        It is measured on the trial's node while other trials share it: a noisy figure,
+        good enough to steer the search; the finalists' figure measured after the search
+        (``latency.json``) is the clean one. Cost: the export, 0.2-2 s for a small model."""
+        if LATENCY_METRIC not in self.cfg.search.objectives or self.rt.rank != 0:
+            return {}
+        return model_latency(self.model, input_spec(self.cfg)["input_size"], IN_SEARCH).metrics()
 
     def resume(self) -> None:
         """Load the runtime's checkpoint, if any: weights, optimiser state, next epoch."""
@@ -361,7 +375,8 @@ class Recipe:
                 return  # stopped by the scheduler mid-epoch
             val_metrics, predictions = self.validate()
             val_metrics.update(self.validate_sources(epoch, val_metrics))
-            metrics.update(val_metrics, **self.where, epoch_time_s=time.perf_counter() - t0)
+            metrics.update(val_metrics, **self.latency, **self.where,
+                           epoch_time_s=time.perf_counter() - t0)
             self.save(metrics, predictions)
 
 
