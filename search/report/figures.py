@@ -216,5 +216,35 @@ def cross(matrix: dict[str, Any], out: Path) -> str | None:
 
 
 
+def pareto(points: pd.DataFrame, objectives: Sequence[str], modes: Sequence[str],
+           colours: dict[str, str], out: Path) -> str:
+    """Every trial by its first two objectives (the second across, the first up), coloured
+    by architecture; the Pareto front ringed, joined and labelled with trial ids."""
+    y_name, x_name = objectives[0], objectives[1]
+    ok = points[points[[x_name, y_name]].notna().all(axis=1)]
+    fig = _figure(6.4, 4.4)
+    ax = fig.subplots()
+    for arch, colour in colours.items():
+        mine = ok[ok["arch"].astype(str) == arch]
+        ax.scatter(mine[x_name], mine[y_name], s=40, color=colour, alpha=0.8,
+                   edgecolor="white", lw=0.6, label=arch)
+    front = ok[ok["pareto"].astype(bool)].sort_values(x_name)
+    ax.plot(front[x_name], front[y_name], color="#333", lw=1.2, ls="--", zorder=1,
+            drawstyle="steps-post" if modes[1] == "min" else "default", label="Pareto front")
+    ax.scatter(front[x_name], front[y_name], s=120, facecolor="none", edgecolor="#000", lw=1.4)
+    for _, row in front.iterrows():
+        ax.annotate(str(row["trial_id"]), (row[x_name], row[y_name]), fontsize=8,
+                    xytext=(5, 4), textcoords="offset points")
+    positive = ok[x_name][ok[x_name] > 0]
+    if len(positive) == len(ok) and len(ok) and positive.max() / positive.min() > 20:
+        ax.set_xscale("log")  # latencies of a small CNN and a ResNet differ 100-fold
+    better = {"max": "higher is better", "min": "lower is better"}
+    ax.set(xlabel=f"{x_name} ({better[modes[1]]})", ylabel=f"{y_name} ({better[modes[0]]})",
+           title=f"{len(ok)} trials, {len(front)} on the front")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    return _save(fig, out, "pareto.png")
+
+
 __all__ = ["DPI", "PALETTE", "ConfusionItem", "Curve", "arch_colours", "confusion", "cross",
-           "curves", "importances", "learning", "slices"]
+           "curves", "importances", "learning", "pareto", "slices"]

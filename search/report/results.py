@@ -16,7 +16,7 @@ import pandas as pd
 from search import formats
 from search.config import ConfigError, ExperimentConfig, config_from_dict, trial_param_section
 from search.tune.importance import param_importances
-from search.tune.tables import finalists
+from search.tune.tables import finalists, with_latency
 
 Metrics = dict[str, dict[str, Any]]
 
@@ -35,6 +35,7 @@ class Results:
     importances: dict[str, dict[str, float]] | str  # or why there are none
     cross: dict[str, Any] | None  # the cross-dataset matrix, when evaluate --cross wrote one
     robustness: Metrics | None = None  # trial id -> AUC under perturbations, when scored
+    latency: Metrics | None = None  # trial id -> the finalists' ONNX latency (latency.json)
 
     @property
     def metric(self) -> str:
@@ -117,7 +118,9 @@ def load_results(results_dir: str | Path) -> Results:
     if not directory.is_dir():
         raise FileNotFoundError(f"results folder {directory} does not exist")
     cfg = read_experiment(directory)
-    trials = read_trials(directory)
+    latency = _json(directory / formats.LATENCY)
+    # The finalists' clean latency beside the trials' own: the leaderboard shows it.
+    trials = with_latency(read_trials(directory), latency)
     history_path = directory / formats.HISTORY
     history = pd.read_parquet(history_path) if history_path.is_file() else pd.DataFrame()
     finals = finalists(trials, cfg.search.metric) if "status" in trials else trials
@@ -127,7 +130,7 @@ def load_results(results_dir: str | Path) -> Results:
                    importances=param_importances(directory / formats.OPTUNA_DB,
                                                  cfg.search.name),
                    cross=_json(directory / formats.CROSS_JSON),
-                   robustness=_json(directory / formats.ROBUSTNESS))
+                   robustness=_json(directory / formats.ROBUSTNESS), latency=latency)
 
 
 __all__ = ["Results", "checkpoint_dir", "load_results", "read_experiment", "read_trials",

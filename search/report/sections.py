@@ -189,6 +189,24 @@ def robustness(r: Results) -> Section | None:
         table(frame, cell=lambda col, v: number(v, "+.3f") if col == "drop" else number(v)))
 
 
+def pareto(r: Results) -> Section | None:
+    """With ``search.objectives``: every trial by its objectives, the Pareto front ringed in
+    the figure and listed in a table (:func:`search.tune.tables.pareto_table`)."""
+    objectives = r.cfg.search.objectives
+    if not objectives or not len(r.trials):
+        return None
+    modes = r.cfg.search.objective_modes()
+    points = tables.objective_points(r.trials, objectives, modes)
+    s = Section("pareto", "Pareto front").add(
+        para(tables.pareto_note(objectives, modes)),
+        img(figures.pareto(points, objectives, modes, _colours(r), r.out), "Pareto front"))
+    if len(objectives) > 2:
+        s.add(note(f"the figure shows the first two objectives; the table weighs all "
+                   f"{len(objectives)}"))
+    return s.add(table(tables.pareto_table(r.trials, objectives, modes),
+                       cell=lambda col, v: number(v, ".4g" if col in objectives else ".0f")))
+
+
 def _top(r: Results) -> pd.DataFrame:
     """The best trials by the search metric (the table is sorted best first)."""
     col = r.best_column
@@ -272,9 +290,9 @@ def files(r: Results) -> Section:
 
 
 #: The page's sections, top to bottom.
-BUILDERS: tuple[Builder, ...] = (overview, leaderboard, confusion, curves, robustness, learning,
-                                 search, cross, selection, files)
+BUILDERS: tuple[Builder, ...] = (overview, leaderboard, pareto, confusion, curves, robustness,
+                                 learning, search, cross, selection, files)
 
 __all__ = ["BUILDERS", "TOP_TRIALS", "Builder", "confusion", "cross", "curves", "files",
-           "learning", "leaderboard", "overview", "robustness", "search", "selection",
+           "learning", "leaderboard", "overview", "pareto", "robustness", "search", "selection",
            "trials_table"]

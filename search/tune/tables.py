@@ -12,6 +12,7 @@ from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from search.config import SOURCE_AGGREGATES
@@ -27,6 +28,11 @@ EXTRA_COLUMNS = ("auc", "ap", "eer", "balanced_accuracy", "threshold", "f1_at_th
 CONFUSION = ("tp", "tn", "fp", "fn")
 #: Where each epoch ran (reported by the training loop): a trial's node, host and process.
 PLACEMENT = ("node_id", "hostname", "pid")
+#: What running the model costs, when a trial measured it (search.latency: the same every
+#: epoch): its latency per image, the p90, and what measuring it cost the trial.
+COST = ("latency_ms", "latency_p90_ms", "latency_cost_s")
+#: The finalists' latency measured after the search (latency.json), merged into the trials.
+FINAL_LATENCY = "final_latency_ms"
 
 
 def _better(a: float, b: float, mode: str) -> bool:
@@ -95,7 +101,7 @@ def collect(results: Sequence[Any], *, experiment_dir: str | Path, metric: str, 
     hist = pd.concat(history, ignore_index=True) if history else pd.DataFrame()
     keep = ["trial_id", "epoch", "train_loss", "lr", "train_images", "epoch_time_s",
             "train_time_s", "data_wait_s", "data_first_batch_s", "eval_time_s", "sources_epoch",
-            "sources_time_s", "time_total_s", "timestamp", *PLACEMENT,
+            "sources_time_s", "time_total_s", "timestamp", *PLACEMENT, *COST,
             *sorted(c for c in hist.columns if c.startswith("val_"))]
     hist = hist[[c for c in keep if c in hist.columns]] if len(hist) else hist
     return trials, hist
@@ -130,8 +136,8 @@ def _scores(frame: pd.DataFrame, metric: str, mode: str) -> dict[str, Any]:
     last = frame.iloc[-1]
     row = {k: last[k] for k in frame.columns if k.startswith("val_")}
     row["train_loss"] = last.get("train_loss")
-    # Where the trial ran last (a retried trial may have moved to another node).
-    row.update({k: last[k] for k in PLACEMENT if k in frame.columns})
+    # Where the trial ran last (a retried trial may have moved to another node), its cost.
+    row.update({k: last[k] for k in (*PLACEMENT, *COST) if k in frame.columns})
     if metric in frame:
         scores = frame[metric]
         pos = scores.idxmax() if mode == "max" else scores.idxmin()
@@ -163,6 +169,16 @@ TEST_NOTE = ("The test split was evaluated once, after the search, for the final
 SOURCES_NOTE = ("`auc@NAME`: the validation AUC of the extra source NAME (data.extra_sources) "
                 "at the same epoch; `auc@mean` and `auc@worst`: the mean and the lowest AUC "
                 "over the training source and every extra one.")
+LATENCY_NOTE = ("`latency ms`: the model's median ONNX Runtime latency per image on CPU (batch "
+                "1, one thread, at its input size; search.latency), measured for each finalist "
+                "after the search on the machine that ran it (latency.json), else the trial's "
+                "own figure from during the search (noisier: other trials shared the machine).")
+PARETO_NOTE = ("The trials no other trial beats on every objective ({objectives}), best "
+               "`{first}` first. Values are each trial's best epoch by `{first}` (the checkpoint "
+               "export takes) and its in-search latency (measured while other trials shared "
+               "the machine). The Optuna study (optuna.db) holds each trial's last reported "
+               "epoch instead, so where a trial's last epoch was not its best (ASHA, a falling "
+               "curve) its front can differ.")
 IMPORTANCE_NOTE = ("Share of the variance of the search metric that each parameter explains: "
                    "over all trials, then within each architecture's trials (its layer settings "
                    "exist only there).")
@@ -184,15 +200,93 @@ def source_columns(trials: pd.DataFrame) -> list[str]:
     return [n for n in names if n not in aggregates] + [n for n in aggregates if n in names]
 
 
+def latency_of(row: Mapping[str, Any]) -> Any:
+    """A trial's latency per image: the finalists' clean figure (latency.json), else the
+    one it measured during the search, else None."""
+    final = row.get(FINAL_LATENCY)
+    return row.get(COST[0]) if missing(final) else final
+
+
+def has_latency(trials: pd.DataFrame) -> bool:
+    """Whether any trial has a latency figure (the leaderboard then shows ``latency ms``)."""
+    return any(c in trials and trials[c].notna().any() for c in (FINAL_LATENCY, COST[0]))
+
+
+def with_latency(trials: pd.DataFrame, latency: Mapping[str, Mapping[str, Any]] | None,
+                 ) -> pd.DataFrame:
+    """``trials`` with the finalists' clean latency (latency.json: trial id -> figures) as
+    the column ``final_latency_ms``; unchanged without figures."""
+    if not latency:
+        return trials
+    return trials.assign(**{FINAL_LATENCY: [(latency.get(str(t)) or {}).get("median_ms")
+                                            for t in trials["trial_id"]]})
+
+
 def board_table(trials: pd.DataFrame, metric: str) -> pd.DataFrame:
     """The study's table: the best trial of each architecture, best first; with extra
-    sources, their AUC (``auc@NAME``) beside the in-source ``auc``, all at the same epoch."""
+    sources, their AUC (``auc@NAME``) beside the in-source ``auc``, all at the same epoch;
+    with latencies, ``latency ms`` (:func:`latency_of`)."""
     extra = EXTRA_COLUMNS[:1] + (*source_columns(trials),) + EXTRA_COLUMNS[1:]
-    header = ["model", *STUDY_COLUMNS, *extra, *CONFUSION, "ratio", "lr", "epoch", "trial"]
-    metrics = (*STUDY_COLUMNS, *extra, *CONFUSION)
+    cost = ["latency ms"] if has_latency(trials) else []
+    header = ["model", *STUDY_COLUMNS, *extra, *cost, *CONFUSION, "ratio", "lr", "epoch",
+              "trial"]
+    metrics = (*STUDY_COLUMNS, *extra)
     return _frame(header, [[r.get("arch"), *(r.get(f"best_val_{c}") for c in metrics),
+                            *([latency_of(r)] if cost else []),
+                            *(r.get(f"best_val_{c}") for c in CONFUSION),
                             r.get("ratio"), r.get("lr"), r.get("best_epoch"), r.get("trial_id")]
                            for _, r in finalists(trials, metric).iterrows()])
+
+
+# ------------------------------------------------------------------ several objectives
+def pareto_front(points: Any, modes: Sequence[str]) -> np.ndarray:
+    """Which rows of ``points`` (n rows, one column per objective) no other row dominates:
+    at least as good on every objective and better on one, ``modes`` saying 'max' or 'min'
+    per column. A row with a missing value is never on the front and dominates nothing;
+    equal rows are both on it."""
+    values = np.asarray(points, dtype=float).reshape(-1, len(modes))
+    if any(m not in ("max", "min") for m in modes):
+        raise ValueError(f"modes must be 'max' or 'min', not {list(modes)}")
+    better = values * np.array([1.0 if m == "max" else -1.0 for m in modes])  # all 'max' now
+    ok = np.isfinite(better).all(axis=1)
+    front = ok.copy()
+    rivals = better[ok]
+    for i in np.flatnonzero(ok):
+        front[i] = not np.any((rivals >= better[i]).all(axis=1) & (rivals > better[i]).any(axis=1))
+    return front
+
+
+def objective_column(trials: pd.DataFrame, name: str) -> str:
+    """The trials table's column of an objective: its value at the trial's best epoch
+    (``best_val_*``, the checkpoint export takes), else its only value (``latency_ms``)."""
+    return f"best_{name}" if f"best_{name}" in trials else name
+
+
+def objective_points(trials: pd.DataFrame, objectives: Sequence[str],
+                     modes: Sequence[str]) -> pd.DataFrame:
+    """One row per trial: id, architecture, status, best epoch, each objective's value
+    (``objectives`` as columns) and ``pareto``: on the front of the trials that did not fail."""
+    blank = pd.Series([None] * len(trials), index=trials.index, dtype=object)
+    frame = pd.DataFrame({"trial_id": trials["trial_id"].astype(str),
+                          **{k: trials.get(c, blank) for k, c in (("arch", "arch"),
+                             ("status", "status"), ("epoch", "best_epoch"))}})
+    for name in objectives:
+        col = objective_column(trials, name)
+        frame[name] = pd.to_numeric(trials[col], errors="coerce") if col in trials else np.nan
+    eligible = frame[list(objectives)].where(frame["status"] != "ERROR")
+    frame["pareto"] = pareto_front(eligible.to_numpy(), modes)
+    return frame.reset_index(drop=True)
+
+
+def pareto_table(trials: pd.DataFrame, objectives: Sequence[str],
+                 modes: Sequence[str]) -> pd.DataFrame:
+    """The Pareto front's trials, best first by the first objective."""
+    points = objective_points(trials, objectives, modes)
+    front = points[points["pareto"]].sort_values(objectives[0], ascending=modes[0] == "min",
+                                                 kind="stable")
+    header = ["trial", "model", *objectives, "epoch", "status"]
+    return _frame(header, [[r["trial_id"], r["arch"], *(r[o] for o in objectives), r["epoch"],
+                            r["status"]] for _, r in front.iterrows()])
 
 
 def split_table(top: pd.Series, test: TestMetrics) -> pd.DataFrame:
@@ -236,17 +330,31 @@ def markdown(frame: pd.DataFrame) -> str:
     return markdown_table(list(frame.columns), frame.itertuples(index=False))
 
 
+def pareto_note(objectives: Sequence[str], modes: Sequence[str]) -> str:
+    """:data:`PARETO_NOTE` for these objectives."""
+    named = ", ".join(f"`{o}` ({m})" for o, m in zip(objectives, modes))
+    return PARETO_NOTE.format(objectives=named, first=objectives[0])
+
+
 def leaderboard(trials: pd.DataFrame, *, metric: str, mode: str,
                 test: TestMetrics | None = None,
                 importances: Mapping[str, Mapping[str, float]] | str | None = None,
-                title: str = "", robustness: Robustness | None = None) -> str:
-    """The study's table (best trial per architecture) plus what it needed to be read."""
+                title: str = "", robustness: Robustness | None = None,
+                latency: TestMetrics | None = None, objectives: Sequence[str] = (),
+                modes: Sequence[str] = ()) -> str:
+    """The study's table (best trial per architecture) plus what it needed to be read;
+    with ``objectives`` (and their ``modes``), the trials' Pareto front."""
     test = test or {}
+    trials = with_latency(trials, latency)
     best = finalists(trials, metric)
     out = [f"# Leaderboard{': ' + title if title else ''}", "",
            BOARD_NOTE.format(metric=metric, mode=mode), "",
            *([SOURCES_NOTE, ""] if source_columns(trials) else []),
+           *([LATENCY_NOTE, ""] if has_latency(trials) else []),
            markdown(board_table(trials, metric)), "", f"Trials: {status_counts(trials)}", ""]
+    if objectives and len(trials):
+        out += ["## Pareto front", "", pareto_note(objectives, modes), "",
+                markdown(pareto_table(trials, objectives, modes)), ""]
     if len(best):
         top = best.iloc[0]
         out += [f"## Best overall: trial {top['trial_id']} ({top.get('arch')})", "",
@@ -270,8 +378,10 @@ def leaderboard(trials: pd.DataFrame, *, metric: str, mode: str,
     return "\n".join(out)
 
 
-__all__ = ["BOARD_NOTE", "IMPORTANCE_NOTE", "SOURCES_NOTE", "SPLIT_COLUMNS", "TEST_NOTE", "TRAIN_RUNS",
-           "TRIAL_PREFIX", "best_checkpoint", "board_table", "collect", "finalists",
-           "importance_table", "leaderboard", "markdown", "others_test_table", "source_columns",
-           "split_table",
-           "status_counts", "trial_checkpoints"]
+__all__ = ["BOARD_NOTE", "COST", "FINAL_LATENCY", "IMPORTANCE_NOTE", "LATENCY_NOTE", "PARETO_NOTE",
+           "SOURCES_NOTE", "SPLIT_COLUMNS", "TEST_NOTE", "TRAIN_RUNS", "TRIAL_PREFIX",
+           "best_checkpoint", "board_table", "collect", "finalists", "has_latency",
+           "importance_table", "latency_of", "leaderboard", "markdown", "objective_column",
+           "objective_points", "others_test_table", "pareto_front", "pareto_note",
+           "pareto_table", "source_columns", "split_table", "status_counts",
+           "trial_checkpoints", "with_latency"]
