@@ -53,6 +53,7 @@ from search.formats import (
     json_safe,
 )
 from search.formats import ONNX as ONNX_FILE
+from search.latency import onnx_latency
 from search.predict import (
     EXPORT_FORMAT,
     build_torch_model,
@@ -459,7 +460,20 @@ def _card_model(config: dict[str, Any]) -> list[str]:
         f"RGB scaled to [0, 1] then normalised with mean {spec['mean']} and std "
         f"{spec['std']}",
         f"- Checkpoint: epoch {config['epoch']} of trial {config['trial_id']}, chosen by "
-        f"validation `{chosen['metric']}` ({chosen['mode']}) = {_fmt(chosen['value'], 4)}", ""]
+        f"validation `{chosen['metric']}` ({chosen['mode']}) = {_fmt(chosen['value'], 4)}",
+        *_card_latency(config.get("latency")), ""]
+
+
+def _card_latency(latency: dict[str, Any] | None) -> list[str]:
+    """The model's CPU latency, as measured at export (one line; none when not measured)."""
+    if not latency:
+        return []
+    return [f"- Latency: {latency['median_ms']:.3g} ms median (p90 {latency['p90_ms']:.3g} ms) "
+            f"per image with `{ONNX_FILE}` on CPU (onnxruntime {latency['onnxruntime']}, "
+            f"batch {latency['batch']}, {latency['intra_op_threads']} thread, "
+            f"{latency['runs']} runs after {latency['warmup']} warm-up) on the exporting "
+            f"machine ({latency['processor']}, {latency['cpu_count']} CPUs): other machines, "
+            "threads and batch sizes differ"]
 
 
 def _ranking_table(splits: dict[str, dict[str, Any]]) -> list[str]:
@@ -613,7 +627,8 @@ def _folder_config(cfg: ExperimentConfig, meta: dict[str, Any], row: pd.Series, 
                    threshold: float, rule: str, selected_by: dict[str, Any], parameters: int,
                    onnx_diff: float, checkpoint: Path, results_dir: Path,
                    calibration: dict[str, Any] | None = None,
-                   operating_points: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+                   operating_points: list[dict[str, Any]] | None = None,
+                   latency: dict[str, Any] | None = None) -> dict[str, Any]:
     """``config.json``: how to rebuild and feed the model, its threshold, the exact training
     data, and which trial, epoch and results folder it came from."""
     epoch_metrics = meta.get("metrics", {})
@@ -640,6 +655,7 @@ def _folder_config(cfg: ExperimentConfig, meta: dict[str, Any], row: pd.Series, 
         "parameters": parameters,
         "onnx": {"file": ONNX_FILE, "opset": ONNX_OPSET, "max_abs_diff": onnx_diff,
                  "inputs": ["image"], "outputs": ["logit", "p_fake"]},
+        "latency": latency,  # of model.onnx on the exporting machine (search.latency)
         "source_checkpoint": str(checkpoint),
         "results_dir": str(results_dir),
         "experiment_config": cfg.to_dict(),
@@ -694,17 +710,14 @@ def export_model(results_dir: str | Path, *, trial_id: str | None = None,
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     try:
         shutil.copyfile(checkpoint / WEIGHTS, staging / WEIGHTS)
-        diff = export_onnx(model, size, staging / ONNX_FILE)
-        if verbose:
-            print(f"ONNX parity: max abs logit difference to PyTorch {diff:.3g} "
-                  f"(limit {ONNX_TOLERANCE:g})")
+        diff, latency = _onnx(model, size, staging / ONNX_FILE, verbose=verbose)
         config = _folder_config(
             cfg, meta, row, threshold=threshold, rule=rule,
             selected_by={"metric": metric, "mode": mode,
                          "value": json_safe(epoch_metrics.get(metric))},
             parameters=int(sum(p.numel() for p in model.parameters())), onnx_diff=diff,
             checkpoint=checkpoint, results_dir=results_dir, calibration=calibration,
-            operating_points=points)
+            operating_points=points, latency=latency)
         (staging / CONFIG).write_text(json.dumps(json_safe(config), indent=1) + "\n")
         (staging / METRICS_FILE).write_text(json.dumps(json_safe(metrics), indent=1) + "\n")
         # Reload check: the folder alone must rebuild the very same model.
@@ -719,6 +732,17 @@ def export_model(results_dir: str | Path, *, trial_id: str | None = None,
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out
+
+
+def _onnx(model: Any, size: int, path: Path, *, verbose: bool) -> tuple[float, dict[str, Any]]:
+    """Export ``model`` to ``path`` (parity-checked) and time that very file
+    (:func:`search.latency.onnx_latency`): (max abs logit difference, latency)."""
+    diff = export_onnx(model, size, path)
+    latency = onnx_latency(path, size)
+    if verbose:
+        print(f"ONNX parity: max abs logit difference to PyTorch {diff:.3g} "
+              f"(limit {ONNX_TOLERANCE:g}); latency {latency.describe()}")
+    return diff, latency.to_dict()
 
 
 def _same_outputs(a: Any, b: Any, size: int) -> None:
