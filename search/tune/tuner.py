@@ -43,6 +43,7 @@ from search.formats import (
     CROSS_JSON,
     CROSS_MD,
     HISTORY,
+    LATENCY,
     LEADERBOARD,
     OPTUNA_DB,
     ROBUSTNESS,
@@ -55,6 +56,7 @@ from search.formats import (
     trial_dirname,
 )
 from search.formats import EXPERIMENT as CONFIG_FILE
+from search.latency import LATENCY_METRIC, checkpoint_latency
 from search.predict import dataset_name
 from search.storage import experiment_dir, local_experiment_dir
 from search.train.driver import (
@@ -136,8 +138,8 @@ class ProgressPrinter:
                              f"epoch {result.get('epoch', '?')}/{printer.budget(trial)}  "
                              f"{printer.metric} {printer.num(result.get(printer.metric))}  "
                              f"f1 {printer.num(result.get('val_f1'))}  "
-                             f"loss {printer.num(result.get('train_loss'))}",
-                             latest=result.get(printer.metric))
+                             f"loss {printer.num(result.get('train_loss'))}"
+                             + printer.cost(result), latest=result.get(printer.metric))
 
             def on_trial_complete(self, iteration, trials, trial, **info):
                 last = trial.last_result or {}
@@ -180,6 +182,12 @@ class ProgressPrinter:
              latest: Any = None) -> None:
         print(f"[{self.status(trials, ended, latest)}] {trial.trial_id}  {text}",
               file=sys.stdout, flush=True)
+
+    @staticmethod
+    def cost(result: dict[str, Any]) -> str:
+        """``  latency 0.12 ms`` when the trial measured it (an objective), else ``""``."""
+        value = result.get(LATENCY_METRIC)
+        return f"  latency {value:.3g} ms" if isinstance(value, int | float) else ""
 
     @staticmethod
     def num(value: Any) -> str:
@@ -309,6 +317,17 @@ class StudyUploader(Callback):
 
 
 def _searcher(cfg: ExperimentConfig, space: dict[str, Param], mode: str, exp_dir: Path) -> Any:
+    """OptunaSearch over the space, its study in SQLite beside the results.
+
+    With ``search.objectives`` the study has one direction per objective and OptunaSearch
+    gets them as lists: it then ignores the per-epoch results and tells the study each
+    trial's final result (every objective's value at the last epoch it reported). TPE
+    handles several objectives itself (Optuna 4+: MOTPE, same settings), and so does random
+    sampling; NSGA-II was not chosen: it samples at random until a whole generation (50
+    trials by default) has finished, i.e. for the whole of a search of this size.
+    Tune's own metric and mode (TuneConfig) stay the first objective's, for ASHA and
+    the checkpoints: with the space given here Tune never hands them to the searcher.
+    """
     seed = cfg.seed
     if cfg.search.algorithm == "tpe":
         with warnings.catch_warnings():
@@ -322,9 +341,13 @@ def _searcher(cfg: ExperimentConfig, space: dict[str, Param], mode: str, exp_dir
     else:
         raise ConfigError(f"search.algorithm {cfg.search.algorithm!r}: choose tpe or random")
     storage = optuna.storages.RDBStorage(f"sqlite:///{exp_dir / OPTUNA_DB}")
-    return ResumableOptunaSearch(space=functools.partial(sample, space=space), metric=cfg.search.metric,
-                        mode=mode, points_to_evaluate=[dict(p) for p in cfg.search.points_to_evaluate]
-                        or None, sampler=sampler, study_name=cfg.search.name, storage=storage)
+    objectives = cfg.search.objectives
+    return ResumableOptunaSearch(
+        space=functools.partial(sample, space=space),
+        metric=list(objectives) if objectives else cfg.search.metric,
+        mode=list(cfg.search.objective_modes()) if objectives else mode,
+        points_to_evaluate=[dict(p) for p in cfg.search.points_to_evaluate] or None,
+        sampler=sampler, study_name=cfg.search.name, storage=storage)
 
 
 def _scheduler(cfg: ExperimentConfig, max_epochs: int) -> Any:
@@ -461,30 +484,56 @@ def finish(cfg: ExperimentConfig, results: Any, *, evaluate_test: bool = True,
     trials.to_parquet(exp_dir / TRIALS_PARQUET, index=False)
     trials.to_csv(exp_dir / TRIALS_CSV, index=False)
     history.to_parquet(exp_dir / HISTORY, index=False)
-    test: dict[str, dict[str, Any]] = {}
-    robust: dict[str, Any] = {}
-    if evaluate_test and len(trials):
-        shards = resolve_shards(cfg)
-        for _, row in finalists.iterrows():
-            metrics, preds = evaluate_remote(row["checkpoint"], shards, "test")
-            test[str(row["trial_id"])] = metrics
-            preds.to_csv(Path(row["checkpoint"]) / TEST_PREDICTIONS, index=False)
-        (exp_dir / TEST_METRICS).write_text(json.dumps(test, indent=1))
-        # The finalists under JPEG re-compression and down-up scaling: a detector that
-        # dies under compression is not deployable, whatever its clean AUC.
-        robust = {str(row["trial_id"]): robustness_remote(row["checkpoint"], shards, "test")
-                  for _, row in finalists.iterrows()}
-        (exp_dir / ROBUSTNESS).write_text(json.dumps(json_safe(robust), indent=1))
-        if cfg.data.extra_sources:
-            write_source_matrix(exp_dir, source_matrix(cfg, finalists, test))
+    test, robust = (evaluate_finalists(cfg, exp_dir, finalists) if evaluate_test and len(trials)
+                    else ({}, {}))
+    latency = finalist_latency(finalists) if len(trials) else {}
+    (exp_dir / LATENCY).write_text(json.dumps(json_safe(latency), indent=1))
     board = tables.leaderboard(trials, metric=cfg.search.metric, mode=mode, test=test,
                                importances=param_importances(exp_dir / OPTUNA_DB, cfg.search.name),
-                               title=cfg.search.name, robustness=robust)
+                               title=cfg.search.name, robustness=robust, latency=latency,
+                               objectives=cfg.search.objectives,
+                               modes=cfg.search.objective_modes())
     (exp_dir / LEADERBOARD).write_text(board + "\n")
     outcome = SearchOutcome(exp_dir, trials, history, board, test)
     if remote:
         sync_up(outcome, location)
     return outcome
+
+
+def evaluate_finalists(cfg: ExperimentConfig, exp_dir: Path, finalists: pd.DataFrame,
+                       ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """(test metrics, robustness) of the finalists, written to the results folder with their
+    test predictions (and, with extra sources, the cross-dataset matrix)."""
+    shards = resolve_shards(cfg)
+    test: dict[str, dict[str, Any]] = {}
+    for _, row in finalists.iterrows():
+        metrics, preds = evaluate_remote(row["checkpoint"], shards, "test")
+        test[str(row["trial_id"])] = metrics
+        preds.to_csv(Path(row["checkpoint"]) / TEST_PREDICTIONS, index=False)
+    (exp_dir / TEST_METRICS).write_text(json.dumps(test, indent=1))
+    # The finalists under JPEG re-compression and down-up scaling: a detector that
+    # dies under compression is not deployable, whatever its clean AUC.
+    robust = {str(row["trial_id"]): robustness_remote(row["checkpoint"], shards, "test")
+              for _, row in finalists.iterrows()}
+    (exp_dir / ROBUSTNESS).write_text(json.dumps(json_safe(robust), indent=1))
+    if cfg.data.extra_sources:
+        write_source_matrix(exp_dir, source_matrix(cfg, finalists, test))
+    return test, robust
+
+
+def finalist_latency(finalists: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """Each finalist's ONNX latency per image (:mod:`search.latency`), measured here, on the
+    driver's machine, once the trials are done: the clean figure (the trials' own were
+    measured while they shared their machines). A model that cannot be measured is
+    recorded with why (``error``), without costing the search its tables."""
+    out: dict[str, dict[str, Any]] = {}
+    for _, row in finalists.iterrows():
+        try:
+            out[str(row["trial_id"])] = checkpoint_latency(row["checkpoint"]).to_dict()
+        except Exception as err:  # an export failure must not lose the finished search
+            warnings.warn(f"no latency for trial {row['trial_id']}: {err}", stacklevel=2)
+            out[str(row["trial_id"])] = {"error": str(err)[:300]}
+    return out
 
 
 def source_matrix(cfg: ExperimentConfig, finalists: pd.DataFrame,
@@ -592,5 +641,6 @@ def unfinished_trials(experiment_path: str) -> set[str]:
 
 
 __all__ = ["ProgressPrinter", "ResumableOptunaSearch", "SearchOutcome", "StudyUploader",
-           "build_tuner", "check_fits", "finish", "max_concurrent", "run_search", "source_matrix",
+           "build_tuner", "check_fits", "evaluate_finalists", "finalist_latency", "finish",
+           "max_concurrent", "run_search", "source_matrix",
            "sync_up", "trials_that_fit", "unfinished_trials", "write_source_matrix"]
