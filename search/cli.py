@@ -41,7 +41,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 # ---------------------------------------------------------------- prepare
 def _add_prepare(sub: argparse._SubParsersAction) -> None:
-    from search.data.demo import DEMO_SIZE
+    from search.data.demo import DEMO_SIZE, GRIDS
 
     p = sub.add_parser("prepare", help="turn a downloaded image set into Parquet shards",
                        description="Validate, resize and split a source into Parquet shards "
@@ -66,6 +66,10 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=0, help="decode processes (0 = all cores)")
     p.add_argument("--demo-images", type=int, default=2000, help="demo layout: images")
     p.add_argument("--demo-difficulty", type=float, default=0.5, help="demo layout: 0 easy..1 hard")
+    p.add_argument("--demo-grid", choices=GRIDS, default="none",
+                   help="demo layout: the images that carry a 1-px checkerboard artefact (none; "
+                        "fake: a generator's; real: a camera's), for a controlled shift "
+                        "between two demo sources (examples/shift-demo.yaml)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -88,7 +92,7 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
         splits=splits, seed=args.seed, shard_mb=args.shard_mb, limit=args.limit,
         max_per_class=args.max_per_class, group_regex=args.group_regex, class_map=class_map,
         quality=args.quality, workers=args.workers, demo_images=args.demo_images,
-        demo_difficulty=args.demo_difficulty,
+        demo_difficulty=args.demo_difficulty, demo_grid=args.demo_grid,
     )
     result = prepare(opts, progress=not args.quiet)
     print(result.summary())

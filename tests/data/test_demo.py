@@ -17,12 +17,16 @@ from PIL import Image
 from search.data.demo import (
     DEFAULT_DIFFICULTY,
     FACES_DIR,
+    GRID_AMPLITUDE,
+    GRIDS,
     METADATA_COLUMNS,
+    add_grid,
     ensure_demo_shards,
     make_fake,
     make_real,
     write_demo_source,
 )
+from search.data.images import decode_to_array
 
 
 def _read_meta(root: Path) -> list[dict[str, str]]:
@@ -132,6 +136,129 @@ def test_difficulty_is_monotone() -> None:
         dists.append(float(np.mean(diffs)))
     print("mean |fake - real| by difficulty:", [round(x, 2) for x in dists])
     assert all(a > b for a, b in zip(dists, dists[1:], strict=False))
+
+
+# --------------------------------------------------------------------------- grid (issue 13)
+
+
+def _checker(h: int, w: int) -> np.ndarray:
+    return 1 - 2 * ((np.arange(h)[:, None] + np.arange(w)[None, :]) % 2)
+
+
+def _grid_level(img: np.ndarray) -> float:
+    """The checkerboard's amplitude in an image: its grey level's projection on the grid."""
+    grey = img.astype(float).mean(-1)
+    return float((grey * _checker(*grey.shape)).mean())
+
+
+def _decoded(root: Path, size: int) -> dict[str, tuple[str, np.ndarray]]:
+    """Every image of a demo source as the worker decodes it at ``size``: stem -> (label, array)."""
+    return {r["videoname"][:-4]: (r["label"], decode_to_array(
+        (root / FACES_DIR / (r["videoname"][:-4] + ".jpg")).read_bytes(), size))
+        for r in _read_meta(root)}
+
+
+def test_add_grid_keeps_every_block_and_never_clips() -> None:
+    """+/-amplitude on a checkerboard; each aligned 2x2 block keeps its sum (so its mean and
+    colour), saturated blocks are left alone, nothing is drawn at random."""
+    img = make_real(np.random.default_rng(4), 32)
+    img[:4, :6] = 255  # a saturated corner, and a near-black row (headroom below amplitude)
+    img[8, :] = 2
+    out = add_grid(img)
+    assert out.dtype == np.uint8 and out.shape == img.shape
+    diff = out.astype(int) - img
+    blocks = diff.reshape(16, 2, 16, 2, 3).sum(axis=(1, 3))
+    assert (blocks == 0).all()  # every 2x2 block sums to what it did
+    assert (diff[:4, :6] == 0).all()  # no headroom: no grid, no clipping
+    assert np.abs(diff[8:10]).max() <= 2  # headroom 2: amplitude 2
+    assert (np.abs(diff[12:]).max(axis=-1) <= GRID_AMPLITUDE).all()
+    grey = diff[..., 0]
+    assert (grey == diff[..., 1]).all() and (grey == diff[..., 2]).all()  # grey: luminance only
+    assert (np.sign(grey) * _checker(32, 32) >= 0).all()  # +on even, -on odd pixels
+    assert np.array_equal(add_grid(img), out)
+
+
+@pytest.mark.parametrize("grid", ["fake", "real"])
+def test_grid_is_in_the_written_jpegs_of_its_label_only(tmp_path: Path, grid: str) -> None:
+    """At full size the grid survives the demo's JPEG on the images of its label (about
+    +/-7 of +/-8 grey levels, measured) and is absent from the others (|level| < 0.4)."""
+    images = _decoded(write_demo_source(tmp_path, n_images=45, size=64, seed=2, grid=grid), 64)
+    levels = {"REAL": [], "FAKE": []}
+    for label, img in images.values():
+        levels[label].append(_grid_level(img))
+    marked, clean = levels[grid.upper()], levels["REAL" if grid == "fake" else "FAKE"]
+    print(f"grid level on {grid}: {min(marked):.2f}..{max(marked):.2f}, "
+          f"others {min(clean):.2f}..{max(clean):.2f}")
+    assert min(marked) > GRID_AMPLITUDE / 2
+    assert max(np.abs(clean)) < 1.0
+
+
+def test_the_grid_is_gone_after_the_workers_2x_downscale(tmp_path: Path) -> None:
+    """The same images with and without the grid, decoded as a trial at half the prepared size
+    decodes them (JPEG draft + resize): no systematic difference is left (the mean over images
+    is a fraction of a grey level at every pixel) where at full size it is the grid itself."""
+    a = write_demo_source(tmp_path / "plain", n_images=300, size=32, seed=1)
+    b = write_demo_source(tmp_path / "grid", n_images=300, size=32, seed=1, grid="fake")
+    for size in (32, 16):
+        plain, grid = _decoded(a, size), _decoded(b, size)
+        diff = np.stack([grid[k][1].astype(float) - plain[k][1] for k in plain
+                         if plain[k][0] == "FAKE"])
+        mean = diff.mean(axis=0)  # what every gridded image shares: the detectable signal
+        print(f"{size} px: mean difference max {np.abs(mean).max():.3f}, "
+              f"rms {np.sqrt((mean**2).mean()):.3f}; per image rms {np.sqrt((diff**2).mean()):.3f}")
+        if size == 32:
+            assert np.sqrt((mean**2).mean()) > GRID_AMPLITUDE / 2
+            assert (np.sign(mean.mean(-1)) == _checker(32, 32)).all()
+        else:
+            assert np.abs(mean).max() < 0.5  # measured 0.27 (JPEG rounding at block edges)
+            assert np.sqrt((diff**2).mean()) < 1.5  # per image: JPEG rounding noise
+
+
+def test_grid_none_is_the_default_demo_and_leaves_the_other_label_alone(tmp_path: Path) -> None:
+    """grid="none" is byte-identical to the demo made without the option, and a grid changes
+    only the files of its label (it draws nothing from the images' generators)."""
+    kwargs = {"n_images": 15, "size": 32, "seed": 4}
+    default = _files(write_demo_source(tmp_path / "default", **kwargs))
+    made = {g: _files(write_demo_source(tmp_path / g, grid=g, **kwargs)) for g in GRIDS}
+    assert made["none"] == default
+    for grid in ("fake", "real"):
+        changed = {k for k in default if made[grid][k] != default[k]}
+        assert changed == {k for k in default if f"_{grid}" in k}  # demo_00001_fake2.jpg
+        assert made[grid].keys() == default.keys()
+
+
+def test_a_bad_grid_is_refused_by_name(tmp_path: Path) -> None:
+    from search.data.layouts import SourceError
+    from search.data.prepare import PrepareOptions
+
+    with pytest.raises(ValueError, match=r"grid must be one of none, fake, real, not 'both'"):
+        write_demo_source(tmp_path, n_images=3, size=16, grid="both")  # type: ignore[arg-type]
+    assert not (tmp_path / FACES_DIR).exists()  # refused before anything is written
+    with pytest.raises(SourceError, match=r"--demo-grid must be one of none, fake, real"):
+        PrepareOptions(layout="demo", demo_grid="Fake").resolved()
+
+
+def test_prepare_demo_grid_from_the_command_line(tmp_path: Path, capsys) -> None:
+    """``prepare --layout demo --demo-grid fake``: the option reaches the images and the
+    manifest; an unknown style is a usage error listing the valid ones."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    from search.cli import main as cli
+
+    out = tmp_path / "shards"
+    assert cli(["prepare", "--layout", "demo", "--demo-grid", "fake", "--demo-images", "30",
+                "--size", "32", "--source", str(tmp_path / "src"), "--out", str(out),
+                "--quiet"]) == 0
+    assert json.loads((out / "manifest.json").read_text())["options"]["demo_grid"] == "fake"
+    rows = pq.read_table(sorted(out.glob("train-*.parquet"))[0]).to_pylist()
+    for row in rows:  # the kept JPEG bytes carry the grid on FAKEs only
+        level = _grid_level(decode_to_array(row["image"], 32))
+        assert (level > GRID_AMPLITUDE / 2) if row["label"] == 1 else (abs(level) < 1.0)
+    with pytest.raises(SystemExit):
+        cli(["prepare", "--layout", "demo", "--demo-grid", "both"])
+    assert "invalid choice: 'both' (choose from 'none', 'fake', 'real')" in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------- learnability
