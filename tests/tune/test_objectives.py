@@ -111,6 +111,24 @@ def test_the_searcher_has_one_direction_per_objective(tmp_path):
     assert isinstance(study.sampler, optuna.samplers.TPESampler)
 
 
+def test_no_objectives_no_pareto_section(model_results):
+    from search.report import sections
+    from search.report.results import load_results
+
+    assert sections.pareto(load_results(model_results)) is None
+
+
+def test_a_finalist_that_cannot_be_timed_is_recorded_not_fatal(tmp_path):
+    from search.tune.tuner import finalist_latency
+
+    finalists = pd.DataFrame({"trial_id": ["gone"], "checkpoint": [str(tmp_path / "missing")]})
+    with pytest.warns(UserWarning, match="no latency for trial gone"):
+        out = finalist_latency(finalists)
+    assert set(out) == {"gone"} and out["gone"]["error"]
+    trials = tables.with_latency(finalists, out)
+    assert trials[tables.FINAL_LATENCY].isna().all()
+
+
 # ------------------------------------------------------------------ one real search
 @pytest.fixture(scope="module")
 def pareto_search(tmp_path_factory, demo_shards, ray_cluster) -> Path:
