@@ -58,7 +58,7 @@ GRIDS: tuple[str, ...] = ("none", "fake", "real")
 #: The grid's amplitude in grey levels (+/-): faint to the eye, it survives the demo's JPEG
 #: (q 90) and is the cue a CNN at full resolution learns first and relies on. Measured at
 #: 64 px: with +/-4 the same CNN also learns the seams (AUC 0.84-0.96 on a source whose REALs
-#: carry the grid), with +/-8 it learns the grid alone (0.00-0.27 there).
+#: carry the grid), with +/-8 it learns the grid alone (test AUC 0.00-0.26 there).
 GRID_AMPLITUDE = 8
 FACES_DIR = "faces_224"
 METADATA_FILE = "metadata.csv"

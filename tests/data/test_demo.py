@@ -180,8 +180,8 @@ def test_add_grid_keeps_every_block_and_never_clips() -> None:
 
 @pytest.mark.parametrize("grid", ["fake", "real"])
 def test_grid_is_in_the_written_jpegs_of_its_label_only(tmp_path: Path, grid: str) -> None:
-    """At full size the grid survives the demo's JPEG on the images of its label (about
-    +/-7 of +/-8 grey levels, measured) and is absent from the others (|level| < 0.4)."""
+    """At full size the grid survives the demo's JPEG on the images of its label (6.0 to 8.7
+    grey levels of its 8, measured) and is absent from the others (|level| < 0.1)."""
     images = _decoded(write_demo_source(tmp_path, n_images=45, size=64, seed=2, grid=grid), 64)
     levels = {"REAL": [], "FAKE": []}
     for label, img in images.values():
@@ -193,25 +193,27 @@ def test_grid_is_in_the_written_jpegs_of_its_label_only(tmp_path: Path, grid: st
     assert max(np.abs(clean)) < 1.0
 
 
-def test_the_grid_is_gone_after_the_workers_2x_downscale(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("full", "n_images"), [(32, 300), (64, 150)])
+def test_the_grid_is_gone_after_the_workers_2x_downscale(tmp_path: Path, full: int,
+                                                         n_images: int) -> None:
     """The same images with and without the grid, decoded as a trial at half the prepared size
     decodes them (JPEG draft + resize): no systematic difference is left (the mean over images
     is a fraction of a grey level at every pixel) where at full size it is the grid itself."""
-    a = write_demo_source(tmp_path / "plain", n_images=300, size=32, seed=1)
-    b = write_demo_source(tmp_path / "grid", n_images=300, size=32, seed=1, grid="fake")
-    for size in (32, 16):
+    a = write_demo_source(tmp_path / "plain", n_images=n_images, size=full, seed=1)
+    b = write_demo_source(tmp_path / "grid", n_images=n_images, size=full, seed=1, grid="fake")
+    for size in (full, full // 2):
         plain, grid = _decoded(a, size), _decoded(b, size)
         diff = np.stack([grid[k][1].astype(float) - plain[k][1] for k in plain
                          if plain[k][0] == "FAKE"])
         mean = diff.mean(axis=0)  # what every gridded image shares: the detectable signal
-        print(f"{size} px: mean difference max {np.abs(mean).max():.3f}, "
+        print(f"{full} -> {size} px: mean difference max {np.abs(mean).max():.3f}, "
               f"rms {np.sqrt((mean**2).mean()):.3f}; per image rms {np.sqrt((diff**2).mean()):.3f}")
-        if size == 32:
+        if size == full:
             assert np.sqrt((mean**2).mean()) > GRID_AMPLITUDE / 2
-            assert (np.sign(mean.mean(-1)) == _checker(32, 32)).all()
-        else:
-            assert np.abs(mean).max() < 0.5  # measured 0.27 (JPEG rounding at block edges)
-            assert np.sqrt((diff**2).mean()) < 1.5  # per image: JPEG rounding noise
+            assert (np.sign(mean.mean(-1)) == _checker(full, full)).all()
+        else:  # measured rms 0.10 and 0.13, max 0.30 and 0.49 (JPEG rounding, averaged)
+            assert np.sqrt((mean**2).mean()) < 0.25 and np.abs(mean).max() < 1.0
+            assert np.sqrt((diff**2).mean()) < 1.5  # per image: JPEG rounding noise, 0.97
 
 
 def test_grid_none_is_the_default_demo_and_leaves_the_other_label_alone(tmp_path: Path) -> None:
