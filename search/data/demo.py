@@ -398,14 +398,14 @@ def add_grid(img: np.ndarray, amplitude: int = GRID_AMPLITUDE) -> np.ndarray:
     """``img`` (HxWx3 uint8) plus a grey 1-pixel checkerboard of +/- ``amplitude`` levels.
 
     The highest spatial frequency an image can hold: a 2x downscale removes it (a 2x2 box or
-    bilinear filter sums to zero over it, and JPEG's DCT-domain 1/2 scaling drops the
-    coefficients that carry it), so a model at half the resolution cannot see it. Grey, so
-    that it lives in JPEG's luminance channel and survives 4:2:0 chroma subsampling. Never
-    clipped: the amplitude of each aligned 2x2 block is cut to the block's headroom below 255
-    and above 0 (none in a saturated block), so every block keeps its mean and colour exactly,
-    and a downscaled image carries no trace of the grid (a clipped grid would darken the
-    bright areas of the images that have it, a cue at any resolution). No randomness: adding
-    it draws nothing from the image's generator.
+    bilinear filter sums to zero over it, and JPEG's DCT-domain 1/2 scaling, the worker's
+    path, drops the coefficients that carry nearly all of it: 0.1 grey level rms is left,
+    measured), so a model at half the resolution cannot see it. Grey, so that it lives in
+    JPEG's luminance channel and survives 4:2:0 chroma subsampling. Never clipped: the
+    amplitude of each aligned 2x2 block is cut to the block's headroom below 255 and above 0
+    (none in a saturated block), so every block keeps its mean and colour exactly (a clipped
+    grid would darken the bright areas of the images that have it, a cue at any resolution).
+    No randomness: adding it draws nothing from the image's generator.
     """
     h, w = img.shape[:2]
     v = img.astype(np.int16)
