@@ -492,13 +492,8 @@ def write_demo_source(
         wr.writerow(METADATA_COLUMNS)
         wr.writerows(rows)
     os.replace(tmp, root / METADATA_FILE)
-    log.info(
-        "wrote %d demo images (%d identities) to %s in %.1f s",
-        len(rows),
-        n_ids,
-        root,
-        time.perf_counter() - t0,
-    )
+    log.info("wrote %d demo images (%d identities) to %s in %.1f s", len(rows), n_ids, root,
+             time.perf_counter() - t0)
     return root
 
 
