@@ -67,5 +67,8 @@ def test_the_table_gives_each_pick_its_figures_on_every_source() -> None:
     assert (row["arch"], row["epoch"], row["auc (in-source)"], row["auc@x"]) == \
         ("resnet10t", 1, 0.70, 0.80)
     assert summary(t).startswith("In-source selection picks trial a (custom_cnn, epoch 2); "
-                                 "`auc@x` picks trial b (resnet10t)")
+                                 "`auc@x` picks trial b (resnet10t, epoch 1); "
+                                 "`auc@y` picks the same trial at epoch 1;")
+    same = selection_table(h.assign(**{"val_auc@y": h["val_auc"]}), trials)
+    assert "`auc@y` picks the same trial and epoch;" in summary(same)
     assert summary(selection_table(h.iloc[:0], trials)) == ""

@@ -66,15 +66,19 @@ def _label(column: str) -> str:
 
 
 def summary(table: pd.DataFrame) -> str:
-    """One sentence per extra-source rule: whether it picks another trial than in-source."""
+    """One clause per other rule: whether it picks another trial (or epoch) than in-source."""
     if table.empty:
         return ""
     own = table.iloc[0]
     parts = []
     for _, row in table.iloc[1:].iterrows():
-        same = row["trial"] == own["trial"]
-        parts.append(f"`{row['selected by']}` picks "
-                     + ("the same trial" if same else f"trial {row['trial']} ({row['arch']})"))
+        if row["trial"] != own["trial"]:
+            what = f"trial {row['trial']} ({row['arch']}, epoch {row['epoch']})"
+        elif row["epoch"] != own["epoch"]:
+            what = f"the same trial at epoch {row['epoch']}"
+        else:
+            what = "the same trial and epoch"
+        parts.append(f"`{row['selected by']}` picks {what}")
     return (f"In-source selection picks trial {own['trial']} ({own['arch']}, epoch "
             f"{own['epoch']}); " + "; ".join(parts) + ".")
 
