@@ -8,8 +8,10 @@ One module for both ways a model is evaluated:
 - a model folder (exported or a checkpoint) on one or several prepared sets
   (:func:`evaluate_model`, :func:`cross_dataset`): ``deepfake-search evaluate`` and its
   trained-on x tested-on matrix, written as ``cross_dataset.md`` / ``.json``;
-- a model under perturbations (:func:`evaluate_robustness`, :func:`robustness_remote`): AUC
-  after JPEG re-compression (quality 75, 50) and a downscale-upscale by 2, and its drop.
+- a model under perturbations (:func:`evaluate_robustness`): AUC after JPEG re-compression
+  (quality 75, 50) and a downscale-upscale by 2, and its drop;
+- a search's finalist (:func:`evaluate_finalist`, :func:`finalist_remote`): its test metrics,
+  predictions and robustness from one pass over the test split.
 
 Models are rebuilt by :func:`search.predict.build_torch_model`, the one loader of every
 command; predictions stream from the shards through the training stream (Ray Data).
@@ -20,7 +22,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -57,7 +59,7 @@ from search.predict import (
 )
 from search.report.cross import DETAIL_COLUMNS, NOTE, detail_table, matrix_table, models
 from search.train.metrics import ECE_BINS, detector_metrics
-from search.train.worker import predict_split
+from search.train.worker import predict_split, score_batch
 
 #: The fix a broken checkpoint's error names (export and the test evaluation read them).
 RETRAIN = "pick another trial (--trial) or re-train"
@@ -73,11 +75,28 @@ LOCAL_CPUS = max(4, os.cpu_count() or 1)
 def load_checkpoint_model(checkpoint_dir: str | Path) -> tuple[Any, dict[str, Any]]:
     """A trial's model rebuilt from its checkpoint folder (safetensors + config.json), in
     eval mode on CPU, and that config.json (``experiment``, ``input``, ``metrics``)."""
+    model, info = _checkpoint(checkpoint_dir)
+    return model, info.meta
+
+
+def _checkpoint(checkpoint_dir: str | Path) -> tuple[Any, ModelInfo]:
+    """A trial's model and its folder's description; an exported model is refused."""
     info = read_model_info(checkpoint_dir, fix=RETRAIN)
     if info.kind != "checkpoint":
         raise ModelFolderError(f"{info.directory / CONFIG} is an exported model's config, not "
                                f"a checkpoint's: {RETRAIN}")
-    return build_torch_model(info, fix=RETRAIN), info.meta
+    return build_torch_model(info, fix=RETRAIN), info
+
+
+def _input(info: ModelInfo) -> dict[str, Any]:
+    """The ``input`` entry (size, mean, std) a model folder was trained with."""
+    return {"input": {"input_size": info.input_size, "mean": list(info.mean),
+                      "std": list(info.std)}}
+
+
+def _test_threshold(meta: dict[str, Any]) -> float | None:
+    """The threshold a checkpoint's test metrics are read at: its validation one, if saved."""
+    return meta.get("metrics", {}).get("val_threshold")
 
 
 def predict_shards(model: Any, meta: dict[str, Any], shards: str | Path, split: str,
@@ -97,7 +116,7 @@ def evaluate_checkpoint(checkpoint_dir: str | Path, shards: str | Path, split: s
     """Metrics and predictions of one checkpoint on one split (in this process)."""
     model, meta = load_checkpoint_model(checkpoint_dir)
     if threshold is None:
-        threshold = meta.get("metrics", {}).get("val_threshold")
+        threshold = _test_threshold(meta)
     preds = predict_shards(model, meta, shards, split)
     metrics = detector_metrics(preds["label"].to_numpy(), preds["p_fake"].to_numpy(),
                                threshold=threshold)
@@ -135,9 +154,7 @@ def evaluate_model(model_dir: str | Path, shards: str | Path, split: str = "test
     verify_shards(shards)  # a missing, truncated or changed shard: a clear error before Ray
     model, info = load_model(model_dir)
     connect(num_cpus=LOCAL_CPUS)
-    spec = {"input": {"input_size": info.input_size, "mean": list(info.mean),
-                      "std": list(info.std)}}
-    preds = predict_shards(model, spec, shards, split, batch_size=batch_size)
+    preds = predict_shards(model, _input(info), shards, split, batch_size=batch_size)
     thr = info.threshold if threshold is None else float(threshold)
     rule = threshold_rule or (info.threshold_rule if threshold is None else GIVEN_RULE)
     metrics: dict[str, Any] = detector_metrics(preds["label"].to_numpy(),
@@ -198,26 +215,23 @@ def perturbed_predictions(model: Any, meta: dict[str, Any], shards: str | Path, 
     """``id, label`` and one p_fake column per condition (``clean`` first), sorted by id.
 
     One pass over the split: each batch is decoded once, then scored as it is and after
-    each perturbation, with the same normalisation (and bf16 autocast on a GPU) as the
-    finalists' test evaluation, so the ``clean`` column is that evaluation's p_fake.
+    each perturbation by the scoring step of every evaluation (``score_batch``), so the
+    ``clean`` column is :func:`evaluate_checkpoint`'s p_fake.
     """
     spec = meta["input"]
     ds = eval_dataset(shards, split, size=spec["input_size"], batch_size=batch_size)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = model.to(device).eval()
-    normalize = Normalize(spec["mean"], spec["std"])
+    score = partial(score_batch, model, device=device, amp=device.type == "cuda",
+                    normalize=Normalize(spec["mean"], spec["std"]))
     columns: dict[str, list[np.ndarray]] = {CLEAN: [], **{name: [] for name in conditions}}
     ids: list[str] = []
     labels: list[np.ndarray] = []
     for batch in ds.iter_batches(batch_size=batch_size, batch_format="numpy", prefetch_batches=2):
         images = batch["image"]
-        for name, perturb in ((CLEAN, None), *conditions.items()):
-            x = images if perturb is None else np.stack([perturb(img) for img in images])
-            x = normalize(torch.from_numpy(np.ascontiguousarray(x)).to(device))
-            with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16,
-                                                        enabled=device.type == "cuda"):
-                logits = model(x).float().reshape(-1)
-            columns[name].append(torch.sigmoid(logits).cpu().numpy().astype(np.float64))
+        columns[CLEAN].append(score(images))
+        for name, perturb in conditions.items():
+            columns[name].append(score(np.stack([perturb(img) for img in images])))
         labels.append(np.asarray(batch["label"]).astype(np.int64))
         ids.extend(str(i) for i in batch["id"])
     if not ids:
@@ -257,22 +271,48 @@ def evaluate_robustness(model_dir: str | Path, shards: str | Path, split: str = 
     info = read_model_info(model_dir, fix=RETRAIN)
     model = build_torch_model(info, fix=RETRAIN)
     connect(num_cpus=LOCAL_CPUS)  # joins the running cluster (a search, a Ray task) as it is
-    spec = {"input": {"input_size": info.input_size, "mean": list(info.mean),
-                      "std": list(info.std)}}
-    preds = perturbed_predictions(model, spec, shards, split, conditions=conditions,
+    preds = perturbed_predictions(model, _input(info), shards, split, conditions=conditions,
                                   batch_size=batch_size)
     thr = info.threshold if threshold is None else float(threshold)
+    return _robustness(preds, conditions, thr, split, shards)
+
+
+def _robustness(preds: pd.DataFrame, conditions: Collection[str], threshold: float, split: str,
+                shards: str | Path) -> dict[str, Any]:
+    """:func:`evaluate_robustness`'s result from :func:`perturbed_predictions`' frame."""
     summary = robustness_summary(preds["label"].to_numpy(),
                                  {name: preds[name].to_numpy() for name in (CLEAN, *conditions)},
-                                 thr)
-    return {"split": split, "data": dataset_name(shards), "n": len(preds), "threshold": thr,
-            "conditions": summary}
+                                 threshold)
+    return {"split": split, "data": dataset_name(shards), "n": len(preds),
+            "threshold": threshold, "conditions": summary}
 
 
-def robustness_remote(checkpoint_dir: str, shards: str, split: str = "test") -> dict[str, Any]:
-    """:func:`evaluate_robustness` of a finalist's checkpoint as a Ray task, on a GPU when
-    the cluster has one (what the search runs after its test evaluation)."""
-    return _on_a_gpu(evaluate_robustness, checkpoint_dir, shards, split)
+# ------------------------------------------------------------------ a search's finalist
+def evaluate_finalist(checkpoint_dir: str | Path, shards: str | Path, split: str = "test", *,
+                      conditions: Mapping[str, Callable[[np.ndarray], np.ndarray]] = PERTURBATIONS,
+                      batch_size: int = 128,
+                      ) -> tuple[dict[str, Any], pd.DataFrame, dict[str, Any]]:
+    """``(metrics, predictions, robustness)`` of a trial's checkpoint from one pass over the
+    split: :func:`evaluate_checkpoint`'s metrics and ``id, label, p_fake`` (read off the
+    ``clean`` column of :func:`perturbed_predictions`: the same scoring step) and
+    :func:`evaluate_robustness`'s figures. The split is decoded and scored clean once,
+    not once for the test metrics and again for the robustness table."""
+    shards = storage.absolute(shards)
+    verify_shards(shards)
+    model, info = _checkpoint(checkpoint_dir)
+    scored = perturbed_predictions(model, _input(info), shards, split, conditions=conditions,
+                                   batch_size=batch_size)
+    preds = scored[["id", "label", CLEAN]].rename(columns={CLEAN: "p_fake"})
+    metrics = detector_metrics(preds["label"].to_numpy(), preds["p_fake"].to_numpy(),
+                               threshold=_test_threshold(info.meta))
+    return metrics, preds, _robustness(scored, conditions, info.threshold, split, shards)
+
+
+def finalist_remote(checkpoint_dir: str, shards: str, split: str = "test",
+                    ) -> tuple[dict[str, Any], pd.DataFrame, dict[str, Any]]:
+    """:func:`evaluate_finalist` as a Ray task, on a GPU when the cluster has one (what the
+    search runs for each finalist once its trials are done)."""
+    return _on_a_gpu(evaluate_finalist, checkpoint_dir, shards, split)
 
 
 # ------------------------------------------------------------------ the cross-dataset matrix
@@ -350,7 +390,7 @@ def cross_dataset(model_dir: str | Path, sets: Sequence[str | Path], split: str 
 
 
 __all__ = ["CLEAN", "LOCAL_CPUS", "OPERATING_LABELS", "PERTURBATIONS", "RETRAIN", "cross_dataset",
-           "cross_dataset_markdown", "evaluate_checkpoint", "evaluate_model",
-           "evaluate_remote", "evaluate_robustness", "find_results_dir", "format_metrics",
-           "load_checkpoint_model", "perturbed_predictions", "predict_shards",
-           "robustness_remote", "robustness_summary"]
+           "cross_dataset_markdown", "evaluate_checkpoint", "evaluate_finalist", "evaluate_model",
+           "evaluate_remote", "evaluate_robustness", "finalist_remote", "find_results_dir",
+           "format_metrics", "load_checkpoint_model", "perturbed_predictions", "predict_shards",
+           "robustness_summary"]

@@ -5,6 +5,9 @@ the demo set's test split (``model_results``: real, untrained weights) and the c
 from __future__ import annotations
 
 import io
+import json
+import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +18,8 @@ from PIL import Image
 from search.data.images import down_up, recompress_jpeg
 from search.evaluate import CLEAN, PERTURBATIONS, evaluate_robustness, robustness_summary
 from search.report.robustness import robustness_table, worst_drop
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 def _noise(size: int = 32, seed: int = 0) -> np.ndarray:
@@ -98,3 +103,50 @@ def test_evaluate_robustness_on_the_command_line(exported: Path, demo_shards: Pa
                    "| model | JPEG quality 50 |", "| model | downscale x2 and back |",
                    "n=120", "re-compression"):
         assert needle in table, needle
+
+
+def _same(got: dict, want: dict) -> None:
+    """Equal dicts of numbers, NaN equal to NaN (an undefined metric stays undefined)."""
+    assert list(got) == list(want)
+    for key, value in want.items():
+        both_nan = isinstance(value, float) and math.isnan(value) and math.isnan(got[key])
+        assert both_nan or got[key] == value, key
+
+
+def test_a_finalist_is_scored_in_one_pass(model_results: Path, demo_shards: Path, ray_cluster,
+                                          tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The search's finalist evaluation streams the test split once per finalist, and its
+    clean column, test metrics, predictions and robustness are exactly what the separate
+    evaluations (test metrics, then robustness) gave from their own passes."""
+    import search.evaluate as ev
+    from search.config import load_config
+    from search.tune.tables import finalists
+    from search.tune.tuner import evaluate_finalists
+
+    chosen = finalists(pd.read_parquet(model_results / "trials.parquet"), "val_auc")
+    # Copies: the finalist evaluation writes test_predictions.csv beside each checkpoint.
+    copies = [shutil.copytree(c, tmp_path / f"ckpt{i}") for i, c in enumerate(chosen["checkpoint"])]
+    reference = {}
+    for tid, ckpt in zip(chosen["trial_id"], copies, strict=True):
+        metrics, preds = ev.evaluate_checkpoint(ckpt, demo_shards, "test")
+        clean = ev.perturbed_predictions(*ev.load_checkpoint_model(ckpt), demo_shards, "test")
+        np.testing.assert_array_equal(clean[CLEAN], preds["p_fake"])  # the same scoring step
+        assert clean["id"].tolist() == preds["id"].tolist()
+        reference[tid] = metrics, preds, evaluate_robustness(ckpt, demo_shards, "test")
+
+    passes = []
+    stream = ev.eval_dataset
+    monkeypatch.setattr(ev, "eval_dataset", lambda *a, **k: passes.append(a) or stream(*a, **k))
+    cfg = load_config(EXAMPLES / "tiny.yaml", [f"data.shards={demo_shards}"])
+    test, robust = evaluate_finalists(cfg, tmp_path, chosen.assign(checkpoint=copies))
+    assert len(passes) == len(chosen) >= 1  # one pass per finalist, not two
+    assert json.loads((tmp_path / "test_metrics.json").read_text()).keys() == test.keys()
+    for tid, ckpt in zip(chosen["trial_id"], copies, strict=True):
+        metrics, preds, robustness = reference[tid]
+        _same(test[tid], metrics)
+        assert {**robust[tid], "conditions": None} == {**robustness, "conditions": None}
+        assert robust[tid]["n"] == len(preds)
+        for name, figures in robustness["conditions"].items():
+            _same(robust[tid]["conditions"][name], figures)
+        written = pd.read_csv(ckpt / "test_predictions.csv", dtype={"id": str})
+        pd.testing.assert_frame_equal(written, preds)

@@ -148,7 +148,19 @@ def training_batches(data: Any, *, batch_size: int, device: torch.device, normal
         yield normalize(batch["image"], channels_last=channels_last), batch["label"]
 
 
-@torch.no_grad()
+def score_batch(model: nn.Module, images: np.ndarray, *, device: torch.device,
+                normalize: Normalize, amp: bool = False, channels_last: bool = False,
+                ) -> np.ndarray:
+    """p_fake (float64) of one NHWC uint8 batch: the one inference step of validation, the
+    evaluation commands and the perturbed scoring, so that all of them score alike
+    (normalised on ``device``, bf16 autocast when ``amp``). ``model`` must be in eval mode."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).to(device, non_blocking=True)
+    x = normalize(x, channels_last=channels_last)
+    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+        logits = model(x).float().reshape(-1)
+    return torch.sigmoid(logits).cpu().numpy().astype(np.float64)
+
+
 def predict_split(model: nn.Module, data: Any, *, batch_size: int, device: torch.device,
                   normalize: Normalize, amp: bool = False, channels_last: bool = False,
                   ) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -162,11 +174,8 @@ def predict_split(model: nn.Module, data: Any, *, batch_size: int, device: torch
     labels: list[np.ndarray] = []
     probs: list[np.ndarray] = []
     for batch in data.iter_batches(batch_size=batch_size, batch_format="numpy", prefetch_batches=2):
-        x = torch.from_numpy(batch["image"]).to(device, non_blocking=True)
-        x = normalize(x, channels_last=channels_last)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            logits = model(x).float().squeeze(1)
-        probs.append(torch.sigmoid(logits).cpu().numpy())
+        probs.append(score_batch(model, batch["image"], device=device, normalize=normalize,
+                                 amp=amp, channels_last=channels_last))
         labels.append(batch["label"].astype(np.int64))
         ids.extend(str(i) for i in batch["id"])
     rows = _gather(list(zip(ids, np.concatenate(labels).tolist() if labels else [],
@@ -417,7 +426,7 @@ def _write_predictions(path: Path, ids: list[str], labels: np.ndarray, probs: np
     pd.DataFrame({"id": ids, "label": labels, "p_fake": probs}).to_csv(path, index=False)
 
 
-__all__ = ["CONFIG", "PREDICTIONS", "WEIGHTS", "NormalizeCollate", "build_model", "build_optimizer", "input_spec",
-           "SOURCE_SPLIT", "Recipe", "cpu_threads", "load_weights", "lr_factor", "predict_split", "save_checkpoint", "scores_sources",
-           "source_metrics", "train_loop",
-           "training_batches"]
+__all__ = ["CONFIG", "PREDICTIONS", "SOURCE_SPLIT", "WEIGHTS", "NormalizeCollate", "Recipe",
+           "build_model", "build_optimizer", "cpu_threads", "input_spec", "load_weights",
+           "lr_factor", "predict_split", "save_checkpoint", "score_batch", "scores_sources",
+           "source_metrics", "train_loop", "training_batches"]

@@ -37,7 +37,7 @@ from search.config import ConfigError, ExperimentConfig
 from search.data.demo import ensure_demo_shards
 from search.data.prepare import load_manifest
 from search.data.stream import quiet_ray_data
-from search.evaluate import cross_dataset_markdown, evaluate_remote, robustness_remote
+from search.evaluate import cross_dataset_markdown, evaluate_remote, finalist_remote
 from search.formats import (
     CHECKPOINT_GLOB,
     CROSS_JSON,
@@ -503,18 +503,19 @@ def finish(cfg: ExperimentConfig, results: Any, *, evaluate_test: bool = True,
 def evaluate_finalists(cfg: ExperimentConfig, exp_dir: Path, finalists: pd.DataFrame,
                        ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
     """(test metrics, robustness) of the finalists, written to the results folder with their
-    test predictions (and, with extra sources, the cross-dataset matrix)."""
+    test predictions (and, with extra sources, the cross-dataset matrix).
+
+    Robustness: each finalist under JPEG re-compression and down-up scaling (a detector that
+    dies under compression is not deployable, whatever its clean AUC). One pass over the
+    test split a finalist gives both: the test metrics come from its clean scores."""
     shards = resolve_shards(cfg)
     test: dict[str, dict[str, Any]] = {}
+    robust: dict[str, Any] = {}
     for _, row in finalists.iterrows():
-        metrics, preds = evaluate_remote(row["checkpoint"], shards, "test")
-        test[str(row["trial_id"])] = metrics
+        tid = str(row["trial_id"])
+        test[tid], preds, robust[tid] = finalist_remote(row["checkpoint"], shards, "test")
         preds.to_csv(Path(row["checkpoint"]) / TEST_PREDICTIONS, index=False)
     (exp_dir / TEST_METRICS).write_text(json.dumps(test, indent=1))
-    # The finalists under JPEG re-compression and down-up scaling: a detector that
-    # dies under compression is not deployable, whatever its clean AUC.
-    robust = {str(row["trial_id"]): robustness_remote(row["checkpoint"], shards, "test")
-              for _, row in finalists.iterrows()}
     (exp_dir / ROBUSTNESS).write_text(json.dumps(json_safe(robust), indent=1))
     if cfg.data.extra_sources:
         write_source_matrix(exp_dir, source_matrix(cfg, finalists, test))
