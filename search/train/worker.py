@@ -29,7 +29,7 @@ from search.config import SOURCE_METRICS, ExperimentConfig, OptimConfig, config_
 from search.data.stream import Normalize
 from search.formats import CONFIG, STATE, WEIGHTS
 from search.formats import VAL_PREDICTIONS as PREDICTIONS
-from search.latency import IN_SEARCH, LATENCY_METRIC, model_latency
+from search.latency import IN_SEARCH, LATENCY_COST, LATENCY_METRIC, LATENCY_P90, model_latency
 from search.train.metrics import detector_metrics
 from search.train.models import create_model, data_config
 from search.train.runtime import Runtime, TrainRuntime, placement
@@ -241,7 +241,7 @@ class Recipe:
         self.amp = cfg.optim.amp and on_gpu
         self.channels_last = cfg.optim.channels_last and on_gpu
         self.model = build_model(cfg)
-        self.latency = self.measure_latency()
+        self.latency: dict[str, float] = {}  # measured by resume(), once it knows the checkpoint
         self.optimizer: torch.optim.Optimizer | None = None
         spec = input_spec(cfg)
         self.normalize = Normalize(spec["mean"], spec["std"])
@@ -251,6 +251,9 @@ class Recipe:
         """``latency_ms`` (and its p90 and cost) when it is one of ``search.objectives``:
         the model's ONNX latency per image (:mod:`search.latency`), measured once, on rank 0,
         before training (the weights do not change it), and reported with every epoch.
+        A trial resumed from a checkpoint reports that checkpoint's figures again: measured
+        anew, they would differ from the epochs before, and Optuna and the trials table take
+        the last epoch's while the history showed two.
 
         It is measured on the trial's node while other trials share it: a noisy figure,
         good enough to steer the search; the finalists' figure measured after the search
@@ -258,6 +261,9 @@ class Recipe:
         0.02-0.35 s a trial, up to 1.2 s for the first one a process runs (imports)."""
         if LATENCY_METRIC not in self.cfg.search.objectives or self.rt.rank != 0:
             return {}
+        saved = self.final_metrics or {}
+        if isinstance(saved.get(LATENCY_METRIC), int | float):
+            return {k: saved[k] for k in (LATENCY_METRIC, LATENCY_P90, LATENCY_COST) if k in saved}
         return model_latency(self.model, input_spec(self.cfg)["input_size"], IN_SEARCH).metrics()
 
     def resume(self) -> None:
@@ -269,6 +275,7 @@ class Recipe:
                 state = torch.load(d / STATE, weights_only=True)
                 self.start_epoch = int(state["epoch"])
                 self.final_metrics = json.loads((d / CONFIG).read_text()).get("metrics", {})
+        self.latency = self.measure_latency()  # the bare model, before DDP or channels_last
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.model = self.rt.prepare_model(self.model)
