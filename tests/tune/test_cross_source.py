@@ -1,6 +1,6 @@
 """A real tiny search that selects on another source (issue 13): trained on the demo set,
-scored every other epoch on real deepfake_faces images (``data.extra_sources``), selected by
-``val_auc@dff``. Every reported cross-source figure is checked against a hand computation
+scored every other epoch on real deepfake_faces images and on the 32 real FF++/Celeb-DF
+frames (``data.extra_sources``), selected by ``val_auc@dff``. Every reported cross-source figure is checked against a hand computation
 from the checkpoint's own predictions and the history."""
 
 from __future__ import annotations
@@ -25,7 +25,19 @@ def _auc_by_hand(labels: np.ndarray, p: np.ndarray) -> float:
 
 
 @pytest.fixture(scope="module")
-def source_search(tmp_path_factory, demo_shards, dff_shards, ray_cluster) -> Path:
+def frames_source(tmp_path_factory, frames) -> Path:
+    """The 32 real FF++/Celeb-DF frames, half validation and half test: a real second source,
+    far too small to select on, but real."""
+    from search.data.prepare import PrepareOptions, prepare
+
+    out = tmp_path_factory.mktemp("frames_source") / "shards"
+    prepare(PrepareOptions(layout="folders", source=str(frames), out=str(out), size=32,
+                           splits=(0.0, 0.5, 0.5), seed=0), progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def source_search(tmp_path_factory, demo_shards, dff_shards, frames_source, ray_cluster) -> Path:
     from search.cli import main as cli
 
     storage = tmp_path_factory.mktemp("cross_source")
@@ -34,7 +46,8 @@ def source_search(tmp_path_factory, demo_shards, dff_shards, ray_cluster) -> Pat
     assert cli(["run", "--config", str(EXAMPLES / "tiny.yaml"), f"data.shards={demo_shards}",
                 f"cluster.storage_path={storage}", "search.name=xsource", "search.num_samples=2",
                 "search.scheduler=none", "optim.epochs=3", "data.extra_every=2",
-                f"data.extra_sources={{dff: {dff_shards}}}", "search.metric=val_auc@dff",
+                f"data.extra_sources={{dff: {dff_shards}, frames: {frames_source}}}",
+                "search.metric=val_auc@dff",
                 points]) == 0
     return storage / "xsource"
 
@@ -54,9 +67,9 @@ def test_a_search_selects_on_another_source(source_search, dff_shards):
         assert epochs["sources_epoch"].tolist() == [1, 1, 3]
         for key in ("val_auc@dff", "val_balanced_accuracy@dff", "val_ap@dff", "val_eer@dff"):
             assert epochs[key].iloc[1] == epochs[key].iloc[0]
-        both = epochs[["val_auc", "val_auc@dff"]]
-        assert np.allclose(epochs["val_auc@mean"], both.mean(axis=1))
-        assert np.allclose(epochs["val_auc@worst"], both.min(axis=1))
+        every = epochs[["val_auc", "val_auc@dff", "val_auc@frames"]]
+        assert np.allclose(epochs["val_auc@mean"], every.mean(axis=1))
+        assert np.allclose(epochs["val_auc@worst"], every.min(axis=1))
         _, metrics = tables.best_checkpoint(source_search, t["trial_id"], "val_auc@dff", "max")
         assert metrics["val_auc@dff"] == pytest.approx(t["best_val_auc@dff"])
         # A kept checkpoint whose figures are its own epoch's (always the last, epoch 3):
@@ -72,23 +85,28 @@ def test_a_search_selects_on_another_source(source_search, dff_shards):
             _auc_by_hand(preds["label"].to_numpy(), preds["p_fake"].to_numpy()), abs=1e-9)
 
 
-def test_the_leaderboard_and_the_cross_matrix_come_from_the_search(source_search, dff_shards):
+def test_the_leaderboard_and_the_cross_matrix_come_from_the_search(source_search, dff_shards,
+                                                                  frames_source):
     from search.evaluate import evaluate_checkpoint
 
     board = (source_search / "leaderboard.md").read_text()
     assert "by validation `val_auc@dff` (max)" in board
-    assert "| auc | auc@dff | auc@mean | auc@worst |" in board
+    assert "| auc | auc@dff | auc@frames | auc@mean | auc@worst |" in board
     matrix = json.loads((source_search / "cross_dataset.json").read_text())
     test = json.loads((source_search / "test_metrics.json").read_text())
     assert matrix["split"] == "test" and len(matrix["rows"]) == len(test) == 1  # one arch
     (row,) = matrix["rows"].values()
     own = [name for name, cell in row["cells"].items() if cell["in_domain"]]
-    assert len(own) == 1 and set(row["cells"]) == {own[0], "dff"}
+    assert len(own) == 1 and set(row["cells"]) == {own[0], "dff", "frames"}
     (tid,) = test
     assert row["cells"][own[0]]["auc"] == pytest.approx(test[tid]["auc"])
     _, preds = evaluate_checkpoint(row["model"], dff_shards, "test")  # the finalist, by hand
     assert row["cells"]["dff"]["n"] == len(preds) > 0
     assert row["cells"]["dff"]["auc"] == pytest.approx(
+        _auc_by_hand(preds["label"].to_numpy(), preds["p_fake"].to_numpy()), abs=1e-9)
+    _, preds = evaluate_checkpoint(row["model"], frames_source, "test")  # the real frames
+    assert row["cells"]["frames"]["n"] == len(preds) > 0
+    assert row["cells"]["frames"]["auc"] == pytest.approx(
         _auc_by_hand(preds["label"].to_numpy(), preds["p_fake"].to_numpy()), abs=1e-9)
     assert (source_search / "cross_dataset.md").is_file()
     html = (source_search / "report" / "report.html").read_text()
