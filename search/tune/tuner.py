@@ -255,7 +255,8 @@ class ResumableOptunaSearch(OptunaSearch):
     The study lives in SQLite and commits each trial as it ends; Tune's experiment state is
     saved every few seconds. A crash in between leaves a trial finished in the study but
     unfinished for Tune, which re-runs it on ``--resume``: its results are then already in
-    the study, so they are not written twice (Optuna would refuse: UpdateFinishedTrialError).
+    the study, so they are not written twice (Optuna would refuse: UpdateFinishedTrialError),
+    neither its epochs nor (single- or multi-objective) its end.
     """
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
@@ -265,6 +266,26 @@ class ResumableOptunaSearch(OptunaSearch):
             super().on_trial_result(trial_id, result)
         except optuna.exceptions.UpdateFinishedTrialError:
             self._completed_trials.add(trial_id)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None,
+                          error: bool = False) -> None:
+        if self._finished_in_study(trial_id):
+            # Told before the crash: the study keeps those values (the rerun reports the
+            # same last epoch again); telling it again would only log "Cannot tell a
+            # COMPLETE trial" (with several objectives, nothing else catches the rerun).
+            self._completed_trials.add(trial_id)
+            return
+        super().on_trial_complete(trial_id, result=result, error=error)
+
+    def _finished_in_study(self, trial_id: str) -> bool:
+        """Whether the study already holds this trial as ended, though this searcher (as
+        restored from Tune's last save) has not seen it end."""
+        ot_trial = self._ot_trials.get(trial_id)
+        if ot_trial is None or trial_id in self._completed_trials:
+            return False
+        stored = next((t for t in self._ot_study.get_trials(deepcopy=False)
+                       if t.number == ot_trial.number), None)
+        return stored is not None and stored.state.is_finished()
 
     def _already_reported(self, trial_id: str, result: dict) -> bool:
         """Whether Optuna holds this step of the trial already.

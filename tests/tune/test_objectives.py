@@ -195,3 +195,29 @@ def test_the_front_and_the_latency_are_in_the_leaderboard_and_report(pareto_sear
     html = (pareto_search / "report" / "report.html").read_text()
     assert "Pareto front" in html and "latency ms" in html
     assert (pareto_search / "report" / "pareto.png").stat().st_size > 0
+
+
+def test_a_trial_the_study_has_finished_is_not_told_again(tmp_path, monkeypatch):
+    """A driver killed between Optuna's commit and Tune's: the restored searcher has not
+    recorded the trial as complete and Tune re-runs it. Its completion is then already in
+    the study: kept as it was (first values), nothing told twice, no warning."""
+    from ray.tune.search.optuna import optuna_search
+
+    from search.tune.space import space_for
+    from search.tune.tuner import _searcher
+
+    cfg = load_config(EXAMPLES / "tiny.yaml", ["search.objectives=[val_auc, latency_ms]",
+                                               "search.name=mo"])
+    searcher = _searcher(cfg, space_for(cfg), "max", tmp_path)
+    searcher.suggest("t1")
+    saved = set(searcher._completed_trials)  # the searcher state Tune saved before the kill
+    searcher.on_trial_complete("t1", {"val_auc": 0.8, "latency_ms": 1.5})
+    searcher._completed_trials = saved
+    warned: list[str] = []  # OptunaSearch's own logger (Ray's: it need not reach the root)
+    monkeypatch.setattr(optuna_search.logger, "warning", lambda msg, *a, **k: warned.append(msg))
+    searcher.on_trial_complete("t1", {"val_auc": 0.8, "latency_ms": 1.5})
+    assert not warned, warned
+    study = optuna.load_study(study_name="mo", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    assert [(t.state, t.values) for t in study.trials] == [
+        (optuna.trial.TrialState.COMPLETE, [0.8, 1.5])]
+    assert "t1" in searcher._completed_trials
