@@ -152,6 +152,9 @@ class SearchConfig(_Validated):
     mode: Literal["", "max", "min"] = ""  # "" = inferred from the metric (max, except losses and error rates)
     num_samples: int = 8
     algorithm: Literal["tpe", "random"] = "tpe"
+    # TPE: trials sampled at random before its model takes over; 0 = a quarter of
+    # num_samples, 2 to 10 (a short search spends less of itself exploring blindly)
+    startup_trials: int = 0
     scheduler: Literal["asha", "none"] = "asha"
     grace_period: int = 1  # ASHA: epochs every trial gets before it can be stopped
     reduction_factor: int = 2
@@ -174,6 +177,11 @@ class SearchConfig(_Validated):
                 f"search.metric {self.metric!r} is not the first of search.objectives "
                 f"{list(self.objectives)}: the first objective is the search metric. Leave "
                 f"search.metric out or set it to {self.objectives[0]!r}." + _fix("search.metric"))
+
+    def resolved_startup_trials(self) -> int:
+        """TPE's random start-up trials: ``startup_trials``, else a quarter of the search
+        (at least 2, at most 10)."""
+        return self.startup_trials or max(2, min(10, self.num_samples // 4))
 
     def resolved_mode(self) -> str:
         """``mode`` if set, else the right direction for the metric's name."""
@@ -548,7 +556,7 @@ _RULES: dict[str, Callable[[Any], str | None]] = {
     "cluster.storage_path": _not_empty,
     "search.name": _name, "search.metric": _not_empty, "search.num_samples": _at_least(1),
     "search.grace_period": _at_least(1), "search.reduction_factor": _at_least(2),
-    "search.max_failures": _at_least(0), "search.points_to_evaluate": _mappings,
+    "search.max_failures": _at_least(0), "search.startup_trials": _at_least(0), "search.points_to_evaluate": _mappings,
     "search.objectives": _objectives,
 }
 

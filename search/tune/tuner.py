@@ -355,7 +355,7 @@ def _searcher(cfg: ExperimentConfig, space: dict[str, Param], mode: str, exp_dir
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             # multivariate + group: TPE's recommended setting for conditional spaces.
             sampler = optuna.samplers.TPESampler(
-                seed=seed, n_startup_trials=max(2, min(10, cfg.search.num_samples // 4)),
+                seed=seed, n_startup_trials=cfg.search.resolved_startup_trials(),
                 multivariate=True, group=True, constant_liar=True)
     elif cfg.search.algorithm == "random":
         sampler = optuna.samplers.RandomSampler(seed=seed)

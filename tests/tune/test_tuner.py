@@ -75,6 +75,26 @@ def test_run_search_rejects_a_bad_point_before_starting_ray(demo_shards, tmp_pat
     assert ray.is_initialized() == started
 
 
+@pytest.mark.parametrize("overrides, startup", [
+    ([], 2),  # 8 samples: a quarter, at least 2
+    (["search.num_samples=100"], 10),  # at most 10
+    (["search.num_samples=100", "search.startup_trials=3"], 3),  # as configured
+])
+def test_tpe_startup_trials(tmp_path, overrides, startup):
+    from search.tune.space import space_for
+    from search.tune.tuner import _searcher
+
+    cfg = load_config(EXAMPLES / "tiny.yaml", ["search.num_samples=8", *overrides])
+    sampler = _searcher(cfg, space_for(cfg), "max", tmp_path)._sampler
+    assert isinstance(sampler, optuna.samplers.TPESampler)
+    assert sampler._n_startup_trials == startup  # Optuna keeps it private
+
+
+def test_negative_startup_trials_is_a_config_error():
+    with pytest.raises(ConfigError, match="search.startup_trials"):
+        load_config(None, ["search.startup_trials=-1"])
+
+
 def test_a_stale_study_is_set_aside(tmp_path, capsys):
     from search.tune.tuner import OPTUNA_DB, _set_aside_stale_study
 
