@@ -83,8 +83,9 @@ def collect(results: Sequence[Any], *, experiment_dir: str | Path, metric: str, 
         if len(frame):
             history.append(frame.assign(trial_id=tid))
         epochs = int(frame["epoch"].max()) if len(frame) else 0
+        config = result.config or {}  # None for a trial restored before it reported
         row = {"trial_id": tid, "status": _status(result, tid, epochs, max_epochs, unfinished),
-               **{k: result.config.get(k) for k in param_names if k in result.config},
+               **{k: config.get(k) for k in param_names if k in config},
                "epochs": epochs,
                "wall_time_s": float(frame["time_total_s"].max())
                if "time_total_s" in frame else float("nan"),
@@ -121,7 +122,7 @@ def _status(result: Any, tid: str, epochs: int, max_epochs: int,
     """ERROR, INTERRUPTED, STOPPED_EARLY (by the scheduler) or COMPLETED, for a trial that
     reported ``epochs`` epochs."""
     # A trial's own budget when the space searches ``epochs``, else the experiment's.
-    budget = int(result.config.get("epochs", max_epochs))
+    budget = int((result.config or {}).get("epochs", max_epochs))
     if result.error is not None:
         return "ERROR"
     if tid in unfinished:

@@ -40,6 +40,19 @@ def test_trial_status_uses_the_trials_own_epoch_budget(tmp_path):
     assert len(history) == 8
 
 
+def test_a_trial_that_never_reported_gets_a_row(tmp_path):
+    """A search interrupted (or restored) before a trial's first report: Tune's result has
+    no config and no metrics; the trial is listed, not a crash of the whole table."""
+    never = SimpleNamespace(config=None, metrics={}, metrics_dataframe=None, error=None,
+                            path=str(tmp_path / "trial_z"))
+    trials, history = tables.collect([never], experiment_dir=tmp_path, metric="val_auc",
+                                     mode="max", max_epochs=4, param_names=["arch"],
+                                     unfinished={"trial_z"})
+    assert trials[["trial_id", "status", "epochs"]].values.tolist() == [["trial_z",
+                                                                        "INTERRUPTED", 0]]
+    assert history.empty
+
+
 # ------------------------------------------------------------------ one real search
 def test_tables(tiny_search):
     trials = pd.read_parquet(tiny_search / "trials.parquet")
