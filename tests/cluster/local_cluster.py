@@ -23,6 +23,7 @@ does not read the token file otherwise).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -93,16 +94,41 @@ class LocalCluster:
         env.pop("RAY_ADDRESS", None)
         return env
 
-    def _ray_start(self, args: list[str]) -> None:
-        low, high = _port_range()
-        cmd = [RAY, "start", *args, "--disable-usage-stats", f"--object-store-memory={STORE_BYTES}",
-               f"--dashboard-agent-listen-port={free_port()}",
-               f"--min-worker-port={low}", f"--max-worker-port={high}"]
-        with self.log.open("a") as out:
-            out.write(f"$ {' '.join(cmd)}\n")
-            out.flush()
-            subprocess.run(cmd, env=self.env(), stdout=out, stderr=subprocess.STDOUT,
-                           check=True, timeout=120)
+    def _ray_start(self, args: list[str], resource: str, attempts: int = 3) -> None:
+        """``ray start`` with ports chosen free now; tried again with new ones when it fails.
+
+        A port found free can be taken before Ray binds it (the suite's other cluster starts
+        workers on random ports all the time), and Ray picks some of its agents' ports at
+        random itself: a clash fails ``ray start``, which is this helper's problem, not the
+        test's. A raylet the failed start left holding ``resource`` is killed before the next
+        try (two nodes would hold it). The last failure is raised with the tail of Ray's own
+        output, so that a CI log says why.
+        """
+        for attempt in range(1, attempts + 1):
+            low, high = _port_range()
+            cmd = [RAY, "start", *args, "--disable-usage-stats",
+                   f"--object-store-memory={STORE_BYTES}",
+                   f"--dashboard-agent-listen-port={free_port()}",
+                   f"--min-worker-port={low}", f"--max-worker-port={high}"]
+            start = self.log.stat().st_size if self.log.exists() else 0
+            with self.log.open("a") as out:
+                out.write(f"$ {' '.join(cmd)}\n")
+                out.flush()
+                done = subprocess.run(cmd, env=self.env(), stdout=out, stderr=subprocess.STDOUT,
+                                      timeout=120)
+            if done.returncode == 0:
+                return
+            with self.log.open("rb") as f:
+                f.seek(start)
+                said = f.read().decode(errors="replace")
+            if attempt == attempts:
+                raise RuntimeError(f"ray start failed {attempts} times; the last said:\n"
+                                   + "\n".join(said.splitlines()[-40:]))
+            print(f"ray start failed (attempt {attempt}), trying new ports:\n"
+                  + "\n".join(said.splitlines()[-10:]), file=sys.stderr)
+            with contextlib.suppress(LookupError, ProcessLookupError):
+                self.kill_node(resource)
+            time.sleep(2)
 
     def start_head(self, cpus: int, resource: str) -> None:
         dash = ["--include-dashboard=true", "--dashboard-host=127.0.0.1",
@@ -110,12 +136,12 @@ class LocalCluster:
             ["--include-dashboard=false"]
         self._ray_start(["--head", f"--port={self.gcs_port}", f"--num-cpus={cpus}",
                          "--num-gpus=0", f"--resources={json.dumps({resource: 1})}",
-                         f"--ray-client-server-port={free_port()}", *dash])
+                         f"--ray-client-server-port={free_port()}", *dash], resource)
         self.nodes[resource] = cpus
 
     def add_node(self, cpus: int, resource: str) -> None:
         self._ray_start([f"--address={self.address}", f"--num-cpus={cpus}", "--num-gpus=0",
-                         f"--resources={json.dumps({resource: 1})}"])
+                         f"--resources={json.dumps({resource: 1})}"], resource)
         self.nodes[resource] = cpus
 
     def raylet_pid(self, resource: str) -> int:
