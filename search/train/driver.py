@@ -151,9 +151,7 @@ def build_trainer(cfg: ExperimentConfig, *, name: str, storage_path: str,
     """A ``TorchTrainer`` for one configuration (shards resolved, storage absolute)."""
     cfg = _with_resolved_shards(cfg)
     gpu = use_gpu(cfg)
-    resources = {"CPU": cfg.cluster.cpus_per_worker}
-    if gpu:
-        resources["GPU"] = cfg.cluster.gpus_per_worker
+    resources = worker_resources(cfg)
     checkpointing = ray.train.CheckpointConfig(
         num_to_keep=2, checkpoint_score_attribute=metric, checkpoint_score_order=mode,
     ) if metric else ray.train.CheckpointConfig(num_to_keep=2)
@@ -204,10 +202,7 @@ def train_env(cfg: ExperimentConfig) -> dict[str, str]:
 
 def local_cpus(cfg: ExperimentConfig) -> int:
     """Logical CPUs one trial needs on a single node (rounded up)."""
-    need = sum(b.get("CPU", 0.0) for b in trial_bundles(cfg))
-    if cfg.cluster.num_workers > 1:
-        need += cfg.cluster.num_workers * cfg.cluster.cpus_per_worker
-    return math.ceil(need)
+    return math.ceil(sum(b.get("CPU", 0.0) for b in trial_bundles(cfg) + worker_bundles(cfg)))
 
 
 def trial_bundles(cfg: ExperimentConfig) -> list[dict[str, float]]:
@@ -227,6 +222,20 @@ def trial_bundles(cfg: ExperimentConfig) -> list[dict[str, float]]:
     else:
         head = {"CPU": DRIVER_CPU}
     return [head, {"CPU": float(c.data_cpus)}]
+
+
+def worker_resources(cfg: ExperimentConfig) -> dict[str, float]:
+    """What each DDP worker of a trial holds (``TorchTrainer``'s resources per worker)."""
+    worker = {"CPU": float(cfg.cluster.cpus_per_worker)}
+    if use_gpu(cfg):
+        worker["GPU"] = float(cfg.cluster.gpus_per_worker)
+    return worker
+
+
+def worker_bundles(cfg: ExperimentConfig) -> list[dict[str, float]]:
+    """The group ``TorchTrainer`` asks for a DDP trial's workers (none for one worker)."""
+    n = cfg.cluster.num_workers
+    return [] if n == 1 else [worker_resources(cfg)] * n
 
 
 def trial_resources(cfg: ExperimentConfig) -> Any:
@@ -324,4 +333,4 @@ __all__ = ["SOURCE_SPLIT", "ShardedEvalDataConfig", "build_datasets", "build_tra
            "is_eval_split", "pin_data_to_trial", "resolve_extra_sources", "resolve_runtime",
            "resolve_shards",
            "run_trial", "train_one", "trial_bundles", "trial_resources", "trial_trainable",
-           "use_gpu"]
+           "use_gpu", "worker_bundles", "worker_resources"]

@@ -66,6 +66,7 @@ from search.train.driver import (
     resolve_shards,
     trial_bundles,
     trial_trainable,
+    worker_bundles,
 )
 from search.tune import tables
 from search.tune.importance import param_importances
@@ -203,17 +204,30 @@ class ProgressPrinter:
 def max_concurrent(cfg: ExperimentConfig) -> int | None:
     """An explicit cap on concurrent trials, or ``None``: as many as can be reserved now.
 
-    Every trial reserves all it uses in its own placement group, so Tune starts a trial
-    exactly when its group can be placed; on a cluster that grows or shrinks, concurrency
-    follows. A cap above what fits is obeyed without starving anything: the trials beyond
-    what fits wait for their reservation, and running trials keep theirs.
+    A single-worker trial reserves all it uses in its own placement group, so Tune starts a
+    trial exactly when its group can be placed; on a cluster that grows or shrinks,
+    concurrency follows. A cap above what fits is obeyed without starving anything: the
+    trials beyond what fits wait for their reservation, and running trials keep theirs.
+
+    A DDP trial's workers are not in that group: ``TorchTrainer`` asks for their own group
+    once the trial has started. Uncapped, Tune starts every trial whose small group fits, and
+    on a fixed cluster their worker groups then wait for each other's CPUs for ever
+    (measured: two 2-worker trials on a 4-CPU machine, no epoch in 10 minutes). So DDP trials
+    are capped at how many whole trials (own group and workers) the cluster holds now, at
+    least one; on an autoscaling cluster (the launcher's) the autoscaler adds the nodes a
+    waiting worker group asks for instead, and the cap stays off.
     """
-    return cfg.cluster.max_concurrent_trials or None
+    if cfg.cluster.max_concurrent_trials:
+        return cfg.cluster.max_concurrent_trials
+    if cfg.cluster.num_workers == 1 or _is_ray_cluster():
+        return None
+    return max(1, trials_that_fit(cfg, with_workers=True))
 
 
-def trials_that_fit(cfg: ExperimentConfig) -> int:
-    """How many trials' placement groups the alive nodes could hold at once (PACK)."""
-    bundles = trial_bundles(cfg)
+def trials_that_fit(cfg: ExperimentConfig, *, with_workers: bool = False) -> int:
+    """How many trials' placement groups the alive nodes could hold at once (PACK); with
+    ``with_workers``, each with its DDP workers' group too."""
+    bundles = trial_bundles(cfg) + (worker_bundles(cfg) if with_workers else [])
     free = [dict(n["Resources"]) for n in ray.nodes() if n.get("Alive")]
     count = 0
     while True:

@@ -90,6 +90,27 @@ def test_tpe_startup_trials(tmp_path, overrides, startup):
     assert sampler._n_startup_trials == startup  # Optuna keeps it private
 
 
+def test_ddp_trials_are_capped_at_whole_trials_that_fit(ray_cluster):
+    """A DDP trial's workers get their own placement group after the trial starts: uncapped,
+    Tune starts every trial whose small group fits and their worker groups then wait for
+    each other for ever (two 2-worker trials on 4 CPUs hung). The cap counts whole trials."""
+    from search.tune.tuner import max_concurrent, trials_that_fit
+
+    cpus = ray_cluster.cluster_resources()["CPU"]  # the tests' one-node cluster
+    ddp = load_config(None, ["cluster.num_workers=2", "cluster.cpus_per_worker=1",
+                             "cluster.data_cpus=1", "cluster.use_gpu=false"])
+    whole = 0.01 + 1 + 2 * 1  # the trial's own sliver, its data CPU, two workers
+    assert trials_that_fit(ddp, with_workers=True) == int(cpus // whole)
+    assert trials_that_fit(ddp) == int(cpus // 1.01) > max_concurrent(ddp)  # what Tune would do
+    assert max_concurrent(ddp) == max(1, int(cpus // whole))
+    big = load_config(None, ["cluster.num_workers=2", "cluster.cpus_per_worker=64",
+                             "cluster.use_gpu=false"])
+    assert max_concurrent(big) == 1  # none fits now: one at a time, never zero
+    assert max_concurrent(load_config(None, ["cluster.use_gpu=false"])) is None  # one worker
+    capped = load_config(None, ["cluster.num_workers=2", "cluster.max_concurrent_trials=3"])
+    assert max_concurrent(capped) == 3  # the user's cap wins
+
+
 def test_negative_startup_trials_is_a_config_error():
     with pytest.raises(ConfigError, match="search.startup_trials"):
         load_config(None, ["search.startup_trials=-1"])
