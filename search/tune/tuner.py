@@ -247,9 +247,9 @@ def check_fits(cfg: ExperimentConfig) -> int:
     On a launcher (autoscaling) cluster the nodes that fit may still be coming, so there it
     is a note; anywhere else Tune would wait for ever.
     """
-    fits = trials_that_fit(cfg)
+    fits = trials_that_fit(cfg, with_workers=True)  # a DDP trial's workers too
     if fits == 0:
-        need = " + ".join(str(b) for b in trial_bundles(cfg))
+        need = " + ".join(str(b) for b in trial_bundles(cfg) + worker_bundles(cfg))
         msg = (f"one trial needs {need} (cluster.cpus_per_worker, cluster.gpus_per_worker, "
                f"cluster.data_cpus, cluster.num_workers) but no node of this cluster has that: "
                "lower them or add a node that fits")

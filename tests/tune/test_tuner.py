@@ -94,7 +94,7 @@ def test_ddp_trials_are_capped_at_whole_trials_that_fit(ray_cluster):
     """A DDP trial's workers get their own placement group after the trial starts: uncapped,
     Tune starts every trial whose small group fits and their worker groups then wait for
     each other for ever (two 2-worker trials on 4 CPUs hung). The cap counts whole trials."""
-    from search.tune.tuner import max_concurrent, trials_that_fit
+    from search.tune.tuner import check_fits, max_concurrent, trials_that_fit
 
     cpus = ray_cluster.cluster_resources()["CPU"]  # the tests' one-node cluster
     ddp = load_config(None, ["cluster.num_workers=2", "cluster.cpus_per_worker=1",
@@ -106,6 +106,8 @@ def test_ddp_trials_are_capped_at_whole_trials_that_fit(ray_cluster):
     big = load_config(None, ["cluster.num_workers=2", "cluster.cpus_per_worker=64",
                              "cluster.use_gpu=false"])
     assert max_concurrent(big) == 1  # none fits now: one at a time, never zero
+    with pytest.raises(ConfigError, match="cluster.num_workers.*no node of this cluster"):
+        check_fits(big)  # refused before any trial starts: its workers could never be placed
     assert max_concurrent(load_config(None, ["cluster.use_gpu=false"])) is None  # one worker
     capped = load_config(None, ["cluster.num_workers=2", "cluster.max_concurrent_trials=3"])
     assert max_concurrent(capped) == 3  # the user's cap wins
