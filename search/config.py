@@ -556,8 +556,8 @@ _RULES: dict[str, Callable[[Any], str | None]] = {
     "cluster.storage_path": _not_empty,
     "search.name": _name, "search.metric": _not_empty, "search.num_samples": _at_least(1),
     "search.grace_period": _at_least(1), "search.reduction_factor": _at_least(2),
-    "search.max_failures": _at_least(0), "search.startup_trials": _at_least(0), "search.points_to_evaluate": _mappings,
-    "search.objectives": _objectives,
+    "search.max_failures": _at_least(0), "search.startup_trials": _at_least(0),
+    "search.points_to_evaluate": _mappings, "search.objectives": _objectives,
 }
 
 
