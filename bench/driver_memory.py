@@ -46,7 +46,7 @@ def _sample(experiment: Path, out: list[tuple[int, int]], stop: threading.Event)
 def child(args: argparse.Namespace) -> None:
     """One search in this process; writes [(trials ended, rss bytes)] samples as JSON."""
     from search.config import load_config
-    from search.tune.tuner import run_search
+    from search.study import run_search
 
     cfg = load_config(REPO / "examples" / "tiny.yaml", [
         f"data.shards={args.shards}", f"cluster.storage_path={args.storage}",

@@ -81,7 +81,7 @@ def search(args, shards: Path, root: Path, name: str, algo: str, sched: str, n: 
            extra: list[str]) -> pd.DataFrame:
     """One search; its history (one row per trial-epoch, with arch and lr), saved under root."""
     from search.config import load_config
-    from search.tune.tuner import run_search
+    from search.study import run_search
 
     cfg = load_config(None, [
         f"data.shards={shards}", f"cluster.storage_path={root / 'results'}", "cluster.address=local",

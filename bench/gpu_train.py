@@ -29,7 +29,7 @@ from bench._common import SHARED, write_table
 def synthetic(arch: str, size: int, batch: int, steps: int, device: torch.device) -> float:
     """Images/s of the worker loop's training step on one fixed batch already on ``device``."""
     from search.config import OptimConfig
-    from search.train.models import create_model
+    from search.model.registry import create_model
     from search.train.worker import build_optimizer
 
     on_gpu = device.type == "cuda"

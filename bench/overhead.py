@@ -35,7 +35,7 @@ def plain_trial(shards: Path, epochs: int, lr: float, seed: int) -> list[float]:
     import pyarrow.parquet as pq
 
     from search.data.stream import DecodeBatch, Normalize
-    from search.train.models import create_model
+    from search.model.registry import create_model
 
     torch.manual_seed(seed)
     model = create_model("custom_cnn", input_size=SIZE, conv_blocks=2, base_width=8, dense_units=32)
@@ -67,8 +67,8 @@ def measure(trials: int, epochs: int, extra: list[str]) -> dict[str, float]:
     """Plain loops vs the same trials through the search (1 and N trials, FIFO, no stop)."""
     from search.config import load_config
     from search.data.prepare import PrepareOptions, prepare
+    from search.study import run_search
     from search.train.driver import init_ray
-    from search.tune.tuner import run_search
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -433,7 +433,7 @@ def _config_cases() -> list[Outcome]:
     entry = "train, run (config, before Ray)"
     outcomes = [Outcome(kind, entry, "error", *_call(lambda o=overrides: load_config(None, o)))
                 for kind, overrides in CONFIGS]
-    from search.train.models import create_model
+    from search.model.registry import create_model
 
     outcomes.append(Outcome("unknown model.arch", "train, run (model build)", "error",
                             *_call(lambda: create_model("resnet5O"))))
@@ -449,11 +449,11 @@ def make_model_folder(folder: Path) -> Path:
     from safetensors.torch import save_file
 
     from search.config import ModelConfig
-    from search.formats import CONFIG, WEIGHTS
-    from search.predict import EXPORT_FORMAT
-    from search.train.models import create_model
+    from search.filenames import CONFIG, WEIGHTS
+    from search.model.folder import EXPORT_FORMAT
+    from search.model.registry import create_model, layer_kwargs
 
-    layers = ModelConfig(conv_blocks=1, base_width=4, dense_units=8).layer_kwargs()
+    layers = layer_kwargs(ModelConfig(conv_blocks=1, base_width=4, dense_units=8))
     model = create_model("custom_cnn", input_size=SIZE, **layers)
     folder.mkdir(parents=True, exist_ok=True)
     save_file(model.state_dict(), str(folder / WEIGHTS))
@@ -487,7 +487,7 @@ def _predict_files(tmp: Path, model: Path) -> list[Outcome]:
 
 def _model_cases(tmp: Path, good: Path) -> list[Outcome]:
     """Broken model folders: one clear error each, naming the file."""
-    from search.formats import CONFIG, ONNX, WEIGHTS
+    from search.filenames import CONFIG, ONNX, WEIGHTS
 
     image = tmp / "one.jpg"
     _write(image, _encode(_rgb(30), "JPEG"))
@@ -533,7 +533,7 @@ def _export_cases(tmp: Path) -> list[Outcome]:
     import pandas as pd
 
     from search.config import ExperimentConfig
-    from search.formats import EXPERIMENT, TRIALS_PARQUET
+    from search.filenames import EXPERIMENT, TRIALS_PARQUET
 
     outcomes = []
     results = tmp / "results_no_status"

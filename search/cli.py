@@ -10,9 +10,13 @@ free of torch, Ray and Optuna: each command loads only what it runs.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import signal
 import sys
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from search.config import ExperimentConfig
@@ -24,7 +28,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 USER_ERRORS = {
     "search.config": ("ConfigError",),
     "search.data.layouts": ("SourceError",),
-    "search.train.models": ("PretrainedWeightsUnavailable", "UnknownModelError"),
+    "search.model.registry": ("PretrainedWeightsUnavailable", "UnknownModelError"),
     "search.export": ("ExportError",),
 }
 
@@ -94,7 +98,8 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
         quality=args.quality, workers=args.workers, demo_images=args.demo_images,
         demo_difficulty=args.demo_difficulty, demo_grid=args.demo_grid,
     )
-    result = prepare(opts, progress=not args.quiet)
+    with _sigterm_as_sigint():  # a SIGTERM cleans up like Ctrl-C: no staging folder left
+        result = prepare(opts, progress=not args.quiet)
     print(result.summary())
     return 0
 
@@ -137,14 +142,22 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from search import storage
+    from search.paths import check_folder_name
+
+    if args.name is not None:
+        check_folder_name(args.name, "--name")
     from search.data.demo import ensure_demo_shards
     from search.train.driver import init_ray, train_one
 
-    cfg = ensure_demo_shards(_load(args))
+    cfg = _load(args)
+    storage.check_storage(cfg, args.name or "")
+    cfg = ensure_demo_shards(cfg)
     print(cfg)
     check_shards(cfg)
-    init_ray(cfg)
-    result = train_one(cfg, name=args.name)
+    with _sigterm_as_sigint(ray=True):
+        init_ray(cfg)
+        result = train_one(cfg, name=args.name)
     cols = ["epoch", "train_loss", "val_accuracy", "val_precision", "val_recall", "val_f1",
             "val_auc", "val_eer", "val_tp", "val_tn", "val_fp", "val_fn", "epoch_time_s"]
     frame = result.metrics_dataframe
@@ -170,8 +183,12 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
 def _cmd_run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from search.tune.tuner import run_search
+    from search import storage
+    from search.paths import check_folder_name
+    from search.study import run_search
 
+    if args.name is not None:
+        check_folder_name(args.name, "--name")
     cfg = _load(args)
     if args.config is None and not args.overrides and not args.data:
         cfg = demo_experiment(cfg)
@@ -181,24 +198,63 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.num_samples:
         search = replace(search, num_samples=args.num_samples)
     cfg = replace(cfg, search=search)
+    storage.check_storage(cfg)  # a file in the way: now, not inside Ray
     if args.resume:
         cfg = _saved_experiment(cfg)
     if cfg.data.shards:  # the embedded demo set is made (and so checked) by run_search
         check_shards(cfg)
-    outcome = run_search(cfg, resume=args.resume, verbose=args.verbose,
-                         evaluate_test=not args.no_test)
-    print(outcome.summary())
+    with _sigterm_as_sigint(ray=True):
+        outcome = run_search(cfg, resume=args.resume, verbose=args.verbose,
+                             evaluate_test=not args.no_test)
+        print(outcome.summary())
+        if outcome.interrupted:
+            print("interrupted: the tables, leaderboard and report hold the trials so far; "
+                  f"continue with: {resume_command(args.argv)}", file=sys.stderr)
+        finished = trials_with_results(outcome.trials)
+        if finished or outcome.interrupted:
+            from search.report import write_report
+
+            print(f"report:      {write_report(outcome.experiment_dir)}")
+        if finished and (args.export or cfg.search.export):
+            from search.export import export_model
+
+            print(f"exported:    {export_model(outcome.experiment_dir)}")
     if outcome.interrupted:
-        print("interrupted: the tables, leaderboard and report hold the trials so far; "
-              f"continue with: {resume_command(args.argv)}", file=sys.stderr)
-    from search.report import write_report
+        return _interrupted_status()
+    if not finished:
+        print(f"deepfake-search run: error: {no_result_message(outcome)}", file=sys.stderr)
+        return 1
+    return 0
 
-    print(f"report:      {write_report(outcome.experiment_dir)}")
-    if args.export or cfg.search.export:
-        from search.export import export_model
 
-        print(f"exported:    {export_model(outcome.experiment_dir)}")
-    return 130 if outcome.interrupted else 0
+def trials_with_results(trials: Any) -> int:
+    """How many trials produced a result: not failed, with a checkpoint (what the leaderboard,
+    the test evaluation and export can use)."""
+    if trials is None or not len(trials) or "status" not in trials:
+        return 0
+    ok = trials["status"] != "ERROR"
+    if "checkpoint" in trials:
+        ok &= trials["checkpoint"].fillna("").astype(bool)
+    return int(ok.sum())
+
+
+def no_result_message(outcome: Any) -> str:
+    """Why a search that ran produced nothing, and where each trial's error is."""
+    from pathlib import Path
+
+    trials = outcome.trials
+    n = len(trials) if trials is not None else 0
+    where = outcome.remote or outcome.experiment_dir
+    files = sorted(Path(outcome.experiment_dir).glob("*/error.txt"))
+    shown = ", ".join(str(f) for f in files[:3]) + (f" and {len(files) - 3} more"
+                                                     if len(files) > 3 else "")
+    first = ""
+    if n and "error" in trials:
+        errors = [e for e in trials["error"].dropna().astype(str) if e]
+        first = f"; the first says: {errors[0]}" if errors else ""
+    return (f"no trial finished: {n} trial(s) ran and none produced a result (see "
+            f"Trials above){first}. Each failed trial's traceback is in its error.txt: "
+            f"{shown or f'{where}/trial_*/error.txt'}")
 
 
 def resume_command(argv: Sequence[str]) -> str:
@@ -254,7 +310,7 @@ def _saved_experiment(cfg: ExperimentConfig) -> ExperimentConfig:
 
     from search import storage
     from search.config import ConfigError, config_from_dict
-    from search.tune.tuner import CONFIG_FILE
+    from search.filenames import EXPERIMENT as CONFIG_FILE
 
     path = storage.join(storage.experiment_dir(cfg), CONFIG_FILE)
     if not storage.exists(path):
@@ -282,8 +338,73 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: The signal that ended the current command (SIGTERM handled as Ctrl-C), for its exit status.
+_RECEIVED: list[int] = []
+
+
+def _interrupted_status() -> int:
+    """128 + the signal that interrupted the command: 143 for SIGTERM, else 130 (SIGINT)."""
+    return 128 + (_RECEIVED[-1] if _RECEIVED else signal.SIGINT)
+
+
+@contextlib.contextmanager
+def _sigterm_as_sigint(*, ray: bool = False) -> Iterator[None]:
+    """Within: SIGTERM (what a scheduler, ``docker stop`` or ``kill`` sends) is handled as
+    Ctrl-C: it is recorded (the exit status becomes 143) and SIGINT is raised in this
+    process, so Ray Tune stops the search gracefully and the tables and the resume hint are
+    written, as after a Ctrl-C; outside Tune, SIGINT is a KeyboardInterrupt, which the
+    commands clean up after. A forked child (prepare's decode pool) keeps the default.
+
+    ``ray``: ``ray.init`` installs a SIGTERM handler of its own in the driver
+    (``sys.exit(15)``, which tears Tune down mid-step: Ray's native stack dump, exit 134);
+    while inside, it is kept from replacing this one.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    owner = os.getpid()
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        if os.getpid() != owner:  # a forked child: end as SIGTERM asks
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        _RECEIVED.append(signal.SIGTERM)
+        signal.raise_signal(signal.SIGINT)
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    with contextlib.ExitStack() as stack:
+        if ray:
+            stack.enter_context(_ray_keeps_our_sigterm())
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def _ray_keeps_our_sigterm() -> Iterator[None]:
+    """Within: ``ray.init`` leaves the SIGTERM handler as it is (Ray sets it through
+    ``ray._private.utils.set_sigterm_handler``; absent in another Ray, nothing is done)."""
+    try:
+        import ray._private.utils as ray_utils
+    except ImportError:  # pragma: no cover - Ray is a dependency
+        yield
+        return
+    original = getattr(ray_utils, "set_sigterm_handler", None)
+    if original is None:
+        yield
+        return
+    ray_utils.set_sigterm_handler = lambda handler: None
+    try:
+        yield
+    finally:
+        ray_utils.set_sigterm_handler = original
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``deepfake-search`` console script."""
+    _RECEIVED.clear()
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
@@ -297,8 +418,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"deepfake-search {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"deepfake-search {args.command}: interrupted", file=sys.stderr)
-        return 130
+        how = "terminated (SIGTERM)" if _RECEIVED else "interrupted"
+        print(f"deepfake-search {args.command}: {how}", file=sys.stderr)
+        return _interrupted_status()
 
 
 if __name__ == "__main__":  # pragma: no cover

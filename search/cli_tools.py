@@ -125,7 +125,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from search.data.prepare import verify_shards
     from search.data.stream import quiet_ray_data
     from search.evaluate import cross_dataset, evaluate_model, format_metrics
-    from search.predict import build_torch_model, choose_threshold, read_model_info
+    from search.model.folder import build_torch_model, read_model_info
+    from search.predict import choose_threshold
 
     info = read_model_info(args.model)
     threshold, rule = choose_threshold(info, args.threshold, args.target_fpr)
@@ -156,9 +157,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _print_robustness(model: Path, shards: str, split: str, threshold: float) -> None:
+    from search.display import markdown_table, number
     from search.evaluate import evaluate_robustness
-    from search.fmt import markdown_table, number
-    from search.report.robustness import NOTE, robustness_table
+    from search.robustness_table import NOTE, robustness_table
 
     result = evaluate_robustness(model, shards, split, threshold=threshold)
     frame = robustness_table({"model": result})

@@ -5,8 +5,8 @@ a frozen dataclass so a run's configuration cannot drift after it starts; ``to_d
 what gets saved beside every checkpoint and result. A typo in a YAML key is an error that
 names the key and the valid ones, never a silently ignored setting.
 
-Imports: search.train.models (torch) and search.paths are imported where a value needs them:
-loading a config must not load torch.
+Imports: search.paths is imported where a value needs it; nothing here loads torch, and no
+module of the project above this one is imported (the model layer owns the layer settings).
 """
 
 from __future__ import annotations
@@ -26,9 +26,40 @@ from typing import Any, Literal
 
 import yaml
 
+from search import catalog
+
 
 class _Loader(yaml.SafeLoader):
-    """YAML without YAML 1.1's base-60 integers, so ``ratio: 1:2`` stays the string '1:2'."""
+    """YAML without YAML 1.1's base-60 integers, so ``ratio: 1:2`` stays the string '1:2'.
+
+    Bounded: anchors and aliases (``&a``, ``*a``, ``<<: *a``) are refused, so a few hundred
+    bytes of nested aliases (a "billion laughs") cannot expand into gigabytes, and nesting
+    deeper than :attr:`MAX_DEPTH` is refused before Python's recursion limit is reached.
+    An experiment config has no use for either.
+    """
+
+    MAX_DEPTH = 64
+    MAX_BYTES = 1024 * 1024  # the largest experiment YAML load_config reads (real ones: KBs)
+
+    class Refused(yaml.composer.ComposerError):
+        """YAML this project does not accept (an alias, an anchor, deep nesting)."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        where = f"line {event.start_mark.line + 1}, column {event.start_mark.column + 1}"
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            sign = "*" if isinstance(event, yaml.AliasEvent) else "&"
+            raise _Loader.Refused(problem=(
+                f"YAML aliases and anchors are not supported ({sign}{event.anchor} at {where}): "
+                "write the values out in full"))
+        self._depth = getattr(self, "_depth", 0) + 1
+        try:
+            if self._depth > self.MAX_DEPTH:
+                raise _Loader.Refused(problem=f"YAML nested more than {self.MAX_DEPTH} levels "
+                                              f"deep (at {where}): an experiment config needs a few")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 _Loader.yaml_implicit_resolvers = {
@@ -41,7 +72,8 @@ _Loader.add_implicit_resolver(
 
 
 def yaml_load(text: str) -> Any:
-    """Parse YAML the way a reader expects (see :class:`_Loader`)."""
+    """Parse YAML the way a reader expects, bounded (see :class:`_Loader`); a refused
+    construct raises ``_Loader.Refused``, a yaml.YAMLError."""
     return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
 
 
@@ -78,7 +110,8 @@ class DataConfig(_Validated):
 
 @dataclass(frozen=True)
 class ModelConfig(_Validated):
-    """Architecture and layer configuration; see ``search.train.models`` for each param."""
+    """Architecture and layer configuration; which settings apply to which architecture is
+    the model layer's to say (``search.model.registry.layer_kwargs``)."""
 
     arch: str = "custom_cnn"
     pretrained: bool | str = False  # True = timm hub weights, a path = local weights file
@@ -95,13 +128,6 @@ class ModelConfig(_Validated):
     frozen_stages: int = 0
     head_dropout: float = 0.0
     head_hidden: int = 0
-
-    def layer_kwargs(self) -> dict[str, Any]:
-        """The layer settings the chosen architecture accepts (others do not apply to it)."""
-        from search.train.models import model_params
-
-        return {name: getattr(self, name) for name in model_params(self.arch)
-                if hasattr(self, name)}
 
 
 @dataclass(frozen=True)
@@ -189,28 +215,15 @@ class SearchConfig(_Validated):
             if self.mode not in ("max", "min"):
                 raise ConfigError(f"search.mode must be 'max' or 'min', not {self.mode!r}")
             return self.mode
-        return metric_mode(self.metric)
+        return catalog.mode(self.metric)
 
     def objective_modes(self) -> tuple[str, ...]:
         """The direction of each objective: the first one's is :meth:`resolved_mode`."""
-        return tuple(self.resolved_mode() if i == 0 else metric_mode(name)
+        return tuple(self.resolved_mode() if i == 0 else catalog.mode(name)
                      for i, name in enumerate(self.objectives))
 
 
 _SEARCH_METRIC = SearchConfig.metric  # the default: what "left out" means for objectives
-#: Objectives that are not validation metrics: what running the model costs, reported once
-#: per trial (search.latency).
-COST_OBJECTIVES = ("latency_ms",)
-
-
-def metric_mode(name: str) -> str:
-    """'min' or 'max': the right direction for a metric's name (losses, error rates, ECE and
-    latencies are lower-is-better)."""
-    lowered = name.split("@", 1)[0].lower()  # val_eer@NAME: the source names no direction
-    if "tpr_at_fpr" in lowered:  # TPR at a fixed FPR: higher is better despite "_fpr"
-        return "max"
-    lower_is_better = ("loss", "eer", "_fp", "_fn", "error", "ece", "latency")
-    return "min" if any(k in lowered for k in lower_is_better) else "max"
 
 
 SECTIONS: dict[str, type] = {
@@ -294,26 +307,12 @@ def trial_param_section(name: str) -> str:
     raise AssertionError  # _check_keys raised
 
 
-#: What a trial reports for each extra source (``val_auc@NAME``, ...): a few keys only, since
-#: Tune keeps bookkeeping per key per trial.
-SOURCE_METRICS = ("auc", "balanced_accuracy", "ap", "eer")
-#: Aggregates of ``val_auc`` over the training source and every extra one.
-SOURCE_AGGREGATES = ("mean", "worst")
-
-
-def source_metric_names(sources: Iterable[str]) -> list[str]:
-    """Every ``search.metric`` that names a source: ``val_auc@NAME``, ..., ``val_auc@mean``."""
-    sources = list(sources)
-    names = [f"val_{m}@{s}" for s in sources for m in SOURCE_METRICS]
-    return names + [f"val_auc@{a}" for a in SOURCE_AGGREGATES] if sources else names
-
-
 def check_source_metric(metric: str, sources: Mapping[str, str],
                         key: str = "search.metric") -> None:
     """A metric with ``@`` must name a configured extra source (or mean/worst over them)."""
-    if "@" not in metric:
+    if not catalog.parse(metric).source:
         return
-    valid = source_metric_names(sources)
+    valid = catalog.source_metric_names(sources)
     if metric not in valid:
         fix = (f"Valid: {', '.join(valid)}" if valid else
                "No data.extra_sources are configured: add one (name: prepared shard folder)")
@@ -398,6 +397,8 @@ def config_from_dict(tree: Mapping[str, Any]) -> ExperimentConfig:
     seed = _convert("seed", tree.get("seed", 0), 0)
     if seed is None:
         raise ConfigError("seed must be a whole number, not null")
+    if not 0 <= seed <= 2**32 - 1:  # numpy's and torch's seeds: refused now, not in a trial
+        raise ConfigError(f"seed must be between 0 and {2**32 - 1}, not {seed}." + _fix("seed"))
     return ExperimentConfig(**kwargs, seed=seed)
 
 
@@ -408,14 +409,38 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
         from search.paths import resolve_user_path
 
         path = resolve_user_path(path)
-        if not path.is_file():
+        if not path.is_file():  # also refuses a FIFO or a device: never read one
             raise ConfigError(f"config file {path} does not exist")
+        with path.open("rb") as fh:
+            data = fh.read(_Loader.MAX_BYTES + 1)
+        if len(data) > _Loader.MAX_BYTES:
+            raise ConfigError(f"{path} is over {_Loader.MAX_BYTES // 1024} KiB: an experiment "
+                              "config is a few KB of YAML; is it the right file?")
         try:
-            tree = yaml_load(path.read_text()) or {}
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError as err:
+            line = data[: err.start].count(b"\n") + 1
+            raise ConfigError(
+                f"{path} is not UTF-8 text (byte 0x{data[err.start]:02x} on line {line}; saved "
+                f"as Latin-1 or a Windows code page?): save it as UTF-8, e.g. iconv -f latin1 "
+                f"-t utf-8 {path.name} > utf8.yaml && mv utf8.yaml {path.name}") from None
+        try:
+            tree = yaml_load(text) or {}
+        except _Loader.Refused as err:
+            raise ConfigError(f"{path}: {err.problem}") from None
         except yaml.YAMLError as err:
             raise ConfigError(f"{path} is not valid YAML: {err}") from None
         if not isinstance(tree, Mapping):
             raise ConfigError(f"{path} must hold a mapping of sections (data, model, ...)")
+    overrides = list(overrides)
+    for item in overrides:  # each value is YAML: a bad one is named here, not deep in PyYAML
+        try:
+            yaml_load(item.split("=", 1)[1] if "=" in item else "")
+        except yaml.YAMLError as err:
+            why = getattr(err, "problem", None) or " ".join(str(err).split())
+            fix = "" if isinstance(err, _Loader.Refused) else (
+                ": quote the value if it is a string, e.g. 'model.arch=\"...\"'")
+            raise ConfigError(f"override {item!r}: {why}{fix}") from None
     try:
         return config_from_dict(tree).with_overrides(overrides)
     except ConfigError as err:
@@ -494,9 +519,9 @@ def _ratio(v: str) -> str | None:
 
 
 def _name(v: str) -> str | None:
-    ok = re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._=-]*", v) is not None
-    return None if ok else ("must be a folder name: letters, digits, '.', '_', '-' and '=', "
-                            "starting with a letter or digit (it names the results folder)")
+    from search.paths import folder_name_problem  # the one rule for every folder name
+
+    return folder_name_problem(v)
 
 
 def _not_empty(v: str) -> str | None:
@@ -507,7 +532,7 @@ def _sources(v: Mapping) -> str | None:
     for name, folder in v.items():
         if not isinstance(name, str) or not re.fullmatch(r"[a-z0-9_]+", name):
             return f"has the name {name!r}: use lowercase letters, digits and '_'"
-        if name in SOURCE_AGGREGATES:
+        if name in catalog.SOURCE_AGGREGATES:
             return f"has the name {name!r}, reserved for the aggregate val_auc@{name}"
         if not isinstance(folder, str) or not folder.strip():
             return f"maps {name!r} to {folder!r}: give a prepared shard folder (or URI)"
@@ -520,12 +545,13 @@ def _objectives(v: tuple) -> str | None:
     if len(v) < 2:
         return "must name at least two metrics (one is search.metric: leave objectives out)"
     for name in v:
-        if not isinstance(name, str) or not (name.startswith("val_") or name in COST_OBJECTIVES):
+        if not isinstance(name, str) or not (catalog.is_validation(name)
+                                             or name in catalog.COST_OBJECTIVES):
             return (f"has {name!r}: name validation metrics (val_auc, val_eer, ...) or "
-                    f"{', '.join(COST_OBJECTIVES)}")
+                    f"{', '.join(catalog.COST_OBJECTIVES)}")
     if len(set(v)) < len(v):
         return "names a metric twice"
-    if not v[0].startswith("val_"):
+    if not catalog.is_validation(v[0]):
         return (f"starts with {v[0]!r}: the first objective is the search metric that ASHA "
                 "and the checkpoints rank epochs by, so it must be a validation metric (val_*)")
     return None
@@ -608,9 +634,6 @@ def parse_ratio(ratio: str) -> tuple[float, float] | None:
 
 
 __all__ = [
-    "COST_OBJECTIVES",
-    "SOURCE_AGGREGATES",
-    "SOURCE_METRICS",
     "ClusterConfig",
     "ConfigError",
     "DataConfig",
@@ -622,9 +645,7 @@ __all__ = [
     "config_from_dict",
     "did_you_mean",
     "load_config",
-    "metric_mode",
     "parse_ratio",
-    "source_metric_names",
     "trial_param_section",
     "validate",
 ]

@@ -17,28 +17,26 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import io
 import json
 import math
 import shutil
 import tempfile
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 import pandas as pd
 import torch
 
-from search import storage
-from search.config import ConfigError, ExperimentConfig, SearchConfig, config_from_dict
+from search import catalog, storage
+from search.config import ConfigError, ExperimentConfig, config_from_dict
 from search.data.layouts import LABEL_NAMES
 from search.data.prepare import load_manifest, manifest_hash, verify_shards
-from search.evaluate import LOCAL_CPUS, evaluate_checkpoint, load_checkpoint_model
-from search.fmt import number
-from search.formats import (
+from search.data.sets import dataset_name
+from search.display import number
+from search.evaluate.scoring import LOCAL_CPUS, evaluate_checkpoint
+from search.filenames import (
     CONFIG,
     EXPERIMENT,
     METRICS,
@@ -52,16 +50,18 @@ from search.formats import (
     file_sha256,
     json_safe,
 )
-from search.formats import ONNX as ONNX_FILE
-from search.latency import onnx_latency
-from search.predict import (
+from search.filenames import ONNX as ONNX_FILE
+from search.model.checkpoint import Predictions, load_checkpoint_model, read_predictions
+from search.model.folder import (
     EXPORT_FORMAT,
     build_torch_model,
-    dataset_name,
     load_json,
     read_model_info,
     sigmoid,
 )
+from search.model.latency import onnx_latency
+from search.model.onnx import ONNX_OPSET, ONNX_TOLERANCE, ExportError, export_onnx
+from search.model.registry import layer_kwargs
 from search.train.metrics import (
     calibration,
     detector_metrics,
@@ -73,21 +73,12 @@ from search.train.metrics import (
 from search.tune.tables import best_checkpoint
 
 EXPORT_DIR = "export"
-ONNX_OPSET = 18
-ONNX_TOLERANCE = 1e-4
 THRESHOLD_RULE = "F1-optimal on validation"
 METRICS_FILE = METRICS
 CARD = MODEL_CARD
 # Columns export reads from the trials table (written by search.tune.tables).
 TRIAL_COLUMNS = ("trial_id", "status", "checkpoint")
 CALIBRATION_METHOD = "temperature scaling: one T minimising the NLL of sigmoid(logit / T) on validation"
-Predictions = tuple[np.ndarray, np.ndarray]  # (labels, p_fake) of one split
-
-
-class ExportError(RuntimeError):
-    """The exported model does not behave like the trained one (e.g. ONNX parity failed)."""
-
-
 # ------------------------------------------------------------------ choosing the trial
 def load_trials(results_dir: Path) -> pd.DataFrame:
     """The search's trials table (parquet, else csv), with trial ids as strings; a table
@@ -123,10 +114,6 @@ def load_experiment(results_dir: Path) -> ExperimentConfig:
         raise ValueError(f"{path}: {err}") from None
 
 
-def _metric_name(metric: str) -> str:
-    return metric if metric.startswith("val_") else f"val_{metric}"
-
-
 def choose_trial(results_dir: str | Path, *, trial_id: str | None = None,
                  metric: str | None = None) -> tuple[pd.Series, Path, str, str]:
     """(trials row, checkpoint folder, metric, mode) of the trial to export.
@@ -138,12 +125,12 @@ def choose_trial(results_dir: str | Path, *, trial_id: str | None = None,
     results_dir = Path(results_dir)
     cfg = load_experiment(results_dir)
     trials = load_trials(results_dir)
-    metric = _metric_name(metric or cfg.search.metric)
+    metric = catalog.with_val(metric or cfg.search.metric)
     if metric == cfg.search.metric:
         mode = cfg.search.resolved_mode()
     else:
-        mode = SearchConfig(metric=metric).resolved_mode()
-    column = f"best_{metric}"
+        mode = catalog.mode(metric)
+    column = catalog.best(metric)
     usable = trials[(trials["status"] != "ERROR") & trials["checkpoint"].fillna("").astype(bool)]
     if trial_id is not None:
         row = trials[trials["trial_id"] == str(trial_id)]
@@ -156,7 +143,8 @@ def choose_trial(results_dir: str | Path, *, trial_id: str | None = None,
         best = row.iloc[0]
     else:
         if column not in usable or usable[column].notna().sum() == 0:
-            valid = sorted(c[len("best_"):] for c in trials if c.startswith("best_val_"))
+            valid = sorted(catalog.metric_columns(c.removeprefix(catalog.BEST) for c in trials
+                                                  if c.startswith(catalog.BEST)))
             raise ValueError(f"metric {metric!r} is not in {results_dir}'s trials table; "
                              f"choose one of: {', '.join(valid)}")
         ranked = usable[usable[column].notna()].sort_values(
@@ -202,10 +190,6 @@ def _training_data(cfg: ExperimentConfig) -> dict[str, Any]:
     return info
 
 
-def _strip(metrics: dict[str, Any], prefix: str = "val_") -> dict[str, Any]:
-    return {k[len(prefix):]: v for k, v in metrics.items() if k.startswith(prefix)}
-
-
 def _test_metrics(results_dir: Path, trial_id: str, checkpoint: Path,
                   finalist_checkpoint: str, threshold: float) -> dict[str, Any] | None:
     """The trial's test-split metrics, when the search evaluated this very checkpoint."""
@@ -220,14 +204,6 @@ def _test_metrics(results_dir: Path, trial_id: str, checkpoint: Path,
         return detector_metrics(frame["label"].to_numpy(), frame["p_fake"].to_numpy(),
                                 threshold=threshold)
     return None
-
-
-def read_predictions(path: Path) -> Predictions | None:
-    """(labels, p_fake) of a predictions CSV (``id, label, p_fake``), None when absent."""
-    if not path.is_file():
-        return None
-    frame = pd.read_csv(path)
-    return frame["label"].to_numpy(np.int64), frame["p_fake"].to_numpy(np.float64)
 
 
 def fetch_test_predictions(checkpoint: Path, shards: str | None) -> tuple[Predictions | None, str]:
@@ -317,76 +293,6 @@ def _check_targets(targets: Any) -> list[float]:
             raise ValueError(f"--target-fpr must be a rate between 0 and 1 (0.01 is 1%), not {t!r}")
         out.append(value)
     return sorted(set(out))
-
-
-class WithProbabilities(torch.nn.Module):
-    """A model wrapped so the ONNX graph has two outputs: the logit and p_fake."""
-
-    def __init__(self, inner: torch.nn.Module) -> None:
-        super().__init__()
-        self.inner = inner
-
-    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logit = self.inner(image)
-        return logit, torch.sigmoid(logit)
-
-
-_ONNX_NAMES = {"input_names": ["image"], "output_names": ["logit", "p_fake"]}
-
-
-def _torch_export(wrapped: Any, example: torch.Tensor, path: Path) -> None:
-    """The torch.export-based ONNX exporter (dynamic batch): what a deployment gets."""
-    torch.onnx.export(wrapped, (example,), str(path), **_ONNX_NAMES, opset_version=ONNX_OPSET,
-                      dynamo=True, external_data=False, verbose=False,
-                      dynamic_shapes={"image": {0: torch.export.Dim("batch")}})
-
-
-def _torchscript_export(wrapped: Any, example: torch.Tensor, path: Path) -> None:
-    """The TorchScript ONNX exporter (dynamic batch): the fallback, and the quick one."""
-    torch.onnx.export(wrapped, (example,), str(path), **_ONNX_NAMES, opset_version=17,
-                      dynamo=False, dynamic_axes={name: {0: "batch"} for name in
-                                                  ("image", *_ONNX_NAMES["output_names"])})
-
-
-def export_onnx(model: Any, input_size: int, path: Path, *, dynamo: bool = True) -> float:
-    """Write ``model`` as ONNX (dynamic batch, exported at batch 2 in eval mode) and return
-    the max abs logit difference to PyTorch on random inputs; raises ExportError above 1e-4.
-
-    The torch.export-based exporter first, the TorchScript one if it cannot trace.
-    ``dynamo=False`` goes straight to the TorchScript exporter, 10-30x quicker than the
-    torch.export one on a small model (0.2-0.4 s against 4-9 s for a tiny CNN here): what a
-    trial's latency measurement uses, where the export is paid once per trial."""
-    wrapped = WithProbabilities(model.eval()).eval()
-    example = torch.randn(2, 3, input_size, input_size, generator=torch.Generator().manual_seed(0))
-    failed: list[Exception] = []
-    for exporter in ((_torch_export,) if dynamo else ()) + (_torchscript_export,):
-        try:
-            with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-                warnings.simplefilter("ignore")
-                exporter(wrapped, example, path)
-            break
-        except Exception as err:
-            failed.append(err)
-    else:
-        raise ExportError("ONNX export failed: " + "; the TorchScript exporter too: ".join(
-            map(str, failed))) from failed[-1]
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    gen = torch.Generator().manual_seed(1)
-    worst = 0.0
-    for batch in (2, 5, 1):  # other batch sizes than the traced one prove the dynamic axis
-        x = torch.randn(batch, 3, input_size, input_size, generator=gen)
-        with torch.inference_mode():
-            ref = model(x).float().numpy()
-        got = session.run(["logit"], {"image": x.numpy()})[0]
-        if got.shape != ref.shape:
-            raise ExportError(f"ONNX output shape {got.shape} != PyTorch {ref.shape} at batch {batch}")
-        worst = max(worst, float(np.max(np.abs(got - ref))))
-    if not math.isfinite(worst) or worst > ONNX_TOLERANCE:
-        raise ExportError(f"ONNX and PyTorch disagree: max abs logit difference {worst:.3g} > "
-                          f"{ONNX_TOLERANCE:g}; the ONNX model was not kept")
-    return worst
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
@@ -626,7 +532,7 @@ def _is_export(path: Path) -> bool:
 
 def _saved_threshold(epoch_metrics: dict[str, Any]) -> tuple[float, str]:
     """The checkpoint's validation threshold and its rule (0.5 when there was none)."""
-    threshold = epoch_metrics.get("val_threshold")
+    threshold = epoch_metrics.get(catalog.val("threshold"))
     if threshold is None or not math.isfinite(float(threshold)):
         return 0.5, "default 0.5 (validation had no FAKE image to tune on)"
     return float(threshold), THRESHOLD_RULE
@@ -644,7 +550,7 @@ def _folder_config(cfg: ExperimentConfig, meta: dict[str, Any], row: pd.Series, 
     return {
         "format": EXPORT_FORMAT,
         "arch": cfg.model.arch,
-        "layers": cfg.model.layer_kwargs(),
+        "layers": layer_kwargs(cfg.model),
         "model": dataclasses.asdict(cfg.model),
         "input": meta["input"],
         "output": "one logit per image; p_fake = sigmoid(logit); FAKE when p_fake >= threshold; "
@@ -664,7 +570,7 @@ def _folder_config(cfg: ExperimentConfig, meta: dict[str, Any], row: pd.Series, 
         "parameters": parameters,
         "onnx": {"file": ONNX_FILE, "opset": ONNX_OPSET, "max_abs_diff": onnx_diff,
                  "inputs": ["image"], "outputs": ["logit", "p_fake"]},
-        "latency": latency,  # of model.onnx on the exporting machine (search.latency)
+        "latency": latency,  # of model.onnx on the exporting machine (search.model.latency)
         "source_checkpoint": str(checkpoint),
         "results_dir": str(results_dir),
         "experiment_config": cfg.to_dict(),
@@ -711,7 +617,7 @@ def export_model(results_dir: str | Path, *, trial_id: str | None = None,
     calibration, points = _deployment(checkpoint, cfg.data.shards, targets, verbose=verbose)
     test = _test_metrics(results_dir, str(row["trial_id"]), checkpoint, str(row["checkpoint"]),
                          threshold)
-    metrics = {"validation": _strip(epoch_metrics), "test": test, "threshold": threshold,
+    metrics = {"validation": catalog.strip_split(epoch_metrics), "test": test, "threshold": threshold,
                "threshold_rule": rule, "calibration": calibration, "operating_points": points}
     size = int(meta["input"]["input_size"])
 
@@ -745,7 +651,7 @@ def export_model(results_dir: str | Path, *, trial_id: str | None = None,
 
 def _onnx(model: Any, size: int, path: Path, *, verbose: bool) -> tuple[float, dict[str, Any]]:
     """Export ``model`` to ``path`` (parity-checked) and time that very file
-    (:func:`search.latency.onnx_latency`): (max abs logit difference, latency)."""
+    (:func:`search.model.latency.onnx_latency`): (max abs logit difference, latency)."""
     diff = export_onnx(model, size, path)
     latency = onnx_latency(path, size)
     if verbose:
@@ -762,6 +668,5 @@ def _same_outputs(a: Any, b: Any, size: int) -> None:
         raise ExportError(f"the exported folder rebuilds a different model (max diff {diff:.3g})")
 
 
-__all__ = ["CALIBRATION_METHOD", "EXPORT_DIR", "ExportError", "calibrate", "choose_trial",
-           "export_model", "export_onnx", "model_card", "operating_point", "read_predictions",
-           "fetch_test_predictions"]
+__all__ = ["CALIBRATION_METHOD", "EXPORT_DIR", "calibrate", "choose_trial", "export_model",
+           "fetch_test_predictions", "model_card", "operating_point"]

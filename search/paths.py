@@ -8,7 +8,17 @@ repo's ``datasets/`` and ``results/``; an installed wheel keeps them under the c
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
+
+#: The one rule for every name that becomes a folder (``search.name``, ``run --name``,
+#: ``train --name``): one path component, no separator, no leading dot (so never ``..``),
+#: short enough for any file system (255 bytes is the usual limit of one component).
+FOLDER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._=-]*")
+FOLDER_NAME_MAX = 128
+FOLDER_NAME_RULE = ("must be a folder name: letters, digits, '.', '_', '-' and '=', starting "
+                    f"with a letter or digit, at most {FOLDER_NAME_MAX} characters (it names "
+                    "a folder under cluster.storage_path)")
 
 
 def project_root() -> Path:
@@ -37,6 +47,28 @@ def resolve_user_path(path: str | Path) -> Path:
     return in_project.resolve() if in_project.exists() else path.resolve()
 
 
+def folder_name_problem(name: object) -> str | None:
+    """Why ``name`` cannot name a folder (:data:`FOLDER_NAME_RULE`), else None."""
+    ok = (isinstance(name, str) and len(name) <= FOLDER_NAME_MAX
+          and FOLDER_NAME.fullmatch(name) is not None)
+    return None if ok else FOLDER_NAME_RULE
+
+
+def check_folder_name(name: str, key: str) -> str:
+    """``name`` if it is a safe folder name, else a ConfigError naming ``key`` and the rule.
+
+    Every name the project turns into a folder goes through here (``search.name`` through
+    the config's rule, ``run --name`` and ``train --name`` in the command line), so
+    ``../../x`` or ``/etc`` can never put a run outside its storage folder.
+    """
+    problem = folder_name_problem(name)
+    if problem:
+        from search.config import ConfigError
+
+        raise ConfigError(f"{key} {problem}, not {name!r}")
+    return name
+
+
 def default_source_dir(layout: str) -> Path:
     """Where a downloaded (or generated, for the demo) source is expected."""
     return project_root() / "datasets" / layout / "source"
@@ -52,5 +84,6 @@ def default_results_dir() -> Path:
     return project_root() / "results"
 
 
-__all__ = ["default_results_dir", "default_shards_dir", "default_source_dir", "project_root",
+__all__ = ["FOLDER_NAME", "FOLDER_NAME_RULE", "check_folder_name", "default_results_dir",
+           "default_shards_dir", "default_source_dir", "folder_name_problem", "project_root",
            "resolve_user_path"]

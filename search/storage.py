@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow.fs
 
-from search.formats import CONFIG as CHECKPOINT_META
+from search.filenames import CONFIG as CHECKPOINT_META
 from search.paths import default_results_dir
 
 if TYPE_CHECKING:
@@ -52,6 +52,31 @@ def storage_root(cfg: ExperimentConfig) -> str:
     if not base.is_absolute():
         base = default_results_dir() if path == "results" else Path.cwd() / base
     return str(base.resolve())
+
+
+def check_storage(cfg: ExperimentConfig, name: str | None = None) -> str:
+    """``<storage>/<name>`` (the experiment's folder by default) if it can be a folder, else a
+    ConfigError naming ``cluster.storage_path`` and the file in the way: a storage path (or
+    one of its parents, or the run's own folder) that is a regular file would otherwise fail
+    deep inside Ray, after the cluster started. A URI is left to its file system."""
+    from search.config import ConfigError
+
+    root = storage_root(cfg)
+    target = join(root, name if name is not None else cfg.search.name)
+    if is_uri(root):
+        return target
+    path = Path(target)
+    for folder in [path, *path.parents]:
+        if folder.exists() or folder.is_symlink():
+            if not folder.is_dir():
+                what = ("cluster.storage_path" if folder == Path(root) else
+                        "the run's folder" if folder == path else "a parent of cluster.storage_path")
+                raise ConfigError(
+                    f"cluster.storage_path {cfg.cluster.storage_path!r}: {what} {folder} is a "
+                    "file, not a folder (or a broken link): set cluster.storage_path=FOLDER to a "
+                    "folder (made if missing), or move that file away")
+            break
+    return target
 
 
 def experiment_dir(cfg: ExperimentConfig) -> str:
@@ -163,6 +188,6 @@ def fetch_checkpoint(location: str, local: Path, checkpoint: str | Path) -> Path
     return checkpoint
 
 
-__all__ = ["absolute", "download", "exists", "experiment_dir", "fetch_checkpoint", "filesystem",
-           "is_uri", "join", "local_experiment_dir", "mirror_checkpoint_metadata", "read_text",
-           "storage_root", "upload", "upload_file"]
+__all__ = ["absolute", "check_storage", "download", "exists", "experiment_dir", "fetch_checkpoint",
+           "filesystem", "is_uri", "join", "local_experiment_dir", "mirror_checkpoint_metadata",
+           "read_text", "storage_root", "upload", "upload_file"]

@@ -133,25 +133,25 @@ def _trial(results: Path, base, tid: str, params: dict, skill: float, seed: int)
     import pandas as pd
     import torch
 
-    from search import formats
-    from search.train.worker import build_model, save_checkpoint
+    from search import filenames
+    from search.model.checkpoint import build_model, save_checkpoint
 
     cfg = base.with_params(params)
     torch.manual_seed(seed)
     model = build_model(cfg, pretrained=False)
     epochs, test, (y, val_p, test_p) = _epochs(skill, seed)
     for metrics in epochs:
-        ckpt = results / formats.trial_dirname(tid) / f"checkpoint_{metrics['epoch'] - 1:06d}"
+        ckpt = results / filenames.trial_dirname(tid) / f"checkpoint_{metrics['epoch'] - 1:06d}"
         ckpt.mkdir(parents=True)
         save_checkpoint(ckpt, model, cfg, {"epoch": metrics["epoch"], "metrics": metrics})
         torch.save({"epoch": metrics["epoch"], "optimizer": {"lr": params["lr"]}},
-                   ckpt / formats.STATE)
-        for name, p in ((formats.VAL_PREDICTIONS, val_p), (formats.TEST_PREDICTIONS, test_p)):
+                   ckpt / filenames.STATE)
+        for name, p in ((filenames.VAL_PREDICTIONS, val_p), (filenames.TEST_PREDICTIONS, test_p)):
             pd.DataFrame({"id": range(len(y)), "label": y, "p_fake": p}).to_csv(ckpt / name,
                                                                                index=False)
     result = SimpleNamespace(config=params, metrics={"trial_id": tid}, error=None,
                              metrics_dataframe=pd.DataFrame(epochs),
-                             path=str(results / formats.trial_dirname(tid)))
+                             path=str(results / filenames.trial_dirname(tid)))
     return result, test
 
 
@@ -159,7 +159,7 @@ def write_model_results(root: Path, shards: Path) -> Path:
     """The files a finished search leaves (experiment, space, trials and history tables, test
     metrics) around three custom_cnn trials with real, untrained weights: what export,
     predict and evaluate read, written in seconds. The tables come from ``tables.collect``."""
-    from search import formats
+    from search import filenames
     from search.config import load_config
     from search.tune import tables
 
@@ -167,7 +167,7 @@ def write_model_results(root: Path, shards: Path) -> Path:
                                                 f"cluster.storage_path={root}"])
     results = root / "cheap"
     results.mkdir(parents=True)
-    (results / formats.EXPERIMENT).write_text(json.dumps(base.to_dict(), indent=1))
+    (results / filenames.EXPERIMENT).write_text(json.dumps(base.to_dict(), indent=1))
     layers = {"arch": "custom_cnn", "ratio": "1:2", "conv_blocks": 2, "base_width": 8,
               "dense_units": 32}
     made = [_trial(results, base, tid, {**layers, "lr": lr}, skill, seed)
@@ -176,12 +176,12 @@ def write_model_results(root: Path, shards: Path) -> Path:
     trials, history = tables.collect([r for r, _ in made], experiment_dir=results,
                                      metric="val_auc", mode="max", max_epochs=2,
                                      param_names=[*layers, "lr"])
-    trials.to_parquet(results / formats.TRIALS_PARQUET, index=False)
-    trials.to_csv(results / formats.TRIALS_CSV, index=False)
-    history.to_parquet(results / formats.HISTORY, index=False)
+    trials.to_parquet(results / filenames.TRIALS_PARQUET, index=False)
+    trials.to_csv(results / filenames.TRIALS_CSV, index=False)
+    history.to_parquet(results / filenames.HISTORY, index=False)
     finalists = set(tables.finalists(trials, "val_auc")["trial_id"])
     test = {r.metrics["trial_id"]: m for r, m in made if r.metrics["trial_id"] in finalists}
-    (results / formats.TEST_METRICS).write_text(json.dumps(test, indent=1))
+    (results / filenames.TEST_METRICS).write_text(json.dumps(test, indent=1))
     return results
 
 

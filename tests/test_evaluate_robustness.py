@@ -17,7 +17,7 @@ from PIL import Image
 
 from search.data.images import down_up, recompress_jpeg
 from search.evaluate import CLEAN, PERTURBATIONS, evaluate_robustness, robustness_summary
-from search.report.robustness import robustness_table, worst_drop
+from search.robustness_table import robustness_table, worst_drop
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -118,10 +118,11 @@ def test_a_finalist_is_scored_in_one_pass(model_results: Path, demo_shards: Path
     """The search's finalist evaluation streams the test split once per finalist, and its
     clean column, test metrics, predictions and robustness are exactly what the separate
     evaluations (test metrics, then robustness) gave from their own passes."""
-    import search.evaluate as ev
+    import search.evaluate.scoring as ev
     from search.config import load_config
+    from search.evaluate.finalists import evaluate_finalists
+    from search.model.checkpoint import load_checkpoint_model
     from search.tune.tables import finalists
-    from search.tune.tuner import evaluate_finalists
 
     chosen = finalists(pd.read_parquet(model_results / "trials.parquet"), "val_auc")
     # Copies: the finalist evaluation writes test_predictions.csv beside each checkpoint.
@@ -129,7 +130,7 @@ def test_a_finalist_is_scored_in_one_pass(model_results: Path, demo_shards: Path
     reference = {}
     for tid, ckpt in zip(chosen["trial_id"], copies, strict=True):
         metrics, preds = ev.evaluate_checkpoint(ckpt, demo_shards, "test")
-        clean = ev.perturbed_predictions(*ev.load_checkpoint_model(ckpt), demo_shards, "test")
+        clean = ev.perturbed_predictions(*load_checkpoint_model(ckpt), demo_shards, "test")
         np.testing.assert_array_equal(clean[CLEAN], preds["p_fake"])  # the same scoring step
         assert clean["id"].tolist() == preds["id"].tolist()
         reference[tid] = metrics, preds, evaluate_robustness(ckpt, demo_shards, "test")

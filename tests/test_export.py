@@ -16,16 +16,12 @@ import torch
 
 from search.config import config_from_dict
 from search.data.prepare import manifest_hash
-from search.evaluate import load_checkpoint_model
-from search.export import (
-    ExportError,
-    choose_trial,
-    export_model,
-    export_onnx,
-    fetch_test_predictions,
-    read_predictions,
-)
-from search.predict import load_model, predict_paths, read_model_info
+from search.export import choose_trial, export_model, fetch_test_predictions
+from search.model.checkpoint import load_checkpoint_model, read_predictions
+from search.model.folder import load_model, read_model_info
+from search.model.onnx import ExportError, export_onnx
+from search.model.registry import layer_kwargs
+from search.predict import predict_paths
 from search.train.metrics import fit_temperature, logit, threshold_at_fpr, threshold_metrics
 
 
@@ -47,7 +43,7 @@ def test_export_writes_a_self_describing_folder(exported: Path, model_results: P
     experiment = config_from_dict(ckpt_meta["experiment"])
     assert config["trial_id"] == str(best["trial_id"])
     assert config["arch"] == experiment.model.arch
-    assert config["layers"] == experiment.model.layer_kwargs()
+    assert config["layers"] == layer_kwargs(experiment.model)
     assert config["input"] == ckpt_meta["input"]
     assert config["epoch"] == ckpt_meta["epoch"]
     assert config["threshold"] == pytest.approx(ckpt_meta["metrics"]["val_threshold"])
@@ -126,7 +122,7 @@ def test_export_user_errors(model_results: Path, tmp_path: Path) -> None:
 
 def test_onnx_parity_failure_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from search import export
-    from search.train.models import create_model
+    from search.model.registry import create_model
 
     monkeypatch.setattr(export, "ONNX_TOLERANCE", -1.0)  # any difference is now too much
     model = create_model("custom_cnn", input_size=16, conv_blocks=1, base_width=4, dense_units=0)

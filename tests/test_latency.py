@@ -1,4 +1,4 @@
-"""search.latency: a model's ONNX Runtime latency per image, and what is recorded with it;
+"""search.model.latency: a model's ONNX Runtime latency per image, and what is recorded with it;
 the exported model card's latency (``exported``: conftest, no training)."""
 
 from __future__ import annotations
@@ -11,20 +11,20 @@ from pathlib import Path
 import onnxruntime as ort
 import pytest
 
+from search.catalog import LATENCY_COST_S as LATENCY_COST
+from search.catalog import LATENCY_MS as LATENCY_METRIC
+from search.catalog import LATENCY_P90_MS as LATENCY_P90
 from search.config import load_config
-from search.latency import (
+from search.model.checkpoint import build_model
+from search.model.latency import (
     FINAL,
     IN_SEARCH,
-    LATENCY_COST,
-    LATENCY_METRIC,
-    LATENCY_P90,
     THREADS,
     Protocol,
     checkpoint_latency,
     model_latency,
     onnx_latency,
 )
-from search.train.worker import build_model
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -62,7 +62,7 @@ def test_a_bigger_model_is_slower():
 
 
 def test_the_budget_bounds_the_runs(tmp_path):
-    from search.export import export_onnx
+    from search.model.onnx import export_onnx
 
     export_onnx(_tiny(8), 32, tmp_path / "m.onnx", dynamo=False)
     lat = onnx_latency(tmp_path / "m.onnx", 32,

@@ -19,14 +19,8 @@ from PIL import Image
 
 from search import cli_tools
 from search.evaluate import cross_dataset_markdown, find_results_dir
-from search.predict import (
-    COLUMNS,
-    Preprocessor,
-    expand_paths,
-    predict_paths,
-    read_model_info,
-    write_predictions,
-)
+from search.model.folder import read_model_info
+from search.predict import COLUMNS, Preprocessor, expand_paths, predict_paths, write_predictions
 
 
 @pytest.fixture(scope="module")

@@ -20,9 +20,9 @@ import optuna
 import pandas as pd
 import pytest
 
-from search import formats
+from search import filenames
 from search.config import DataConfig, ExperimentConfig, SearchConfig
-from search.fmt import DASH, compact
+from search.display import DASH, compact
 from search.report import REPORT_DIR, REPORT_FILE, write_report
 from search.report.markup import table
 from search.report.page import stylesheet
@@ -30,8 +30,8 @@ from search.tune import tables
 from search.tune.importance import param_importances
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-TOP_FILES = (formats.EXPERIMENT, formats.SPACE, formats.TRIALS_PARQUET, formats.TRIALS_CSV,
-             formats.HISTORY, formats.LEADERBOARD, formats.TEST_METRICS, formats.OPTUNA_DB)
+TOP_FILES = (filenames.EXPERIMENT, filenames.SPACE, filenames.TRIALS_PARQUET, filenames.TRIALS_CSV,
+             filenames.HISTORY, filenames.LEADERBOARD, filenames.TEST_METRICS, filenames.OPTUNA_DB)
 SECTIONS = ["overview", "leaderboard", "confusion", "curves", "learning", "search", "cross",
             "files"]
 FIGURES = ("confusion.png", "curves.png", "learning.png", "importances.png", "search.png",
@@ -71,10 +71,10 @@ def _trial(root: Path, tid: str, arch: str, status: str, epochs: int, skill: flo
            "lr": 10 ** rng.uniform(-4, -2), "epochs": epochs, "checkpoint": ""}
     if status == "ERROR":
         return {**row, "best_val_auc": math.nan, "best_epoch": math.nan, "error": "boom"}, None
-    ckpt = root / formats.trial_dirname(tid) / "checkpoint_000001"
+    ckpt = root / filenames.trial_dirname(tid) / "checkpoint_000001"
     ckpt.mkdir(parents=True)
-    val = _predictions(ckpt, formats.VAL_PREDICTIONS, skill, rng)
-    test = _predictions(ckpt, formats.TEST_PREDICTIONS, skill, rng)
+    val = _predictions(ckpt, filenames.VAL_PREDICTIONS, skill, rng)
+    test = _predictions(ckpt, filenames.TEST_PREDICTIONS, skill, rng)
     row["checkpoint"] = str(Path("/moved/away") / root.name / ckpt.relative_to(root))
     row |= {f"best_val_{k}": v for k, v in val.items()} | {"best_epoch": epochs,
                                                           "best_val_ap": math.nan}
@@ -84,7 +84,7 @@ def _trial(root: Path, tid: str, arch: str, status: str, epochs: int, skill: flo
 def _study(root: Path, name: str, rng: np.random.Generator) -> None:
     """An Optuna study of eight completed trials in which ``lr`` and ``arch`` matter."""
     study = optuna.create_study(study_name=name, direction="maximize",
-                                storage=f"sqlite:///{root / formats.OPTUNA_DB}")
+                                storage=f"sqlite:///{root / filenames.OPTUNA_DB}")
     dists = {"arch": optuna.distributions.CategoricalDistribution(["custom_cnn", "resnet10t"]),
              "lr": optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True)}
     for i in range(8):
@@ -101,22 +101,22 @@ def make_results(root: Path) -> Path:
     results.mkdir()
     cfg = ExperimentConfig(data=DataConfig(shards="/data/r&d <faces>"),
                            search=SearchConfig(name="synthetic", metric="val_auc"))
-    (results / formats.EXPERIMENT).write_text(json.dumps(cfg.to_dict()))
-    (results / formats.SPACE).write_text("arch           in ['custom_cnn', 'resnet10t']\n"
+    (results / filenames.EXPERIMENT).write_text(json.dumps(cfg.to_dict()))
+    (results / filenames.SPACE).write_text("arch           in ['custom_cnn', 'resnet10t']\n"
                                          "ratio          = '1:2'\nlr             in [1e-4, 1e-2] log\n")
     made = [_trial(results, *spec, rng) for spec in (
         ("a1", "custom_cnn", "COMPLETED", 3, 2.0), ("b2", "resnet10t", "COMPLETED", 3, 1.0),
         ("c3", "custom_cnn", "STOPPED_EARLY", 1, 0.5), ("d4", "resnet10t", "ERROR", 0, 0.0))]
     trials = pd.DataFrame([row for row, _ in made])
-    trials.to_parquet(results / formats.TRIALS_PARQUET)
+    trials.to_parquet(results / filenames.TRIALS_PARQUET)
     history = pd.DataFrame([{"trial_id": row["trial_id"], "epoch": e, "train_loss": 1 / e,
                              "val_auc": row["best_val_auc"] - 0.1 / e}
                             for row, _ in made for e in range(1, row["epochs"] + 1)])
-    history.to_parquet(results / formats.HISTORY)
+    history.to_parquet(results / filenames.HISTORY)
     test = {row["trial_id"]: m for row, m in made[:2]}  # the two finalists
-    (results / formats.TEST_METRICS).write_text(json.dumps(test))
+    (results / filenames.TEST_METRICS).write_text(json.dumps(test))
     _study(results, cfg.search.name, rng)
-    (results / formats.CROSS_JSON).write_text(json.dumps(MATRIX))
+    (results / filenames.CROSS_JSON).write_text(json.dumps(MATRIX))
     return results
 
 
@@ -146,7 +146,7 @@ def test_every_section_and_figure(synthetic: Path, synthetic_page: str) -> None:
 
 
 def test_tables_come_from_the_dataframes(synthetic: Path, synthetic_page: str) -> None:
-    trials = pd.read_parquet(synthetic / formats.TRIALS_PARQUET)
+    trials = pd.read_parquet(synthetic / filenames.TRIALS_PARQUET)
     board = tables.board_table(trials, "val_auc")
     assert list(board["trial"]) == ["a1", "b2"]  # the best trial of each architecture
     for _, row in board.iterrows():  # each finalist's row, in the leaderboard's format
@@ -173,7 +173,7 @@ def test_partial_results_get_notes_not_errors(synthetic: Path, tmp_path: Path) -
     """A search that left only its config and trials table still gets a page, with notes."""
     bare = tmp_path / "bare"
     bare.mkdir()
-    for name in (formats.EXPERIMENT, formats.TRIALS_PARQUET):
+    for name in (filenames.EXPERIMENT, filenames.TRIALS_PARQUET):
         shutil.copy(synthetic / name, bare / name)
     page = write_report(bare).read_text()
     assert re.findall(r'<section id="([^"]+)"', page) == [s for s in SECTIONS if s != "cross"]
@@ -188,12 +188,12 @@ def test_robustness_section_when_the_search_scored_it(synthetic: Path, tmp_path:
     curves: one row per finalist and condition, the drop signed, a missing AUC a dash."""
     bare = tmp_path / "robust"
     bare.mkdir()
-    for name in (formats.EXPERIMENT, formats.TRIALS_PARQUET):
+    for name in (filenames.EXPERIMENT, filenames.TRIALS_PARQUET):
         shutil.copy(synthetic / name, bare / name)
     conditions = {"clean": {"auc": 0.9, "auc_drop": 0.0, "balanced_accuracy": 0.8},
                   "jpeg_q50": {"auc": 0.62, "auc_drop": 0.28, "balanced_accuracy": 0.55},
                   "downup_x2": {"auc": None, "auc_drop": None, "balanced_accuracy": 0.5}}
-    (bare / formats.ROBUSTNESS).write_text(json.dumps(
+    (bare / filenames.ROBUSTNESS).write_text(json.dumps(
         {"a1": {"split": "test", "n": 120, "conditions": conditions}}))
     page = write_report(bare).read_text()
     sections = re.findall(r'<section id="([^"]+)"', page)
@@ -251,7 +251,7 @@ def report(tiny_search: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name in TOP_FILES:
         if (tiny_search / name).is_file():
             shutil.copy(tiny_search / name, results / name)
-    (results / formats.CROSS_JSON).write_text(json.dumps(MATRIX))
+    (results / filenames.CROSS_JSON).write_text(json.dumps(MATRIX))
     return write_report(results)
 
 

@@ -61,7 +61,7 @@ def test_search_with_uri_storage(tmp_path: Path, demo_shards: Path, ray_cluster,
                                  monkeypatch) -> None:
     """Tune and Train write to the URI; tables, study and test predictions land there too."""
     from search.config import load_config
-    from search.tune.tuner import run_search
+    from search.study import run_search
 
     remote_root = tmp_path / "bucket"
     example = Path(__file__).resolve().parents[1] / "examples" / "tiny.yaml"

@@ -13,7 +13,7 @@ _EXPORTS = {
     "PrepareResult": "search.data.prepare",
     "load_manifest": "search.data.prepare",
     "manifest_hash": "search.data.prepare",
-    "write_demo_source": "search.data.demo",
+    "write_demo_source": "search.data.demo_painter",
     "train_dataset": "search.data.stream",
     "eval_dataset": "search.data.stream",
     "keep_probabilities": "search.data.stream",

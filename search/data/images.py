@@ -136,7 +136,7 @@ def load_rgb(data: bytes, *, max_pixels: int = MAX_PIXELS) -> tuple[Image.Image,
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise ImageError(f"decompression bomb refused: {err}") from None
     except UnidentifiedImageError:
-        raise ImageError("not an image (Pillow cannot identify it)") from None
+        raise ImageError(_unidentified(data)) from None
     except (OSError, SyntaxError, ValueError) as err:
         raise ImageError(f"corrupt or truncated image: {err}") from None
     if w == 0 or h == 0:
@@ -150,6 +150,29 @@ def load_rgb(data: bytes, *, max_pixels: int = MAX_PIXELS) -> tuple[Image.Image,
         img = _to_rgb(img)
         changed = True
     return img, fmt, changed
+
+
+# ISO base media ("ftyp") brands of image formats Pillow cannot read: HEIF (HEIC, an iPhone's
+# photos) and AVIF (Pillow reads AVIF only when built with libavif; then it never gets here).
+_HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs",
+                b"mif1", b"msf1", b"mif2"}
+_AVIF_BRANDS = {b"avif", b"avis"}
+
+
+def _unidentified(data: bytes) -> str:
+    """Why Pillow could not identify ``data``: a format it does not read, named with the
+    fix, or not an image at all."""
+    if data[4:8] == b"ftyp":
+        size = int.from_bytes(data[:4], "big")
+        box = data[8:min(max(size, 16), 256)]  # major brand, version, compatible brands
+        brands = {box[i:i + 4] for i in range(0, len(box) - 3, 4)}
+        if brands & _HEIF_BRANDS and not brands & _AVIF_BRANDS:
+            return ("HEIC/HEIF image: not supported: convert it to JPEG or PNG (e.g. "
+                    "heif-convert photo.heic photo.jpg, or export as JPEG from the phone)")
+        if brands & _AVIF_BRANDS:
+            return ("AVIF image: not supported by this Pillow: convert it to JPEG or PNG "
+                    "(e.g. avifdec photo.avif photo.png)")
+    return "not an image (Pillow cannot identify it)"
 
 
 def encode(img: Image.Image, fmt: str, *, quality: int = 95) -> bytes:

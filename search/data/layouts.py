@@ -12,13 +12,15 @@ import io
 import os
 import re
 import stat
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from search.data.images import is_utf8_name, safe_name
 
 REAL, FAKE = 0, 1
+# metadata.csv: the real deepfake_faces one is 1.5 MB for 95,634 rows, each field a short name
+MAX_METADATA_BYTES = 256 * 1024 * 1024
 LABEL_NAMES = {REAL: "REAL", FAKE: "FAKE"}
 SPLITS = ("train", "val", "test")
 
@@ -155,11 +157,7 @@ def scan_deepfake_faces(root: Path, **_: object) -> Scan:
     listed: set[str] = set()  # stems named by any row, usable or not (reported via the row)
     with io.StringIO(_read_csv_text(meta), newline="") as fh:
         reader = csv.DictReader(fh)
-        missing_cols = {"videoname", "label"} - set(reader.fieldnames or ())
-        if missing_cols:
-            raise SourceError(f"{meta} lacks the column(s) {sorted(missing_cols)}; "
-                              "is it the deepfake_faces metadata.csv?")
-        for line, row in enumerate(reader, start=2):
+        for line, row in _metadata_rows(meta, reader):
             stem = Path((row.get("videoname") or "").strip()).stem
             listed.add(stem)
             where = f"metadata.csv:{line}"
@@ -188,8 +186,43 @@ def scan_deepfake_faces(root: Path, **_: object) -> Scan:
     return scan
 
 
+def _metadata_rows(meta: Path, reader: csv.DictReader) -> Iterator[tuple[int, dict]]:
+    """(line, row) of a deepfake_faces metadata.csv; a missing column, an oversized field or
+    broken CSV is a SourceError naming the file and the line, never the csv module's own."""
+    fix = ("the deepfake_faces metadata.csv has short fields (videoname, label, original): "
+           "is it that file? Download it again if it is damaged")
+
+    def broken(err: csv.Error) -> SourceError:
+        # line_num counts the lines read before the one that failed
+        return SourceError(f"{meta}:{reader.line_num + 1} cannot be read as CSV ({err}); {fix}")
+
+    try:
+        fields = reader.fieldnames
+    except csv.Error as err:
+        raise broken(err) from None
+    missing_cols = {"videoname", "label"} - set(fields or ())
+    if missing_cols:
+        raise SourceError(f"{meta} lacks the column(s) {sorted(missing_cols)}; "
+                          "is it the deepfake_faces metadata.csv?")
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as err:  # the csv module's own limit: 131,072 characters a field
+            if "field larger than field limit" in str(err):
+                raise SourceError(f"{meta}:{reader.line_num + 1} has a field over "
+                                  f"{csv.field_size_limit()} characters; {fix}") from None
+            raise broken(err) from None
+        yield reader.line_num, row
+
+
 def _read_csv_text(path: Path) -> str:
     """A CSV file's text: UTF-8 with or without a byte-order mark, else a clear error."""
+    size = path.stat().st_size
+    if size > MAX_METADATA_BYTES:
+        raise SourceError(f"{path} is {size} bytes, over the limit of {MAX_METADATA_BYTES}: the "
+                          "deepfake_faces metadata.csv is about 1.5 MB; is it that file?")
     data = path.read_bytes()
     try:
         return data.decode("utf-8-sig")

@@ -10,12 +10,17 @@ pyarrow's filesystems are imported by the steps that use them.
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import hashlib
 import json
+import math
 import multiprocessing as mp
 import os
 import re
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -37,15 +42,28 @@ from search.data.images import (
     read_regular,
 )
 from search.data.layouts import LABEL_NAMES, SPLITS, Record, SourceError, scan_source
-from search.formats import MANIFEST, file_sha256
+from search.filenames import MANIFEST, file_sha256
 from search.paths import default_shards_dir, default_source_dir
 
 FORMAT_VERSION = 1
 # What prepare writes in --out besides the manifest: shards by this name, a hidden staging
-# folder while it writes, and the hash cache of verify_shards. It deletes nothing else.
+# folder while it writes, its lock file while it runs, and the hash cache of verify_shards.
+# It deletes nothing else.
 SHARD_NAME = re.compile(r"^(train|val|test)-\d{5}\.parquet$")
 STAGING_PREFIX = ".prepare-"
 VERIFIED = ".verified.json"
+LOCK = ".prepare.lock"  # flock()ed while a prepare writes the folder; holds its pid
+INSTALLING = ".prepare.installing"  # the names an install is writing (gone when it is done)
+
+# Bounds of the options (each refusal says why).
+MAX_SIZE = 4096  # --size: a 4096 px square is 48 MiB decoded; face detectors train at 224-512
+MAX_WORKERS = 256  # --workers: processes, each holding a decoded image or more
+MAX_DEMO_IMAGES = 1_000_000
+# Layouts whose labels (and groups) come from folder and file names, where --class-map and
+# --group-regex apply; deepfake_faces (and the demo, painted in that layout) takes both from
+# its metadata.csv.
+NAMED_LAYOUTS = ("folders", "real_vs_fake")
+SPLIT_WORDS = ("train", "validation", "test")
 
 SCHEMA = pa.schema([
     ("image", pa.binary()),
@@ -86,18 +104,58 @@ class PrepareOptions:
     demo_grid: str = "none"
 
     def resolved(self) -> PrepareOptions:
-        """A copy with default paths filled in and the split fractions checked."""
-        if len(self.splits) != 3 or any(f < 0 for f in self.splits) or sum(self.splits) <= 0:
-            raise SourceError(f"splits {self.splits} must be three non-negative fractions "
-                              "(train, val, test), e.g. 0.6,0.2,0.2")
+        """A copy with default paths filled in and every option checked (SourceError naming
+        the option, the value and the fix)."""
+        self._check_splits()
         for name in ("shard_mb", "quality", "max_pixels", "min_side", "max_file_bytes"):
-            if not getattr(self, name) > 0:
-                raise SourceError(f"--{name.replace('_', '-')} must be positive, not {getattr(self, name)}")
+            value = getattr(self, name)
+            if isinstance(value, bool) or not (isinstance(value, (int, float)) and math.isfinite(value)
+                                               and value > 0):
+                raise SourceError(f"--{name.replace('_', '-')} must be a positive number, not {value}")
+        if not 1 <= self.quality <= 100:
+            raise SourceError(f"--quality {self.quality} is not a JPEG quality: give 1 to 100 "
+                              "(95 is the default; it is used as given, never clamped)")
         if self.size is not None and self.size < self.min_side:
             raise SourceError(f"--size {self.size} is below the minimum image side {self.min_side} px; "
                               "use a larger --size (224 is the study's)")
+        if self.size is not None and self.size > MAX_SIZE:
+            raise SourceError(
+                f"--size {self.size} is above the maximum of {MAX_SIZE} px: every image is stored "
+                f"and decoded at --size x --size ({self.size}x{self.size} RGB is "
+                f"{self.size * self.size * 3 / 2**30:.1f} GiB per image); use 224 (the study's) "
+                "to 512, or --size 0 to keep each image's own size")
+        if not (isinstance(self.workers, int) and 0 <= self.workers <= MAX_WORKERS):
+            raise SourceError(f"--workers {self.workers} must be 0 (one decode process per "
+                              f"core) or a number of processes from 1 to {MAX_WORKERS}")
+        if self.seed < 0:
+            raise SourceError(f"--seed {self.seed} must be 0 or more")
+        if self.group_regex is not None:
+            try:
+                re.compile(self.group_regex)
+            except re.error as err:
+                raise SourceError(f"--group-regex {self.group_regex!r} is not a valid regular "
+                                  f"expression ({err}): e.g. '^([^/]+)/' groups by the first "
+                                  "folder, '(\\w+?)_' by the name before '_'") from None
+        if self.class_map:
+            for folder, label in self.class_map.items():
+                if not str(folder).strip() or str(label).strip().lower() not in ("real", "fake"):
+                    raise SourceError(f"--class-map entry {folder}={label} must map a folder name "
+                                      "to real or fake, e.g. original=real,manipulated=fake")
+        if self.layout in ("deepfake_faces", "demo"):
+            for flag, value in (("--class-map", self.class_map), ("--group-regex", self.group_regex)):
+                if value:
+                    raise SourceError(
+                        f"{flag} does not apply to --layout {self.layout}: its labels and "
+                        "identity groups come from metadata.csv (label, original), not from "
+                        f"folder or file names; drop {flag} (it applies to "
+                        f"{' and '.join(NAMED_LAYOUTS)})")
         if self.layout == "demo":
-            from search.data.demo import check_grid  # the generator owns its styles
+            if not 1 <= self.demo_images <= MAX_DEMO_IMAGES:
+                raise SourceError(f"--demo-images {self.demo_images} must be 1 to {MAX_DEMO_IMAGES}")
+            if not (math.isfinite(self.demo_difficulty) and 0 <= self.demo_difficulty <= 1):
+                raise SourceError(f"--demo-difficulty {self.demo_difficulty} must be 0 (easy) to 1 (hard)")
+        if self.layout == "demo":
+            from search.data.demo_painter import check_grid  # the painter owns its styles
 
             try:
                 check_grid(self.demo_grid, "--demo-grid")
@@ -113,6 +171,26 @@ class PrepareOptions:
             "out": str(Path(self.out or default_shards_dir(self.layout)).expanduser().resolve()),
             "splits": tuple(round(f / total, 6) for f in self.splits),
         })
+
+
+    def _check_splits(self) -> None:
+        """Three finite fractions >= 0, with a validation and a test share: a search selects
+        on validation and reports its finalists on test. Train may be 0 only for a set that
+        is scored, never trained on (``data.extra_sources``)."""
+        shown = ",".join(f"{f:g}" if isinstance(f, (int, float)) else repr(f) for f in self.splits)
+        fix = "e.g. --splits 0.6,0.2,0.2 (train, validation, test)"
+        if len(self.splits) != 3:
+            raise SourceError(f"--splits {shown} must be three fractions; {fix}")
+        for word, f in zip(SPLIT_WORDS, self.splits, strict=True):
+            if isinstance(f, bool) or not isinstance(f, (int, float)) or not math.isfinite(f) or f < 0:
+                raise SourceError(f"--splits {shown}: the {word} fraction must be a finite number "
+                                  f"of 0 or more, not {f}; {fix}")
+        empty = [w for w, f in zip(SPLIT_WORDS[1:], self.splits[1:], strict=True) if f == 0]
+        if empty:
+            raise SourceError(
+                f"--splits {shown} leaves the {' and the '.join(empty)} split empty: a search "
+                "selects trials and epochs on the validation split and reports its finalists "
+                f"on the test split, so both need a share; {fix}")
 
 
 @dataclass
@@ -201,14 +279,16 @@ def assign_splits(records: Sequence[Record], fractions: Sequence[float], seed: i
 
 
 def _work(args: tuple[list[tuple[int, str]], PrepareOptions]) -> list[tuple[int, object]]:
-    """Decode and normalise a chunk of files in a pool process (regular files only)."""
+    """Decode and normalise a chunk of files in a pool process (regular files only): each
+    usable file gives ``(PreparedImage, SHA-256 of the file's bytes)``, any other a reason."""
     items, opts = args
     out: list[tuple[int, object]] = []
     for idx, path in items:
         try:
             data = read_regular(path, opts.max_file_bytes)
-            out.append((idx, prepare_image(data, opts.size, quality=opts.quality,
-                                           max_pixels=opts.max_pixels, min_side=opts.min_side)))
+            image = prepare_image(data, opts.size, quality=opts.quality,
+                                  max_pixels=opts.max_pixels, min_side=opts.min_side)
+            out.append((idx, (image, hashlib.sha256(data).hexdigest())))
         except ImageError as err:
             out.append((idx, str(err)))
         except OSError as err:
@@ -216,8 +296,18 @@ def _work(args: tuple[list[tuple[int, str]], PrepareOptions]) -> list[tuple[int,
     return out
 
 
+def _pool_worker() -> None:
+    """A decode process leaves Ctrl-C and SIGTERM to the parent, which ends the pool, and
+    closes its copy of the parent's lock (see :data:`_HELD`)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    for fd in list(_HELD):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
 def _decode_all(records: Sequence[Record], opts: PrepareOptions, progress: bool) -> Iterator:
-    """Yield (index, PreparedImage | reason) for every record, on all cores."""
+    """Yield (index, (PreparedImage, sha256) | reason) for every record, on all cores."""
     workers = opts.workers or os.cpu_count() or 1
     chunk = 64
     tasks = [([(i, str(records[i].path)) for i in range(s, min(s + chunk, len(records)))], opts)
@@ -229,7 +319,7 @@ def _decode_all(records: Sequence[Record], opts: PrepareOptions, progress: bool)
     else:
         # fork: workers start in milliseconds and inherit the imports; nothing here is threaded.
         ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-        pool = ctx.Pool(workers)
+        pool = ctx.Pool(min(workers, len(tasks)), initializer=_pool_worker)
         results = pool.imap(_work, tasks, chunksize=1)
     try:
         for batch in results:
@@ -246,6 +336,38 @@ def _progress(total: int, enabled: bool):
 
     return tqdm(total=total, unit="img", desc="decode", disable=not enabled or total < 500,
                 file=sys.stderr, mininterval=1.0)
+
+
+def drop_duplicates(records: Sequence[Record], hashes: Mapping[int, str]) -> tuple[set[int], list[tuple[str, str]]]:
+    """Byte-identical files: (indices to drop, (id, reason) skips).
+
+    One copy of identical files is kept (the first by id, so on every run the same one), the
+    others are skipped naming it: kept twice, an image could land in train and in test at
+    once, a leak the identity grouping cannot see. Identical files labelled REAL and FAKE
+    are all dropped, each skip naming a file of either label: no label is right for both.
+    """
+    by_hash: dict[str, list[int]] = {}
+    for idx in sorted(hashes, key=lambda i: records[i].id):
+        by_hash.setdefault(hashes[idx], []).append(idx)
+    drop: set[int] = set()
+    skipped: list[tuple[str, str]] = []
+    for same in by_hash.values():
+        if len(same) < 2:
+            continue
+        labels = {records[i].label for i in same}
+        if len(labels) > 1:
+            first = {lab: next(records[i].id for i in same if records[i].label == lab) for lab in labels}
+            names = " and ".join(f"{first[lab]} ({LABEL_NAMES[lab]})" for lab in sorted(labels))
+            for i in same:
+                skipped.append((records[i].id, f"same bytes labelled REAL and FAKE: {names}; "
+                                               "both dropped, fix the label of one"))
+            drop.update(same)
+        else:
+            for i in same[1:]:
+                skipped.append((records[i].id, f"duplicate image: same bytes as {records[same[0]].id} "
+                                               "(kept that one)"))
+            drop.update(same[1:])
+    return drop, skipped
 
 
 def _write_shards(rows: list[dict], out: Path, shard_bytes: int) -> list[dict]:
@@ -274,13 +396,22 @@ def _claim_out(out: Path) -> list[Path]:
 
     Refuses a folder holding anything else, naming it: prepare never deletes a file it did
     not write. Ours are the shards the old manifest lists (by their fixed name pattern, so a
-    doctored manifest cannot point elsewhere), the manifest, the hash cache and staging folders.
+    doctored manifest cannot point elsewhere) or an interrupted install recorded, the
+    manifest, the hash cache, the lock file and staging folders (removed under the lock, not
+    here: they are not in the list returned).
     """
     if out.exists() and not out.is_dir():
         raise SourceError(f"--out {out} is a file, not a folder: choose a folder for the shards")
     if not out.exists():
         return []
-    ours = {MANIFEST, VERIFIED}
+    ours = {MANIFEST, VERIFIED, LOCK, INSTALLING}
+    if (out / INSTALLING).is_file():  # a run killed mid-install: the shards it was moving
+        try:
+            recorded = json.loads((out / INSTALLING).read_text())
+        except (OSError, ValueError):
+            recorded = []
+        ours |= {n for n in recorded if isinstance(n, str) and SHARD_NAME.match(n)} if isinstance(
+            recorded, list) else set()
     if (out / MANIFEST).exists():
         try:
             listed = {s["file"] for s in json.loads((out / MANIFEST).read_text())["shards"]}
@@ -297,26 +428,143 @@ def _claim_out(out: Path) -> list[Path]:
             f"--out {out} holds files that prepare did not write ({shown}); it replaces the "
             "shard set of a folder and never deletes what is not its own: choose a new or "
             "empty --out folder, or move those files out")
-    return [p for p in entries if p.name not in (MANIFEST,)]
+    return [p for p in entries if p.name in ours and p.name not in (MANIFEST, LOCK, INSTALLING)]
 
 
 def _install(staging: Path, out: Path, old: Sequence[Path]) -> None:
-    """Replace an earlier prepare's files in ``out`` with the staged ones, manifest last."""
+    """Replace an earlier prepare's files in ``out`` with the staged ones, manifest last.
+
+    The names it is about to write are recorded first (:data:`INSTALLING`): a run killed
+    half-way (SIGKILL, power loss) leaves shards without a manifest, and the next run knows
+    them as its own instead of refusing the folder.
+    """
+    new = sorted(p.name for p in staging.iterdir() if p.name != MANIFEST)
+    record = out / INSTALLING
+    record.write_text(json.dumps(sorted({*new, *(p.name for p in old)})) + "\n")
     for path in old:
         if path.is_dir():
             shutil.rmtree(path, ignore_errors=True)
         else:
             path.unlink(missing_ok=True)
     (out / MANIFEST).unlink(missing_ok=True)  # no manifest naming shards that are gone
-    for path in sorted(staging.iterdir()):
-        if path.name != MANIFEST:
-            path.replace(out / path.name)
+    for name in new:
+        (staging / name).replace(out / name)
     (staging / MANIFEST).replace(out / MANIFEST)
+    record.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Within: SIGINT and SIGTERM wait (blocked, then delivered on exit), so a clean-up or
+    an install is never cut half-way by Ctrl-C or a scheduler's SIGTERM."""
+    if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - not POSIX
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+#: Lock file descriptors this process holds: a forked decode process closes its copies, so
+#: a worker outliving a killed prepare cannot keep the folder locked.
+_HELD: set[int] = set()
+
+
+@contextlib.contextmanager
+def _locked(out: Path) -> Iterator[None]:
+    """Hold ``out``'s lock (an ``flock`` on ``out/.prepare.lock``, the holder's pid in it)
+    for the whole run: a second prepare into the same folder is refused at once, naming the
+    first and its pid, instead of both writing it. The lock file is removed at the end; a
+    lock file left by a killed run is not held (the kernel released it) and is taken over,
+    and that run's staging folders are removed. ``out`` is made if missing (and removed
+    again if the run fails before writing anything)."""
+    if out.exists() and not out.is_dir():
+        raise SourceError(f"--out {out} is a file, not a folder: choose a folder for the shards")
+    created = not out.exists()
+    lock = out / LOCK
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd = _take_lock(out, lock)
+    except OSError as err:
+        raise SourceError(f"--out {out} cannot be written ({err.strerror or err}): choose a "
+                          "folder you can write to") from None
+    _HELD.add(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        for stale in out.glob(f"{STAGING_PREFIX}*"):  # a killed run's: no live run owns one now
+            if stale.is_dir() and not stale.is_symlink():
+                shutil.rmtree(stale, ignore_errors=True)
+        yield
+    finally:
+        with _signals_held():
+            lock.unlink(missing_ok=True)  # before the lock is let go: see _take_lock
+            _HELD.discard(fd)
+            os.close(fd)
+            if created:
+                with contextlib.suppress(OSError):
+                    out.rmdir()  # only when empty: a run that failed before writing anything
+
+
+def _take_lock(out: Path, lock: Path) -> int:
+    """An fd of ``lock``, flock()ed by this process, or SourceError naming the holder."""
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            os.close(fd)
+            if err.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise
+            raise SourceError(
+                f"--out {out} is being written by another prepare (pid {_lock_holder(lock)}, "
+                f"which holds {lock.name} there): two runs into one folder would replace each "
+                "other's shards. Wait for it to end (or stop it), or choose another --out"
+            ) from None
+        try:  # the holder before us removes the file, then lets go: ours must be the live one
+            same = os.path.samestat(os.fstat(fd), os.stat(lock, follow_symlinks=False))
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fd
+        os.close(fd)
+
+
+def _refuse_if_locked(out: Path) -> None:
+    """SourceError naming the holder when another prepare holds ``out``'s lock now."""
+    lock = out / LOCK
+    try:
+        fd = os.open(lock, os.O_RDONLY | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        raise SourceError(f"--out {out} is being written by another prepare (pid "
+                          f"{_lock_holder(lock)}, which holds {lock.name} there): wait for it "
+                          "to end (or stop it), or choose another --out") from None
+    finally:
+        os.close(fd)
+
+
+def _lock_holder(lock: Path) -> str:
+    """The pid a lock file names (it is written just after the lock is taken)."""
+    for _ in range(20):
+        try:
+            text = lock.read_text().strip()
+        except OSError:
+            text = ""
+        if text.isdigit():
+            return text
+        time.sleep(0.05)
+    return "unknown"
 
 
 def _paint_demo(opts: PrepareOptions) -> str:
     """Write the synthetic demo source (a folder only the generator may own); its layout."""
-    from search.data.demo import DEMO_SIZE, write_demo_source
+    from search.data.demo_painter import DEMO_SIZE, write_demo_source
 
     src = Path(opts.source)
     marker = src / ".deepfake-search-demo"
@@ -334,7 +582,18 @@ def prepare(options: PrepareOptions, *, progress: bool = True) -> PrepareResult:
     """Prepare a source into shards; see the module docstring. Raises SourceError on bad sources."""
     t0 = time.perf_counter()
     opts = options.resolved()
-    _claim_out(Path(opts.out))  # refuse a folder of the user's before hours of decoding
+    out = Path(opts.out)
+    try:
+        _claim_out(out)  # refuse a folder of the user's before hours of decoding (and the lock)
+    except SourceError:
+        _refuse_if_locked(out)  # files another run is installing right now: say that instead
+        raise
+    with _locked(out):
+        return _prepare_locked(opts, out, progress, t0)
+
+
+def _prepare_locked(opts: PrepareOptions, out: Path, progress: bool, t0: float) -> PrepareResult:
+    """prepare(), while this process holds ``out``'s lock."""
     layout = _paint_demo(opts) if opts.layout == "demo" else opts.layout
     scan = scan_source(layout, opts.source, group_regex=opts.group_regex, class_map=opts.class_map)
     skipped = list(scan.skipped)
@@ -342,11 +601,16 @@ def prepare(options: PrepareOptions, *, progress: bool = True) -> PrepareResult:
     t_scan = time.perf_counter()
 
     images: dict[int, object] = {}
+    hashes: dict[int, str] = {}
     for idx, result in _decode_all(records, opts, progress):
         if isinstance(result, str):
             skipped.append((records[idx].id, result))
         else:
-            images[idx] = result
+            images[idx], hashes[idx] = result
+    duplicates, dup_skips = drop_duplicates(records, hashes)
+    skipped += dup_skips
+    for idx in duplicates:
+        del images[idx]
     t_decode = time.perf_counter()
 
     kept = [records[i] for i in sorted(images)]
@@ -366,17 +630,20 @@ def prepare(options: PrepareOptions, *, progress: bool = True) -> PrepareResult:
                      "id": rec.id, "source": rec.id, "width": img.width, "height": img.height})
     rows.sort(key=lambda r: (SPLITS.index(r["split"]), r["id"]))
 
-    out = Path(opts.out)
-    old = _claim_out(out)  # checked before any decoding too (below, at the start)
-    out.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=out))
+    old = _claim_out(out)  # checked before any decoding too (at the start)
+    staging: Path | None = None
     try:
+        with _signals_held():  # never a staging folder that no finally removes
+            staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=out))
         shards = _write_shards(rows, staging, int(opts.shard_mb * 1024 * 1024))
         manifest = _manifest(opts, rows, images, shards, skipped)
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
-        _install(staging, out, [p for p in old if p != staging])
+        with _signals_held():  # a Ctrl-C waits for the few renames: never half a shard set
+            _install(staging, out, old)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        if staging is not None:
+            with _signals_held():
+                shutil.rmtree(staging, ignore_errors=True)
     t_end = time.perf_counter()
     return PrepareResult(manifest, out, {"scan": t_scan - t0, "decode": t_decode - t_scan,
                                          "write": t_end - t_decode, "total": t_end - t0})

@@ -26,7 +26,7 @@ import pandas as pd
 
 from search.config import DataConfig, parse_ratio
 from search.data.images import decode_batch
-from search.data.prepare import load_manifest
+from search.data.sets import PreparedSet, as_set
 
 # Columns the training path reads; the others (source, width, height) stay on disk.
 _TRAIN_COLUMNS = ["image", "label", "id"]
@@ -218,21 +218,9 @@ class Normalize:
         return out.mul_(scale.view(1, 3, 1, 1)).sub_(shift.view(1, 3, 1, 1))
 
 
-def split_files(shards: str | Path, split: str) -> list[str]:
-    """Absolute paths (or URIs) of one split's shards, from the manifest (never a glob).
-
-    A URI (``s3://``, ``gs://``, ``file://``) is kept as one: pyarrow reads it in each task,
-    on whichever node the task runs, so a multi-node cluster needs no shared file system.
-    """
-    from search import storage
-
-    shards = storage.absolute(shards)
-    manifest = load_manifest(shards)
-    files = [storage.join(shards, s["file"]) for s in manifest["shards"] if s["split"] == split]
-    if not files:
-        raise FileNotFoundError(f"{shards} has no '{split}' shards; re-run prepare with "
-                                "non-zero split fractions")
-    return files
+def split_files(shards: str | Path | PreparedSet, split: str) -> list[str]:
+    """Absolute paths (or URIs) of one split's shards (:meth:`PreparedSet.files`)."""
+    return as_set(shards).files(split)
 
 
 @dataclass(frozen=True)
@@ -265,11 +253,11 @@ class ReadShards:
             yield table
 
 
-def _read(shards: str | Path, split: str, *, shuffle_seed: int | None) -> Any:
+def _read(shards: PreparedSet, split: str, *, shuffle_seed: int | None) -> Any:
     """One block per shard; a read task per shard, fused with what follows it."""
     import ray.data
 
-    files = tuple(split_files(shards, split))
+    files = tuple(shards.files(split))
     index = ray.data.from_items([{"shard": i} for i in range(len(files))],
                                 override_num_blocks=len(files))
     return index.map_batches(ReadShards(files, shuffle_seed), batch_size=1, batch_format="numpy",
@@ -292,11 +280,12 @@ def _decode(ds: Any, udf: DecodeBatch, *, workers: int, batch_size: int) -> Any:
                           compute=ray.data.TaskPoolStrategy(size=max(1, workers)), num_cpus=1)
 
 
-def train_dataset(shards: str | Path, cfg: DataConfig, *, size: int, seed: int,
+def train_dataset(shards: str | Path | PreparedSet, cfg: DataConfig, *, size: int, seed: int,
                   batch_size: int = 64, data_cpus: float = 1.0) -> Any:
-    """The train split: shuffled files, undersampled to the ratio, decoded and augmented."""
-    counts = load_manifest(shards)["counts"]["train"]
-    p_real, p_fake = keep_probabilities(counts, cfg.ratio)
+    """The train split: shuffled files, undersampled to the ratio, decoded and augmented.
+    ``shards`` is a resolved :class:`PreparedSet` (a location is opened here)."""
+    shards = as_set(shards)
+    p_real, p_fake = keep_probabilities(shards.counts("train"), cfg.ratio)
     ds = _read(shards, "train", shuffle_seed=seed)
     if p_real < 1.0 or p_fake < 1.0:
         ds = ds.map_batches(Undersample(p_real, p_fake, seed), batch_format="numpy",
@@ -313,10 +302,10 @@ def train_dataset(shards: str | Path, cfg: DataConfig, *, size: int, seed: int,
     return ds
 
 
-def eval_dataset(shards: str | Path, split: str, *, size: int, decode_workers: int = 0,
-                 batch_size: int = 64, data_cpus: float = 1.0) -> Any:
+def eval_dataset(shards: str | Path | PreparedSet, split: str, *, size: int,
+                 decode_workers: int = 0, batch_size: int = 64, data_cpus: float = 1.0) -> Any:
     """Validation or test: every row, in file order, decoded without augmentation."""
-    ds = _read(shards, split, shuffle_seed=None)
+    ds = _read(as_set(shards), split, shuffle_seed=None)
     return _decode(ds, DecodeBatch(size, keep_ids=True),
                    workers=decode_workers or max(1, int(data_cpus)), batch_size=batch_size)
 

@@ -18,8 +18,8 @@ from matplotlib.figure import Figure
 from sklearn.metrics import auc, average_precision_score, precision_recall_curve, roc_curve
 
 from search.data.layouts import FAKE, LABEL_NAMES, REAL
-from search.fmt import number
-from search.report.cross import tested_on
+from search.display import number
+from search.evaluate.matrix import tested_on
 
 DPI = 110
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442",

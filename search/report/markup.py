@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from search.fmt import compact
+from search.display import compact
 
 Cell = Callable[[str, Any], str]  # (column, value) -> text of the cell
 

@@ -13,7 +13,7 @@ import time
 from importlib import resources
 from pathlib import Path
 
-from search import formats
+from search import filenames
 from search.report.markup import Section, esc
 from search.report.results import Results, load_results
 from search.report.sections import BUILDERS
@@ -54,7 +54,7 @@ def write_report(results_dir: str | Path) -> Path:
     for old in r.out.glob("*.png"):
         old.unlink()  # figures of an earlier report that may not be drawn again
     sections = [s for s in (build(r) for build in BUILDERS) if s is not None]
-    path = r.out / formats.REPORT_FILE
+    path = r.out / filenames.REPORT_FILE
     path.write_text(render(f"Search report: {r.cfg.search.name}", _subtitle(r), sections),
                     encoding="utf-8")
     logging.getLogger(__name__).info("report written to %s", path)

@@ -1,6 +1,6 @@
 """What the report reads from a results folder, loaded once (pandas; no torch, no Ray).
 
-The readers here take only the files a search wrote (see :mod:`search.formats`), so the
+The readers here take only the files a search wrote (see :mod:`search.filenames`), so the
 report of a finished search is written without the training stack installed or imported.
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from search import formats
+from search import filenames
 from search.config import ConfigError, ExperimentConfig, config_from_dict, trial_param_section
 from search.tune.importance import param_importances
 from search.tune.tables import finalists, with_latency
@@ -48,25 +48,25 @@ class Results:
 
     @property
     def out(self) -> Path:
-        return self.directory / formats.REPORT_DIR
+        return self.directory / filenames.REPORT_DIR
 
 
 def read_trials(results_dir: Path) -> pd.DataFrame:
     """The search's trials table (parquet, else csv), with trial ids as strings."""
-    for name, reader in ((formats.TRIALS_PARQUET, pd.read_parquet),
-                         (formats.TRIALS_CSV, pd.read_csv)):
+    for name, reader in ((filenames.TRIALS_PARQUET, pd.read_parquet),
+                         (filenames.TRIALS_CSV, pd.read_csv)):
         if (results_dir / name).is_file():
             trials = reader(results_dir / name)
             trials["trial_id"] = trials["trial_id"].astype(str)
             return trials
-    raise FileNotFoundError(f"{results_dir} has no {formats.TRIALS_PARQUET} or "
-                            f"{formats.TRIALS_CSV}: is it the results folder of a finished "
+    raise FileNotFoundError(f"{results_dir} has no {filenames.TRIALS_PARQUET} or "
+                            f"{filenames.TRIALS_CSV}: is it the results folder of a finished "
                             "search (results/<experiment>)?")
 
 
 def read_experiment(results_dir: Path) -> ExperimentConfig:
     """The experiment configuration saved by the search."""
-    path = results_dir / formats.EXPERIMENT
+    path = results_dir / filenames.EXPERIMENT
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: is {results_dir} a search's results folder?")
     return config_from_dict(json.loads(path.read_text()))
@@ -87,7 +87,7 @@ def _is_trial_param(name: str) -> bool:
 def searched_params(results_dir: Path, trials: pd.DataFrame) -> list[str]:
     """The parameters that varied across the trials, ``arch`` first, else in the space's
     order (``space.txt``, one parameter per line) then the table's."""
-    space = results_dir / formats.SPACE
+    space = results_dir / filenames.SPACE
     names = [line.split()[0] for line in space.read_text().splitlines() if line.strip()] \
         if space.is_file() else []
     # "epochs" in the table is the number of epochs a trial ran, not a sampled budget.
@@ -107,7 +107,7 @@ def checkpoint_dir(results_dir: Path, path: Any) -> Path | None:
         return here
     # Re-root <old experiment>/[_train/]trial_<id>/checkpoint_<n> under results_dir.
     parts = here.parts
-    keep = 3 if len(parts) >= 3 and parts[-3] == formats.TRAIN_RUNS else 2
+    keep = 3 if len(parts) >= 3 and parts[-3] == filenames.TRAIN_RUNS else 2
     moved = results_dir.joinpath(*parts[-keep:])
     return moved if moved.is_dir() else None
 
@@ -118,19 +118,19 @@ def load_results(results_dir: str | Path) -> Results:
     if not directory.is_dir():
         raise FileNotFoundError(f"results folder {directory} does not exist")
     cfg = read_experiment(directory)
-    latency = _json(directory / formats.LATENCY)
+    latency = _json(directory / filenames.LATENCY)
     # The finalists' clean latency beside the trials' own: the leaderboard shows it.
     trials = with_latency(read_trials(directory), latency)
-    history_path = directory / formats.HISTORY
+    history_path = directory / filenames.HISTORY
     history = pd.read_parquet(history_path) if history_path.is_file() else pd.DataFrame()
     finals = finalists(trials, cfg.search.metric) if "status" in trials else trials
     return Results(directory=directory, cfg=cfg, trials=trials, history=history,
-                   test=_json(directory / formats.TEST_METRICS) or {}, finals=finals,
+                   test=_json(directory / filenames.TEST_METRICS) or {}, finals=finals,
                    params=searched_params(directory, trials),
-                   importances=param_importances(directory / formats.OPTUNA_DB,
+                   importances=param_importances(directory / filenames.OPTUNA_DB,
                                                  cfg.search.name),
-                   cross=_json(directory / formats.CROSS_JSON),
-                   robustness=_json(directory / formats.ROBUSTNESS), latency=latency)
+                   cross=_json(directory / filenames.CROSS_JSON),
+                   robustness=_json(directory / filenames.ROBUSTNESS), latency=latency)
 
 
 __all__ = ["Results", "checkpoint_dir", "load_results", "read_experiment", "read_trials",

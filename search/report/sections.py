@@ -13,11 +13,11 @@ from typing import Any
 
 import pandas as pd
 
-from search import formats
-from search.fmt import number
-from search.report import cross as cross_tables
+from search import catalog, filenames
+from search import robustness_table as robust_tables
+from search.display import number
+from search.evaluate import matrix as cross_tables
 from search.report import figures
-from search.report import robustness as robust_tables
 from search.report import selection as selection_tables
 from search.report.markup import Section, bullets, esc, heading, img, lead, note, para, table
 from search.report.results import Results, checkpoint_dir
@@ -45,7 +45,7 @@ def overview(r: Results) -> Section:
         tid = str(top["trial_id"])
         cards += [_card("best trial", str(top.get("arch")),
                         f"trial {tid}, epoch {top.get('best_epoch')}"),
-                  _card(f"validation {r.metric.removeprefix('val_')}",
+                  _card(f"validation {catalog.parse(r.metric).base}",
                         number(top.get(r.best_column)), "majority-class accuracy "
                         f"{number(top.get('best_val_baseline_accuracy'))}")]
         t = r.test.get(tid)
@@ -97,8 +97,10 @@ def leaderboard(r: Results) -> Section:
 
 def trials_table(r: Results) -> str:
     """Every trial: status, the parameters that varied, epochs and its best scores."""
-    names = {r.best_column: r.metric.removeprefix("val_"), "best_val_f1_at_threshold": "F1 at thr",
-             "best_val_baseline_accuracy": "majority acc", "trial_id": "trial"}
+    short = str(catalog.MetricName(catalog.parse(r.metric).base,
+                                   source=catalog.parse(r.metric).source))
+    names = {r.best_column: short, catalog.best(catalog.val("f1_at_threshold")): "F1 at thr",
+             catalog.best(catalog.val("baseline_accuracy")): "majority acc", "trial_id": "trial"}
     metric_cols = set(names) - {"trial_id"}  # ints stored as floats (NaN elsewhere) print as ints
     cols = ["trial_id", "status", *r.params, "epochs", "best_epoch", *names]
     frame = r.trials[list(dict.fromkeys(c for c in cols if c in r.trials))]
@@ -154,8 +156,8 @@ def _predictions(r: Results) -> dict[str, list[figures.Curve]]:
             continue
         label = f"{row.get('arch')} · {row['trial_id']}"
         colour = colours.get(str(row.get("arch")), "#333")
-        for split, name in (("validation", formats.VAL_PREDICTIONS),
-                            ("test", formats.TEST_PREDICTIONS)):
+        for split, name in (("validation", filenames.VAL_PREDICTIONS),
+                            ("test", filenames.TEST_PREDICTIONS)):
             if (ckpt / name).is_file():
                 found[split].append((label, colour, pd.read_csv(ckpt / name)))
     return found
@@ -166,12 +168,12 @@ def curves(r: Results) -> Section:
     s = Section("curves", "ROC and precision-recall")
     found = _predictions(r)
     if not (found["validation"] or found["test"]):
-        return s.add(note(f"no {formats.VAL_PREDICTIONS} found in the finalists' checkpoints"))
+        return s.add(note(f"no {filenames.VAL_PREDICTIONS} found in the finalists' checkpoints"))
     s.add(lead("Finalists (best trial per architecture) on validation and, where the search "
                "scored it, on the held-out test split."),
           img(figures.curves(found, r.out), "ROC and precision-recall curves"))
     if not found["test"]:
-        s.add(note(f"no {formats.TEST_PREDICTIONS}: the search ran without the test evaluation "
+        s.add(note(f"no {filenames.TEST_PREDICTIONS}: the search ran without the test evaluation "
                    "(--no-test) or it did not finish"))
     return s
 
@@ -218,7 +220,7 @@ def learning(r: Results) -> Section:
     s = Section("learning", "Learning curves")
     top = _top(r)
     if not (len(r.history) and len(top)):
-        return s.add(note(f"no {formats.HISTORY} or no finished epoch"))
+        return s.add(note(f"no {filenames.HISTORY} or no finished epoch"))
     return s.add(lead(f"The top {len(top)} trial(s) by validation `{r.metric}`; trials "
                       "stopped early by ASHA end early."),
                  img(figures.learning(r.history, top, _colours(r), r.metric, r.out),
@@ -280,10 +282,10 @@ def files(r: Results) -> Section:
     """Where the tables, the study and the curves are, and the next command."""
     d = r.directory
     return Section("files", "Files").add(bullets([
-        f"Tables: `{d / formats.TRIALS_PARQUET}` (one row per trial), "
-        f"`{d / formats.HISTORY}` (every epoch)",
+        f"Tables: `{d / filenames.TRIALS_PARQUET}` (one row per trial), "
+        f"`{d / filenames.HISTORY}` (every epoch)",
         f"Optuna study `{r.cfg.search.name}`: "
-        f"`optuna-dashboard sqlite:///{d / formats.OPTUNA_DB}`",
+        f"`optuna-dashboard sqlite:///{d / filenames.OPTUNA_DB}`",
         f"TensorBoard: `tensorboard --logdir {d}`",
         f"Export the best model: `deepfake-search export {d}`",
     ]))

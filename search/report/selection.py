@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from search.config import SOURCE_AGGREGATES, SearchConfig
+from search import catalog
 
 NOTE = ("Each row: a selection rule (the validation AUC it maximises), the trial and epoch it "
         "picks over the whole history, and that epoch's validation AUC on every source. A "
@@ -24,10 +24,11 @@ NOTE = ("Each row: a selection rule (the validation AUC it maximises), the trial
 def rule_columns(history: pd.DataFrame, metric: str = "val_auc") -> list[str]:
     """The in-source column of the metric's family, then each extra source's, then the
     aggregates: the rules a search with extra sources can select by."""
-    base = metric.split("@", 1)[0]
-    sources = [c for c in history.columns if c.startswith(f"{base}@")
-               and c.split("@", 1)[1] not in SOURCE_AGGREGATES]
-    aggregates = [f"{base}@{a}" for a in SOURCE_AGGREGATES if f"{base}@{a}" in history]
+    name = catalog.parse(metric)
+    base = catalog.val(name.base)
+    found = catalog.sources_in(history.columns, base=name.base)
+    sources = [catalog.val(name.base, s) for s in found if s not in catalog.SOURCE_AGGREGATES]
+    aggregates = [catalog.val(name.base, a) for a in found if a in catalog.SOURCE_AGGREGATES]
     return [base, *sources, *aggregates] if sources and base in history else []
 
 
@@ -37,7 +38,7 @@ def pick(history: pd.DataFrame, column: str) -> pd.Series | None:
     scored = history[history[column].notna()]
     if scored.empty:
         return None
-    ascending = SearchConfig(metric=column).resolved_mode() == "min"
+    ascending = catalog.mode(column) == "min"
     order = scored.sort_values([column, "epoch"], ascending=[ascending, True], kind="stable")
     return order.iloc[0]
 
@@ -61,8 +62,9 @@ def selection_table(history: pd.DataFrame, trials: pd.DataFrame,
 
 def _label(column: str) -> str:
     """``val_auc@ffpp`` -> ``auc@ffpp``; the in-source column -> ``auc (in-source)``."""
-    short = column.removeprefix("val_")
-    return short if "@" in short else f"{short} (in-source)"
+    name = catalog.parse(column)
+    short = str(catalog.MetricName(name.base, source=name.source))
+    return short if name.source else f"{short} (in-source)"
 
 
 def summary(table: pd.DataFrame) -> str:

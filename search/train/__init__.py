@@ -4,11 +4,11 @@ and the driver that builds a ``TorchTrainer``."""
 from search._lazy import lazy_exports
 
 _EXPORTS = {
-    "create_model": "search.train.models",
-    "list_models": "search.train.models",
-    "model_params": "search.train.models",
-    "UnknownModelError": "search.train.models",
-    "PretrainedWeightsUnavailable": "search.train.models",
+    "create_model": "search.model.registry",
+    "list_models": "search.model.registry",
+    "model_params": "search.model.registry",
+    "UnknownModelError": "search.model.registry",
+    "PretrainedWeightsUnavailable": "search.model.registry",
     "detector_metrics": "search.train.metrics",
     "train_loop": "search.train.worker",
     "build_trainer": "search.train.driver",

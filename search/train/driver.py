@@ -14,8 +14,8 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import ray
@@ -33,12 +33,13 @@ from search import storage
 from search.cluster import connect
 from search.config import ConfigError, ExperimentConfig, config_from_dict
 from search.data.layouts import SourceError
-from search.data.prepare import load_manifest
+from search.data.sets import PreparedSet
 from search.data.stream import eval_dataset, train_dataset
-from search.formats import TRAIN_RUNS, trial_dirname
+from search.filenames import MANIFEST, TRAIN_RUNS, trial_dirname
+from search.model.checkpoint import input_spec
 from search.paths import default_shards_dir, resolve_user_path
 from search.train.runtime import TuneRuntime
-from search.train.worker import SOURCE_SPLIT, Recipe, input_spec, train_loop
+from search.train.worker import SOURCE_SPLIT, Recipe, train_loop
 
 EVAL_SPLITS = ("val", "test")
 DRIVER_CPU = 0.01  # a DDP trial's own process only waits on fit(); Tune refuses {"CPU": 0}
@@ -69,38 +70,56 @@ def is_eval_split(name: str) -> bool:
     return name in EVAL_SPLITS or name.startswith(SOURCE_SPLIT.format(""))
 
 
+@dataclass(frozen=True)
+class TrialData:
+    """Every prepared set a trial reads, resolved once per search: the training set and the
+    extra sources it scores (``data.extra_sources``), each with its manifest.
+
+    The driver builds it (:func:`resolve_data`) and Tune hands the one value to every trial
+    (``tune.with_parameters`` puts it in the object store once): no trial resolves a path or
+    reads a manifest again, which with shards at a URI would be remote reads per trial.
+    """
+
+    train: PreparedSet
+    extra: Mapping[str, PreparedSet] = field(default_factory=dict)
+
+
 def resolve_shards(cfg: ExperimentConfig) -> str:
     """Absolute path (or URI) of the shards to train on (the demo set when none is configured)."""
     if storage.is_uri(cfg.data.shards):
-        load_manifest(cfg.data.shards)  # a clear error now, not in a worker
         return cfg.data.shards.rstrip("/")
     shards = resolve_user_path(cfg.data.shards) if cfg.data.shards else default_shards_dir("demo")
     shards = shards.resolve()
-    if not (shards / "manifest.json").is_file():
-        raise SourceError(f"no prepared shards at {shards} (manifest.json missing): run "
+    if not (shards / MANIFEST).is_file():
+        raise SourceError(f"no prepared shards at {shards} ({MANIFEST} missing): run "
                           "'deepfake-search prepare --layout ... --out' first, or set data.shards")
     return str(shards)
 
 
-def resolve_extra_sources(cfg: ExperimentConfig) -> dict[str, str]:
-    """``data.extra_sources`` with absolute folders (or URIs), each checked to hold prepared
-    shards with images in their validation split; a ConfigError names the key and the fix."""
-    out: dict[str, str] = {}
+def resolve_extra_sources(cfg: ExperimentConfig) -> dict[str, PreparedSet]:
+    """``data.extra_sources`` opened (absolute folders or URIs, manifests read), each checked
+    to hold images in its validation split; a ConfigError names the key and the fix."""
+    out: dict[str, PreparedSet] = {}
     for name, folder in cfg.data.extra_sources.items():
         key = f"data.extra_sources.{name}"
         where = folder.rstrip("/") if storage.is_uri(folder) else str(
             resolve_user_path(folder).resolve())
         try:
-            counts = load_manifest(where)["counts"]
+            opened = PreparedSet.open(where)
         except (SourceError, OSError, ValueError) as err:
             raise ConfigError(f"{key}: no prepared shards at {where} ({err}). Run "
                               "'deepfake-search prepare --layout ... --out FOLDER' and set "
                               f"{key}=FOLDER") from None
-        if not sum(counts.get("val", {}).values()):
+        if not opened.rows("val"):
             raise ConfigError(f"{key}: {where} has no validation images to select on: prepare "
                               "it with a validation split, or drop the source")
-        out[name] = where
+        out[name] = opened
     return out
+
+
+def resolve_data(cfg: ExperimentConfig) -> TrialData:
+    """Every set the experiment reads, each manifest read once (see :class:`TrialData`)."""
+    return TrialData(PreparedSet.open(resolve_shards(cfg)), resolve_extra_sources(cfg))
 
 
 def use_gpu(cfg: ExperimentConfig) -> bool:
@@ -110,46 +129,50 @@ def use_gpu(cfg: ExperimentConfig) -> bool:
     return ray.is_initialized() and ray.cluster_resources().get("GPU", 0) > 0
 
 
-def build_datasets(cfg: ExperimentConfig, *, splits: Sequence[str] = ("train", "val")) -> dict:
-    """Lazy Ray datasets for the trainer (nothing is read until a worker iterates)."""
-    shards = resolve_shards(cfg)
+def build_datasets(cfg: ExperimentConfig, data: TrialData | None = None, *,
+                   splits: Sequence[str] = ("train", "val")) -> dict:
+    """Lazy Ray datasets for the trainer (nothing is read until a worker iterates), over the
+    search's resolved ``data`` (resolved here when run outside a search)."""
+    data = data or resolve_data(cfg)
     spec = input_spec(cfg)
     common = {"size": spec["input_size"], "data_cpus": cfg.cluster.data_cpus}
     out: dict[str, Any] = {}
     for split in splits:
         if split == "train":
-            out[split] = train_dataset(shards, cfg.data, seed=cfg.seed, batch_size=cfg.optim.batch_size,
-                                       **common)
+            out[split] = train_dataset(data.train, cfg.data, seed=cfg.seed,
+                                       batch_size=cfg.optim.batch_size, **common)
         else:
-            ds = eval_dataset(shards, split, decode_workers=cfg.data.decode_workers,
-                              batch_size=cfg.optim.batch_size, **common)
-            if _cache_fits(cfg, shards, split, spec["input_size"]):
-                # Evaluation images never change: decode them once per trial, not per epoch.
-                ds = ds.materialize()
-            out[split] = ds
+            out[split] = _eval_split(cfg, data.train, split, common)
     if "val" in splits:  # every extra source's validation split, scored like the training one
-        for name, folder in resolve_extra_sources(cfg).items():
-            ds = eval_dataset(folder, "val", decode_workers=cfg.data.decode_workers,
-                              batch_size=cfg.optim.batch_size, **common)
-            out[SOURCE_SPLIT.format(name)] = (ds.materialize() if _cache_fits(
-                cfg, folder, "val", spec["input_size"]) else ds)
+        for name, prepared in data.extra.items():
+            out[SOURCE_SPLIT.format(name)] = _eval_split(cfg, prepared, "val", common)
     return out
 
 
-def _cache_fits(cfg: ExperimentConfig, shards: str, split: str, size: int) -> bool:
+def _eval_split(cfg: ExperimentConfig, prepared: PreparedSet, split: str,
+                common: Mapping[str, Any]) -> Any:
+    ds = eval_dataset(prepared, split, decode_workers=cfg.data.decode_workers,
+                      batch_size=cfg.optim.batch_size, **common)
+    if _cache_fits(cfg, prepared, split, common["size"]):
+        # Evaluation images never change: decode them once per trial, not per epoch.
+        ds = ds.materialize()
+    return ds
+
+
+def _cache_fits(cfg: ExperimentConfig, prepared: PreparedSet, split: str, size: int) -> bool:
     """Whether a decoded evaluation split fits in a quarter of the object store."""
     if not cfg.data.cache_eval or not ray.is_initialized():
         return False
-    rows = sum(load_manifest(shards)["counts"][split].values())
-    decoded = rows * 3 * size * size  # uint8 NCHW
+    decoded = prepared.rows(split) * 3 * size * size  # uint8 NCHW
     return decoded < 0.25 * ray.cluster_resources().get("object_store_memory", 0)
 
 
-def build_trainer(cfg: ExperimentConfig, *, name: str, storage_path: str,
-                  callbacks: Sequence[Any] = (), max_failures: int = 0,
+def build_trainer(cfg: ExperimentConfig, data: TrialData | None = None, *, name: str,
+                  storage_path: str, callbacks: Sequence[Any] = (), max_failures: int = 0,
                   metric: str | None = None, mode: str = "max") -> ray.train.torch.TorchTrainer:
     """A ``TorchTrainer`` for one configuration (shards resolved, storage absolute)."""
-    cfg = _with_resolved_shards(cfg)
+    data = data or resolve_data(cfg)
+    cfg = _with_locations(cfg, data)
     gpu = use_gpu(cfg)
     resources = worker_resources(cfg)
     checkpointing = ray.train.CheckpointConfig(
@@ -160,7 +183,7 @@ def build_trainer(cfg: ExperimentConfig, *, name: str, storage_path: str,
         train_loop_config={"experiment": cfg.to_dict()},
         scaling_config=ray.train.ScalingConfig(num_workers=cfg.cluster.num_workers, use_gpu=gpu,
                                                resources_per_worker=resources),
-        datasets=build_datasets(cfg),
+        datasets=build_datasets(cfg, data),
         dataset_config=ShardedEvalDataConfig(datasets_to_split="all"),
         run_config=ray.train.RunConfig(
             name=name, storage_path=storage_path, callbacks=list(callbacks),
@@ -172,9 +195,10 @@ def build_trainer(cfg: ExperimentConfig, *, name: str, storage_path: str,
     )
 
 
-def _with_resolved_shards(cfg: ExperimentConfig) -> ExperimentConfig:
-    return replace(cfg, data=replace(cfg.data, shards=resolve_shards(cfg),
-                                     extra_sources=resolve_extra_sources(cfg)))
+def _with_locations(cfg: ExperimentConfig, data: TrialData) -> ExperimentConfig:
+    """``cfg`` naming the resolved sets' locations (what checkpoints and results record)."""
+    extra = {name: prepared.location for name, prepared in data.extra.items()}
+    return replace(cfg, data=replace(cfg.data, shards=data.train.location, extra_sources=extra))
 
 
 def init_ray(cfg: ExperimentConfig, *, verbose: bool = False) -> None:
@@ -271,9 +295,11 @@ def train_one(cfg: ExperimentConfig, *, name: str | None = None) -> Any:
     run's name resumes it from its last checkpoint.
     """
     name = name or f"train-{cfg.model.arch}-{time.strftime('%Y%m%d-%H%M%S')}"
-    cfg = resolve_runtime(cfg)
+    data = resolve_data(cfg)
+    cfg = resolve_runtime(cfg, data)
     location = storage.join(storage.storage_root(cfg), name)
-    trainable = trial_trainable(cfg, storage_path=storage.join(location, TRAIN_RUNS), metric=None)
+    trainable = trial_trainable(cfg, data, storage_path=storage.join(location, TRAIN_RUNS),
+                                metric=None)
     if tune.Tuner.can_restore(location):
         tuner = tune.Tuner.restore(location, trainable=trainable, resume_unfinished=True,
                                    resume_errored=True)
@@ -293,24 +319,25 @@ def train_one(cfg: ExperimentConfig, *, name: str | None = None) -> Any:
     return result
 
 
-def resolve_runtime(cfg: ExperimentConfig) -> ExperimentConfig:
-    """Fix what the driver decides once for every trial: the shards' absolute location and
+def resolve_runtime(cfg: ExperimentConfig, data: TrialData) -> ExperimentConfig:
+    """Fix what the driver decides once for every trial: the sets' resolved locations and
     whether trials use GPUs (a trial must not ask the cluster again after a node is lost)."""
-    cfg = _with_resolved_shards(cfg)
+    cfg = _with_locations(cfg, data)
     return replace(cfg, cluster=replace(cfg.cluster, use_gpu=use_gpu(cfg)))
 
 
-def trial_trainable(cfg: ExperimentConfig, *, storage_path: str, metric: str | None,
-                    mode: str = "max") -> Any:
-    """``run_trial`` bound to the experiment and wrapped in the trial's placement group."""
+def trial_trainable(cfg: ExperimentConfig, data: TrialData, *, storage_path: str,
+                    metric: str | None, mode: str = "max") -> Any:
+    """``run_trial`` bound to the experiment and its resolved data, wrapped in the trial's
+    placement group."""
     return tune.with_resources(
-        tune.with_parameters(run_trial, base=cfg.to_dict(), storage_path=storage_path,
-                             metric=metric, mode=mode),
+        tune.with_parameters(run_trial, base=cfg.to_dict(), data=data,
+                             storage_path=storage_path, metric=metric, mode=mode),
         trial_resources(cfg))
 
 
-def run_trial(params: dict[str, Any], base: dict[str, Any], storage_path: str,
-              metric: str | None, mode: str) -> None:
+def run_trial(params: dict[str, Any], base: dict[str, Any], data: TrialData,
+              storage_path: str, metric: str | None, mode: str) -> None:
     """Tune function trainable: one trial, trained in this process or by a ``TorchTrainer``.
 
     ``storage_path`` is where a DDP trial's Train run keeps its checkpoints, named after the
@@ -319,18 +346,18 @@ def run_trial(params: dict[str, Any], base: dict[str, Any], storage_path: str,
     cfg = config_from_dict(base).with_params(params)
     pin_data_to_trial()
     if cfg.cluster.num_workers == 1:
-        datasets = build_datasets(cfg)
+        datasets = build_datasets(cfg, data)
         Recipe(cfg, TuneRuntime(datasets, use_gpu=bool(cfg.cluster.use_gpu))).run()
         return
 
     trial_id = tune.get_context().get_trial_id()
-    trainer = build_trainer(cfg, name=trial_dirname(trial_id), storage_path=storage_path,
+    trainer = build_trainer(cfg, data, name=trial_dirname(trial_id), storage_path=storage_path,
                             callbacks=[TuneReportCallback()], metric=metric, mode=mode)
     trainer.fit()
 
 
-__all__ = ["SOURCE_SPLIT", "ShardedEvalDataConfig", "build_datasets", "build_trainer",
-           "is_eval_split", "pin_data_to_trial", "resolve_extra_sources", "resolve_runtime",
-           "resolve_shards",
+__all__ = ["SOURCE_SPLIT", "ShardedEvalDataConfig", "TrialData", "build_datasets",
+           "build_trainer", "is_eval_split", "pin_data_to_trial", "resolve_data",
+           "resolve_extra_sources", "resolve_runtime", "resolve_shards",
            "run_trial", "train_one", "trial_bundles", "trial_resources", "trial_trainable",
            "use_gpu", "worker_bundles", "worker_resources"]

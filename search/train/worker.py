@@ -1,14 +1,16 @@
-"""The per-worker training loop run by Ray Train's ``TorchTrainer``.
+"""The training loop of one configuration: one :class:`Recipe`, whoever runs it.
 
-It knows nothing of Tune: it trains one configuration, evaluates the whole validation split
-each epoch (predictions gathered from every worker before any metric is computed) and
-reports once per epoch with a checkpoint. Resuming from ``ray.train.get_checkpoint()`` makes
-retried and restored trials continue where they stopped.
+A single-worker trial (the default) runs it in the Tune trial's own process; a multi-worker
+trial runs it in every worker of a ``TorchTrainer`` (DDP). It sees neither: it reports,
+checkpoints and resumes through a :class:`~search.train.runtime.Runtime`. Each epoch it
+trains on the undersampled train split, evaluates the whole validation split (predictions
+gathered from every worker before any metric is computed) and reports once with a
+checkpoint (:mod:`search.model.checkpoint`), so retried and restored trials continue where
+they stopped.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import tempfile
 import time
@@ -18,20 +20,29 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from ray.data.collate_fn import NumpyBatchCollateFn
-from safetensors.torch import load_file, save_file
 from torch import nn
 
-from search.config import SOURCE_METRICS, ExperimentConfig, OptimConfig, config_from_dict
+from search import catalog
+from search.catalog import COSTS, LATENCY_MS, SOURCE_METRICS
+from search.config import ExperimentConfig, OptimConfig, config_from_dict
 from search.data.stream import Normalize
-from search.formats import CONFIG, STATE, WEIGHTS
-from search.formats import VAL_PREDICTIONS as PREDICTIONS
-from search.latency import IN_SEARCH, LATENCY_COST, LATENCY_METRIC, LATENCY_P90, model_latency
+from search.filenames import VAL_PREDICTIONS as PREDICTIONS
+from search.model.checkpoint import (
+    build_model,
+    checkpoint_metrics,
+    input_spec,
+    load_trainer_state,
+    load_weights,
+    save_checkpoint,
+    save_trainer_state,
+    unwrap,
+    write_predictions,
+)
+from search.model.latency import IN_SEARCH, model_latency
 from search.train.metrics import detector_metrics
-from search.train.models import create_model, data_config
 from search.train.runtime import Runtime, TrainRuntime, placement
 
 # Batches from Ray's object store are read-only views; they are only ever read (Normalize
@@ -66,40 +77,6 @@ def lr_factor(cfg: OptimConfig, epoch: int) -> float:
     if cfg.schedule == "constant":
         return 1.0
     raise ValueError(f"optim.schedule {cfg.schedule!r}: choose cosine, step or constant")
-
-
-def input_spec(cfg: ExperimentConfig) -> dict[str, Any]:
-    """Input size, mean and std the model is trained with (saved with every checkpoint)."""
-    size = None if cfg.model.native_input_size else cfg.model.input_size
-    spec = data_config(cfg.model.arch, input_size=size)
-    return {"input_size": int(spec["input_size"]), "mean": [float(v) for v in spec["mean"]],
-            "std": [float(v) for v in spec["std"]]}
-
-
-def build_model(cfg: ExperimentConfig, pretrained: bool | str | None = None) -> nn.Module:
-    """The configured architecture (``pretrained`` overrides the config, e.g. for reloading)."""
-    return create_model(cfg.model.arch,
-                        pretrained=cfg.model.pretrained if pretrained is None else pretrained,
-                        input_size=input_spec(cfg)["input_size"], **cfg.model.layer_kwargs())
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if hasattr(model, "module") else model
-
-
-def save_checkpoint(directory: Path, model: nn.Module, cfg: ExperimentConfig,
-                    extra: dict[str, Any]) -> None:
-    """Weights as safetensors + the resolved config; a checkpoint is self-describing."""
-    state = {k: v.detach().contiguous().cpu() for k, v in _unwrap(model).state_dict().items()}
-    save_file(state, str(directory / WEIGHTS))
-    (directory / CONFIG).write_text(json.dumps(
-        {"experiment": cfg.to_dict(), "input": input_spec(cfg), **extra}, indent=1))
-
-
-def load_weights(model: nn.Module, directory: str | Path) -> nn.Module:
-    """Load ``model.safetensors`` from a checkpoint folder into ``model`` (strict)."""
-    _unwrap(model).load_state_dict(load_file(str(Path(directory) / WEIGHTS)))
-    return model
 
 
 def _gather(values: list[Any]) -> list[Any]:
@@ -196,13 +173,14 @@ def source_metrics(in_source: Mapping[str, Any], scored: Mapping[str, Mapping[st
     the mean and the minimum of the AUC over the training source (``in_source``, its
     ``val_*`` metrics) and every extra one. One undefined AUC (a split with one class)
     makes both undefined (NaN): a worst case that skips a source would flatter it."""
-    out = {f"val_{m}@{name}": float(metrics.get(m, math.nan))
+    out = {catalog.val(m, name): float(metrics.get(m, math.nan))
            for name, metrics in scored.items() for m in SOURCE_METRICS}
-    aucs = [float(in_source.get("val_auc", math.nan)),
-            *(out[f"val_auc@{name}"] for name in scored)]
+    aucs = [float(in_source.get(catalog.val("auc"), math.nan)),
+            *(out[catalog.val("auc", name)] for name in scored)]
     defined = not any(math.isnan(a) for a in aucs)
-    out["val_auc@mean"] = sum(aucs) / len(aucs) if defined else math.nan
-    out["val_auc@worst"] = min(aucs) if defined else math.nan
+    mean, worst = catalog.SOURCE_AGGREGATES
+    out[catalog.val("auc", mean)] = sum(aucs) / len(aucs) if defined else math.nan
+    out[catalog.val("auc", worst)] = min(aucs) if defined else math.nan
     return out
 
 
@@ -249,7 +227,7 @@ class Recipe:
 
     def measure_latency(self) -> dict[str, float]:
         """``latency_ms`` (and its p90 and cost) when it is one of ``search.objectives``:
-        the model's ONNX latency per image (:mod:`search.latency`), measured once, on rank 0,
+        the model's ONNX latency per image (:mod:`search.model.latency`), measured once, on rank 0,
         before training (the weights do not change it), and reported with every epoch.
         A trial resumed from a checkpoint reports that checkpoint's figures again: measured
         anew, they would differ from the epochs before, and Optuna and the trials table take
@@ -259,11 +237,11 @@ class Recipe:
         good enough to steer the search; the finalists' figure measured after the search
         (``latency.json``) is the clean one. Cost (export + timing, measured on 2 cores):
         0.02-0.35 s a trial, up to 1.2 s for the first one a process runs (imports)."""
-        if LATENCY_METRIC not in self.cfg.search.objectives or self.rt.rank != 0:
+        if LATENCY_MS not in self.cfg.search.objectives or self.rt.rank != 0:
             return {}
         saved = self.final_metrics or {}
-        if isinstance(saved.get(LATENCY_METRIC), int | float):
-            return {k: saved[k] for k in (LATENCY_METRIC, LATENCY_P90, LATENCY_COST) if k in saved}
+        if isinstance(saved.get(LATENCY_MS), int | float):
+            return {k: saved[k] for k in COSTS if k in saved}
         return model_latency(self.model, input_spec(self.cfg)["input_size"], IN_SEARCH).metrics()
 
     def resume(self) -> None:
@@ -272,9 +250,9 @@ class Recipe:
         with self.rt.restored() as d:
             if d is not None:
                 load_weights(self.model, d)
-                state = torch.load(d / STATE, weights_only=True)
+                state = load_trainer_state(d)
                 self.start_epoch = int(state["epoch"])
-                self.final_metrics = json.loads((d / CONFIG).read_text()).get("metrics", {})
+                self.final_metrics = checkpoint_metrics(d)
         self.latency = self.measure_latency()  # the bare model, before DDP or channels_last
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -327,12 +305,12 @@ class Recipe:
         t0 = time.perf_counter()
         # The bare module: ranks hold different numbers of validation rows, so no DDP hooks.
         ids, labels, probs = predict_split(
-            _unwrap(self.model), self.rt.dataset("val"), batch_size=self.cfg.optim.batch_size,
+            unwrap(self.model), self.rt.dataset("val"), batch_size=self.cfg.optim.batch_size,
             device=self.device, normalize=self.normalize, amp=self.amp,
             channels_last=self.channels_last)
         metrics: dict[str, Any] = {"eval_time_s": time.perf_counter() - t0}
         if len(labels):
-            metrics.update({f"val_{k}": v for k, v in detector_metrics(labels, probs).items()})
+            metrics.update(catalog.split_metrics(detector_metrics(labels, probs)))
         return metrics, (ids, labels, probs)
 
     def validate_sources(self, epoch: int, in_source: Mapping[str, Any]) -> dict[str, Any]:
@@ -348,14 +326,14 @@ class Recipe:
             scored = {}
             for name in cfg.data.extra_sources:
                 _, labels, probs = predict_split(
-                    _unwrap(self.model), self.rt.dataset(SOURCE_SPLIT.format(name)),
+                    unwrap(self.model), self.rt.dataset(SOURCE_SPLIT.format(name)),
                     batch_size=cfg.optim.batch_size, device=self.device,
                     normalize=self.normalize, amp=self.amp, channels_last=self.channels_last)
                 scored[name] = detector_metrics(labels, probs) if len(labels) else {}
             self.source_scores = {**source_metrics(in_source, scored), "sources_epoch": epoch + 1,
                                   "sources_time_s": time.perf_counter() - t0}
         else:  # the figures stay; the mean/worst follow this epoch's in-source AUC
-            stale = {name: {m: self.source_scores[f"val_{m}@{name}"] for m in SOURCE_METRICS}
+            stale = {name: {m: self.source_scores[catalog.val(m, name)] for m in SOURCE_METRICS}
                      for name in cfg.data.extra_sources}
             self.source_scores = {**self.source_scores, **source_metrics(in_source, stale),
                                   "sources_time_s": 0.0}
@@ -370,9 +348,8 @@ class Recipe:
                 ckpt = Path(tmp)
                 save_checkpoint(ckpt, self.model, self.cfg,
                                 {"epoch": metrics["epoch"], "metrics": metrics})
-                torch.save({"epoch": metrics["epoch"], "optimizer": self.optimizer.state_dict()},
-                           ckpt / STATE)
-                _write_predictions(ckpt / PREDICTIONS, *predictions)
+                save_trainer_state(ckpt, metrics["epoch"], self.optimizer.state_dict())
+                write_predictions(ckpt / PREDICTIONS, *predictions)
             self.rt.report(metrics, ckpt)
 
     # ------------------------------------------------------------------ the recipe
@@ -429,11 +406,6 @@ class _timed:
             self.wait += dt
 
 
-def _write_predictions(path: Path, ids: list[str], labels: np.ndarray, probs: np.ndarray) -> None:
-    pd.DataFrame({"id": ids, "label": labels, "p_fake": probs}).to_csv(path, index=False)
-
-
-__all__ = ["CONFIG", "PREDICTIONS", "SOURCE_SPLIT", "WEIGHTS", "NormalizeCollate", "Recipe",
-           "build_model", "build_optimizer", "cpu_threads", "input_spec", "load_weights",
-           "lr_factor", "predict_split", "save_checkpoint", "score_batch", "scores_sources",
-           "source_metrics", "train_loop", "training_batches"]
+__all__ = ["SOURCE_SPLIT", "NormalizeCollate", "Recipe", "build_optimizer", "cpu_threads",
+           "lr_factor", "predict_split", "score_batch", "scores_sources", "source_metrics",
+           "train_loop", "training_batches"]

@@ -8,8 +8,8 @@ _EXPORTS = {
     "check_points": "search.tune.space",
     "sample": "search.tune.space",
     "build_tuner": "search.tune.tuner",
-    "run_search": "search.tune.tuner",
-    "SearchOutcome": "search.tune.tuner",
+    "search": "search.tune.tuner",
+    "write_tables": "search.tune.tuner",
     "collect": "search.tune.tables",
     "leaderboard": "search.tune.tables",
 }

@@ -31,7 +31,7 @@ from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
 
 from search.config import SECTIONS, TRIAL_SECTIONS, ConfigError, did_you_mean, trial_param_section
-from search.train.models import STUDY_ARCHS, model_params
+from search.model.registry import STUDY_ARCHS, model_params
 
 if TYPE_CHECKING:
     from search.config import ExperimentConfig

@@ -7,7 +7,6 @@ partly failed search.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,11 +14,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from search.config import SOURCE_AGGREGATES
-from search.fmt import markdown_table, missing
-from search.formats import CHECKPOINT_GLOB, CONFIG, TRAIN_RUNS, TRIAL_PREFIX, trial_dirname
-from search.report.robustness import NOTE as ROBUSTNESS_NOTE
-from search.report.robustness import Robustness, robustness_table, split_of
+from search import catalog
+from search.catalog import COSTS
+from search.display import markdown_table, missing
+from search.filenames import CHECKPOINT_GLOB, CONFIG, TRAIN_RUNS, TRIAL_PREFIX, trial_dirname
+from search.model.checkpoint import checkpoint_metrics
+from search.robustness_table import NOTE as ROBUSTNESS_NOTE
+from search.robustness_table import Robustness, robustness_table, split_of
 
 #: The columns of the study's table, then the ones it needed to be read correctly.
 STUDY_COLUMNS = ("accuracy", "precision", "recall", "f1")
@@ -28,9 +29,9 @@ EXTRA_COLUMNS = ("auc", "ap", "eer", "balanced_accuracy", "threshold", "f1_at_th
 CONFUSION = ("tp", "tn", "fp", "fn")
 #: Where each epoch ran (reported by the training loop): a trial's node, host and process.
 PLACEMENT = ("node_id", "hostname", "pid")
-#: What running the model costs, when a trial measured it (search.latency: the same every
+#: What running the model costs, when a trial measured it (search.model.latency: the same every
 #: epoch): its latency per image, the p90, and what measuring it cost the trial.
-COST = ("latency_ms", "latency_p90_ms", "latency_cost_s")
+COST = COSTS
 #: The finalists' latency measured after the search (latency.json), merged into the trials.
 FINAL_LATENCY = "final_latency_ms"
 
@@ -57,7 +58,7 @@ def best_checkpoint(experiment_dir: str | Path, trial_id: str, metric: str,
     """(folder, metrics) of a trial's best kept checkpoint by ``metric``."""
     best: tuple[Path | None, dict[str, Any]] = (None, {})
     for path in trial_checkpoints(experiment_dir, trial_id):
-        metrics = json.loads((path / CONFIG).read_text()).get("metrics", {})
+        metrics = checkpoint_metrics(path)
         if best[0] is None or _better(metrics.get(metric), best[1].get(metric), mode):
             best = (path, metrics)
     return best
@@ -96,14 +97,14 @@ def collect(results: Sequence[Any], *, experiment_dir: str | Path, metric: str, 
         row["checkpoint"] = str(ckpt) if ckpt else ""
         rows.append(row)
     trials = pd.DataFrame(rows)
-    if len(trials) and f"best_{metric}" in trials:
-        trials = trials.sort_values(f"best_{metric}", ascending=(mode == "min"),
+    if len(trials) and catalog.best(metric) in trials:
+        trials = trials.sort_values(catalog.best(metric), ascending=(mode == "min"),
                                     na_position="last", ignore_index=True)
     hist = pd.concat(history, ignore_index=True) if history else pd.DataFrame()
     keep = ["trial_id", "epoch", "train_loss", "lr", "train_images", "epoch_time_s",
             "train_time_s", "data_wait_s", "data_first_batch_s", "eval_time_s", "sources_epoch",
             "sources_time_s", "time_total_s", "timestamp", *PLACEMENT, *COST,
-            *sorted(c for c in hist.columns if c.startswith("val_"))]
+            *sorted(catalog.metric_columns(hist.columns))]
     hist = hist[[c for c in keep if c in hist.columns]] if len(hist) else hist
     return trials, hist
 
@@ -135,7 +136,8 @@ def _scores(frame: pd.DataFrame, metric: str, mode: str) -> dict[str, Any]:
     if not len(frame):
         return {}
     last = frame.iloc[-1]
-    row = {k: last[k] for k in frame.columns if k.startswith("val_")}
+    reported = catalog.metric_columns(frame.columns)
+    row = {k: last[k] for k in reported}
     row["train_loss"] = last.get("train_loss")
     # Where the trial ran last (a retried trial may have moved to another node), its cost.
     row.update({k: last[k] for k in (*PLACEMENT, *COST) if k in frame.columns})
@@ -144,15 +146,15 @@ def _scores(frame: pd.DataFrame, metric: str, mode: str) -> dict[str, Any]:
         pos = scores.idxmax() if mode == "max" else scores.idxmin()
         best = frame.loc[frame.index[-1] if pd.isna(pos) else pos]
         row["best_epoch"] = int(best["epoch"])
-        row.update({f"best_{k}": best[k] for k in frame.columns if k.startswith("val_")})
+        row.update({catalog.best(k): best[k] for k in reported})
     return row
 
 
 def finalists(trials: pd.DataFrame, metric: str) -> pd.DataFrame:
     """The best trial of each architecture (rows already sorted best first)."""
     ok = trials[(trials["status"] != "ERROR") & trials["checkpoint"].astype(bool)]
-    if f"best_{metric}" in ok:
-        ok = ok[ok[f"best_{metric}"].notna()]
+    if catalog.best(metric) in ok:
+        ok = ok[ok[catalog.best(metric)].notna()]
     return ok.drop_duplicates("arch", keep="first") if "arch" in ok else ok.head(1)
 
 
@@ -171,7 +173,7 @@ SOURCES_NOTE = ("`auc@NAME`: the validation AUC of the extra source NAME (data.e
                 "at the same epoch; `auc@mean` and `auc@worst`: the mean and the lowest AUC "
                 "over the training source and every extra one.")
 LATENCY_NOTE = ("`latency ms`: the model's median ONNX Runtime latency per image on CPU (batch "
-                "1, one thread, at its input size; search.latency), measured for each finalist "
+                "1, one thread, at its input size; search.model.latency), measured for each finalist "
                 "after the search on the machine that ran it (latency.json), else the trial's "
                 "own figure from during the search (noisier: other trials shared the machine).")
 PARETO_NOTE = ("The trials no other trial beats on every objective ({objectives}), best "
@@ -195,10 +197,8 @@ def _frame(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> pd.DataFrame
 def source_columns(trials: pd.DataFrame) -> list[str]:
     """``auc@NAME`` for every extra source the trials scored (``data.extra_sources``), then
     ``auc@mean`` and ``auc@worst``; empty without extra sources."""
-    names = [c[len("best_val_"):] for c in trials.columns
-             if c.startswith("best_val_auc@")]
-    aggregates = [f"auc@{a}" for a in SOURCE_AGGREGATES]
-    return [n for n in names if n not in aggregates] + [n for n in aggregates if n in names]
+    return [str(catalog.MetricName("auc", source=s))
+            for s in catalog.sources_in(trials.columns, prefix=catalog.BEST)]
 
 
 def latency_of(row: Mapping[str, Any]) -> Any:
@@ -232,9 +232,9 @@ def board_table(trials: pd.DataFrame, metric: str) -> pd.DataFrame:
     header = ["model", *STUDY_COLUMNS, *extra, *cost, *CONFUSION, "ratio", "lr", "epoch",
               "trial"]
     metrics = (*STUDY_COLUMNS, *extra)
-    return _frame(header, [[r.get("arch"), *(r.get(f"best_val_{c}") for c in metrics),
+    return _frame(header, [[r.get("arch"), *(r.get(catalog.best(catalog.val(c))) for c in metrics),
                             *([latency_of(r)] if cost else []),
-                            *(r.get(f"best_val_{c}") for c in CONFUSION),
+                            *(r.get(catalog.best(catalog.val(c))) for c in CONFUSION),
                             r.get("ratio"), r.get("lr"), r.get("best_epoch"), r.get("trial_id")]
                            for _, r in finalists(trials, metric).iterrows()])
 
@@ -260,7 +260,7 @@ def pareto_front(points: Any, modes: Sequence[str]) -> np.ndarray:
 def objective_column(trials: pd.DataFrame, name: str) -> str:
     """The trials table's column of an objective: its value at the trial's best epoch
     (``best_val_*``, the checkpoint export takes), else its only value (``latency_ms``)."""
-    return f"best_{name}" if f"best_{name}" in trials else name
+    return catalog.best(name) if catalog.best(name) in trials else name
 
 
 def objective_points(trials: pd.DataFrame, objectives: Sequence[str],
@@ -292,7 +292,7 @@ def pareto_table(trials: pd.DataFrame, objectives: Sequence[str],
 
 def split_table(top: pd.Series, test: TestMetrics) -> pd.DataFrame:
     """One trial on validation (its best epoch) and, when it was scored, on test."""
-    rows = [["validation", *(top.get(f"best_val_{n}") for n in SPLIT_COLUMNS)]]
+    rows = [["validation", *(top.get(catalog.best(catalog.val(n))) for n in SPLIT_COLUMNS)]]
     scored = test.get(str(top["trial_id"]))
     if scored:
         rows.append(["test", *(scored.get(n) for n in SPLIT_COLUMNS)])

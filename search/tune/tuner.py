@@ -1,8 +1,10 @@
 """The search: Ray Tune over ``driver.run_trial`` with OptunaSearch (TPE) and ASHA.
 
-``run_search(cfg)`` starts or resumes an experiment under ``<storage>/<name>/`` and, when
-Tune is done, writes the tables, the leaderboard (with the finalists' test-split metrics)
-and keeps the Optuna study and TensorBoard logs beside them.
+:func:`search` starts or resumes an experiment under ``<storage>/<name>/`` (the Optuna study
+and TensorBoard logs live there) and returns what Tune found; :func:`write_tables` turns
+that into the trials and history tables. The search ends there: what is done with its
+finalists afterwards (the test split, robustness, latency, the leaderboard) is the stage
+above it (:mod:`search.evaluate.finalists`, :mod:`search.study`).
 """
 
 from __future__ import annotations
@@ -33,68 +35,32 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search.optuna import OptunaSearch
 
 from search import storage
+from search.catalog import LATENCY_MS
 from search.config import ConfigError, ExperimentConfig
 from search.data.demo import ensure_demo_shards
-from search.data.prepare import load_manifest
 from search.data.stream import quiet_ray_data
-from search.evaluate import cross_dataset_markdown, evaluate_remote, finalist_remote
-from search.formats import (
-    CHECKPOINT_GLOB,
-    CROSS_JSON,
-    CROSS_MD,
+from search.filenames import EXPERIMENT as CONFIG_FILE
+from search.filenames import (
     HISTORY,
-    LATENCY,
-    LEADERBOARD,
     OPTUNA_DB,
-    ROBUSTNESS,
     SPACE,
-    TEST_METRICS,
-    TEST_PREDICTIONS,
     TRIALS_CSV,
     TRIALS_PARQUET,
-    json_safe,
     trial_dirname,
 )
-from search.formats import EXPERIMENT as CONFIG_FILE
-from search.latency import LATENCY_METRIC, checkpoint_latency
-from search.predict import dataset_name
 from search.storage import experiment_dir, local_experiment_dir
 from search.train.driver import (
+    TrialData,
     init_ray,
-    resolve_extra_sources,
+    resolve_data,
     resolve_runtime,
-    resolve_shards,
     trial_bundles,
     trial_trainable,
     worker_bundles,
 )
 from search.tune import tables
-from search.tune.importance import param_importances
 from search.tune.janitor import PlacementGroupJanitor, sweep
 from search.tune.space import Param, check_points, describe, sample, space_for
-
-
-@dataclass
-class SearchOutcome:
-    """Where a finished search put things, and its tables."""
-    experiment_dir: Path
-    trials: pd.DataFrame
-    history: pd.DataFrame
-    leaderboard: str
-    test: dict[str, dict[str, Any]]
-    remote: str = ""  # the storage URI the local folder was uploaded to, if any
-    interrupted: bool = False  # Ctrl-C: the tables hold the trials so far; --resume continues
-
-    def summary(self) -> str:
-        d = self.experiment_dir
-        lines = [] if not self.remote else [f"storage:     {self.remote}  (trials, checkpoints, "
-                                            "TensorBoard; the files below are uploaded there)"]
-        return "\n".join([
-            self.leaderboard.split("## Parameter importances")[0].rstrip(), "", *lines,
-            f"results:     {d}  (trials.parquet/.csv, history.parquet, leaderboard.md)",
-            f"optuna:      sqlite:///{d / OPTUNA_DB}  (optuna-dashboard, optuna.visualization)",
-            f"tensorboard: tensorboard --logdir {d}",
-        ])
 
 
 class ProgressPrinter:
@@ -187,7 +153,7 @@ class ProgressPrinter:
     @staticmethod
     def cost(result: dict[str, Any]) -> str:
         """``  latency 0.12 ms`` when the trial measured it (an objective), else ``""``."""
-        value = result.get(LATENCY_METRIC)
+        value = result.get(LATENCY_MS)
         return f"  latency {value:.3g} ms" if isinstance(value, int | float) else ""
 
     @staticmethod
@@ -411,14 +377,17 @@ def _trial_dirname(trial: Any) -> str:
     return trial_dirname(trial.trial_id)
 
 
-def build_tuner(cfg: ExperimentConfig, *, resume: bool = False, verbose: bool = False) -> Any:
-    """The ``Tuner`` for an experiment (new, or restored from its folder)."""
+def build_tuner(cfg: ExperimentConfig, data: TrialData | None = None, *, resume: bool = False,
+                verbose: bool = False) -> Any:
+    """The ``Tuner`` for an experiment (new, or restored from its folder), its trials reading
+    the search's resolved ``data`` (resolved here when not given)."""
     mode = cfg.search.resolved_mode()
     space = space_for(cfg)
     location = experiment_dir(cfg)  # where Tune and Train write: a path or a URI
     exp_dir = local_experiment_dir(cfg)  # where the driver writes (the same, when local)
     max_epochs = _max_epochs(space, cfg)
-    trainable = trial_trainable(cfg, storage_path=storage.join(location, tables.TRAIN_RUNS),
+    trainable = trial_trainable(cfg, data or resolve_data(cfg),
+                                storage_path=storage.join(location, tables.TRAIN_RUNS),
                                 metric=cfg.search.metric, mode=mode)
     if resume:
         if not tune.Tuner.can_restore(location):
@@ -497,9 +466,57 @@ def _storage_root(location: str) -> str:
     return str(Path(location).parent)
 
 
-def finish(cfg: ExperimentConfig, results: Any, *, evaluate_test: bool = True,
-           unfinished: Collection[str] = ()) -> SearchOutcome:
-    """Write trials/history tables, evaluate finalists on test, write the leaderboard."""
+@dataclass
+class SearchRun:
+    """What Tune did: the ResultGrid, the runtime config and resolved data its trials used,
+    and whether a Ctrl-C (or SIGTERM) ended it, with the trials it caught mid-run."""
+
+    cfg: ExperimentConfig
+    data: TrialData
+    results: Any
+    interrupted: bool = False
+    unfinished: frozenset[str] = frozenset()
+
+
+def search(cfg: ExperimentConfig, *, resume: bool = False, verbose: bool = False) -> SearchRun:
+    """Run (or resume) the trials of an experiment; the tables are :func:`write_tables`'."""
+    cfg = ensure_demo_shards(cfg)
+    data = resolve_data(cfg)  # every manifest read here, once for the whole search
+    # Reject typos in the space, experiment values it would replace and seeded points
+    # that do not fit it, before any cluster starts.
+    check_points(cfg.search.points_to_evaluate, space_for(cfg))
+    init_ray(cfg, verbose=verbose)
+    cfg = resolve_runtime(cfg, data)
+    check_fits(cfg)
+    if not verbose:
+        # Our ProgressPrinter replaces Tune's banner and status tables, and Optuna's INFO lines.
+        os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        # The finalists' evaluation streams in this process: no Ray Data progress tables.
+        quiet_ray_data()
+    tuner = build_tuner(cfg, data, resume=resume, verbose=verbose)
+    with _interruption() as interrupted:
+        results = tuner.fit()
+    if cfg.cluster.num_workers > 1:  # DDP trials' worker groups, whatever stopped them
+        sweep()
+    unfinished = unfinished_trials(results.experiment_path) if interrupted else set()
+    return SearchRun(cfg, data, results, bool(interrupted), frozenset(unfinished))
+
+
+@dataclass
+class Tables:
+    """The search's own tables, written to the results folder (``exp_dir``)."""
+
+    exp_dir: Path
+    trials: pd.DataFrame
+    history: pd.DataFrame
+    finalists: pd.DataFrame  # the best trial of each architecture, their checkpoints here
+
+
+def write_tables(cfg: ExperimentConfig, results: Any, *,
+                 unfinished: Collection[str] = ()) -> Tables:
+    """trials.parquet/.csv and history.parquet from Tune's results; with remote storage,
+    the checkpoints' metadata (and the finalists' checkpoints whole) mirrored first."""
     mode = cfg.search.resolved_mode()
     space = space_for(cfg)
     location, exp_dir = experiment_dir(cfg), local_experiment_dir(cfg)
@@ -516,130 +533,11 @@ def finish(cfg: ExperimentConfig, results: Any, *, evaluate_test: bool = True,
         for path in finalists.get("checkpoint", []):
             if path:
                 storage.fetch_checkpoint(location, exp_dir, path)
+    exp_dir.mkdir(parents=True, exist_ok=True)
     trials.to_parquet(exp_dir / TRIALS_PARQUET, index=False)
     trials.to_csv(exp_dir / TRIALS_CSV, index=False)
     history.to_parquet(exp_dir / HISTORY, index=False)
-    test, robust = (evaluate_finalists(cfg, exp_dir, finalists) if evaluate_test and len(trials)
-                    else ({}, {}))
-    latency = finalist_latency(finalists) if len(trials) else {}
-    (exp_dir / LATENCY).write_text(json.dumps(json_safe(latency), indent=1))
-    board = tables.leaderboard(trials, metric=cfg.search.metric, mode=mode, test=test,
-                               importances=param_importances(exp_dir / OPTUNA_DB, cfg.search.name),
-                               title=cfg.search.name, robustness=robust, latency=latency,
-                               objectives=cfg.search.objectives,
-                               modes=cfg.search.objective_modes())
-    (exp_dir / LEADERBOARD).write_text(board + "\n")
-    outcome = SearchOutcome(exp_dir, trials, history, board, test)
-    if remote:
-        sync_up(outcome, location)
-    return outcome
-
-
-def evaluate_finalists(cfg: ExperimentConfig, exp_dir: Path, finalists: pd.DataFrame,
-                       ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
-    """(test metrics, robustness) of the finalists, written to the results folder with their
-    test predictions (and, with extra sources, the cross-dataset matrix).
-
-    Robustness: each finalist under JPEG re-compression and down-up scaling (a detector that
-    dies under compression is not deployable, whatever its clean AUC). One pass over the
-    test split a finalist gives both: the test metrics come from its clean scores."""
-    shards = resolve_shards(cfg)
-    test: dict[str, dict[str, Any]] = {}
-    robust: dict[str, Any] = {}
-    for _, row in finalists.iterrows():
-        tid = str(row["trial_id"])
-        test[tid], preds, robust[tid] = finalist_remote(row["checkpoint"], shards, "test")
-        preds.to_csv(Path(row["checkpoint"]) / TEST_PREDICTIONS, index=False)
-    (exp_dir / TEST_METRICS).write_text(json.dumps(test, indent=1))
-    (exp_dir / ROBUSTNESS).write_text(json.dumps(json_safe(robust), indent=1))
-    if cfg.data.extra_sources:
-        write_source_matrix(exp_dir, source_matrix(cfg, finalists, test))
-    return test, robust
-
-
-def finalist_latency(finalists: pd.DataFrame) -> dict[str, dict[str, Any]]:
-    """Each finalist's ONNX latency per image (:mod:`search.latency`), measured here, on the
-    driver's machine, once the trials are done: the clean figure (the trials' own were
-    measured while they shared their machines). A model that cannot be measured is
-    recorded with why (``error``), without costing the search its tables."""
-    out: dict[str, dict[str, Any]] = {}
-    for _, row in finalists.iterrows():
-        try:
-            out[str(row["trial_id"])] = checkpoint_latency(row["checkpoint"]).to_dict()
-        except Exception as err:  # an export failure must not lose the finished search
-            warnings.warn(f"no latency for trial {row['trial_id']}: {err}", stacklevel=2)
-            out[str(row["trial_id"])] = {"error": str(err)[:300]}
-    return out
-
-
-def source_matrix(cfg: ExperimentConfig, finalists: pd.DataFrame,
-                  test: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """The finalists' cross-dataset matrix, made by the search itself: one row per finalist,
-    one column per source (the training one, already scored on test, then every extra
-    source's test split), each at the finalist's own validation threshold; the format of
-    ``evaluate --cross`` (cross_dataset.json), so the report's Cross-dataset section shows it."""
-    shards = resolve_shards(cfg)
-    own = dataset_name(shards)
-    matrix: dict[str, Any] = {"split": "test", "rows": {}}
-    # Sources whose test split holds images: read once, not once per finalist.
-    scored = {name: folder for name, folder in cfg.data.extra_sources.items()
-              if sum(load_manifest(folder)["counts"].get("test", {}).values())}
-    for _, row in finalists.iterrows():
-        tid = str(row["trial_id"])
-        cells = {own: {**test[tid], "in_domain": True}} if tid in test else {}
-        for name, folder in scored.items():
-            metrics, _ = evaluate_remote(row["checkpoint"], folder, "test")
-            cells[name] = {**metrics, "in_domain": False}
-        label = f"{own}: {row.get('arch')} trial {tid}"  # trained on, then which finalist
-        matrix["rows"][label] = {"model": str(row["checkpoint"]), "cells": json_safe(cells)}
-    return matrix
-
-
-def write_source_matrix(exp_dir: Path, matrix: dict[str, Any]) -> None:
-    """``cross_dataset.json`` and ``.md`` in the results folder."""
-    (exp_dir / CROSS_JSON).write_text(json.dumps(matrix, indent=1) + "\n")
-    (exp_dir / CROSS_MD).write_text(cross_dataset_markdown(matrix))
-
-
-def sync_up(outcome: SearchOutcome, location: str) -> None:
-    """Upload the local results (tables, study, report, the finalists' test predictions) to
-    the experiment's URI; Tune and Train have already written everything else there."""
-    storage.upload(outcome.experiment_dir, location, skip=(tables.TRAIN_RUNS,))
-    pattern = f"*/{CHECKPOINT_GLOB}/{TEST_PREDICTIONS}"  # trial folders, then Train runs
-    for path in [*outcome.experiment_dir.glob(pattern),
-                 *outcome.experiment_dir.glob(f"{tables.TRAIN_RUNS}/{pattern}")]:
-        rel = path.relative_to(outcome.experiment_dir).as_posix().split("/")
-        storage.upload_file(path, storage.join(location, *rel))
-    outcome.remote = location
-
-
-def run_search(cfg: ExperimentConfig, *, resume: bool = False, verbose: bool = False,
-               evaluate_test: bool = True) -> SearchOutcome:
-    """Run (or resume) a search end to end; see the module docstring."""
-    cfg = ensure_demo_shards(cfg)
-    resolve_shards(cfg)
-    resolve_extra_sources(cfg)
-    # Reject typos in the space, experiment values it would replace and seeded points
-    # that do not fit it, before any cluster starts.
-    check_points(cfg.search.points_to_evaluate, space_for(cfg))
-    init_ray(cfg, verbose=verbose)
-    cfg = resolve_runtime(cfg)
-    check_fits(cfg)
-    if not verbose:
-        # Our ProgressPrinter replaces Tune's banner and status tables, and Optuna's INFO lines.
-        os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        # The finalists' evaluation streams in this process: no Ray Data progress tables.
-        quiet_ray_data()
-    tuner = build_tuner(cfg, resume=resume, verbose=verbose)
-    with _interruption() as interrupted:
-        results = tuner.fit()
-    if cfg.cluster.num_workers > 1:  # DDP trials' worker groups, whatever stopped them
-        sweep()
-    unfinished = unfinished_trials(results.experiment_path) if interrupted else set()
-    outcome = finish(cfg, results, evaluate_test=evaluate_test, unfinished=unfinished)
-    outcome.interrupted = bool(interrupted)
-    return outcome
+    return Tables(exp_dir, trials, history, finalists)
 
 
 class _TuneInterruptFilter(logging.Filter):
@@ -676,7 +574,6 @@ def unfinished_trials(experiment_path: str) -> set[str]:
     return {t.trial_id for t in trials if t.status not in ProgressPrinter.ENDED}
 
 
-__all__ = ["ProgressPrinter", "ResumableOptunaSearch", "SearchOutcome", "StudyUploader",
-           "build_tuner", "check_fits", "evaluate_finalists", "finalist_latency", "finish",
-           "max_concurrent", "run_search", "source_matrix",
-           "sync_up", "trials_that_fit", "unfinished_trials", "write_source_matrix"]
+__all__ = ["ProgressPrinter", "ResumableOptunaSearch", "SearchRun", "StudyUploader", "Tables",
+           "build_tuner", "check_fits", "max_concurrent", "search", "trials_that_fit",
+           "unfinished_trials", "write_tables"]

@@ -1,4 +1,4 @@
-"""Tests for the embedded synthetic demo data set (search/data/demo.py).
+"""Tests for the embedded synthetic demo data set (search/data/demo_painter.py, search/data/demo.py).
 
 Besides layout and determinism, this checks that the set is a *useful* benchmark: a small CNN
 learns it, a bad learning rate does not, and global colour statistics carry no label signal.
@@ -14,14 +14,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from search.data.demo import (
+from search.data.demo import ensure_demo_shards
+from search.data.demo_painter import (
     DEFAULT_DIFFICULTY,
     FACES_DIR,
     GRID_AMPLITUDE,
     GRIDS,
     METADATA_COLUMNS,
     add_grid,
-    ensure_demo_shards,
     make_fake,
     make_real,
     write_demo_source,

@@ -162,9 +162,9 @@ def test_bad_input_corpus_is_counted_with_reasons(tmp_path):
     src = tmp_path / "bad"
     rng = np.random.default_rng(0)
     rgb = Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8))
-    for i in range(4):  # enough good images of both classes
-        _save(rgb, src / "real" / f"ok{i}.jpg")
-        _save(rgb, src / "FAKE" / f"ok{i}.png")
+    for i in range(4):  # enough good images of both classes, all different (copies are dropped)
+        _save(Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)), src / "real" / f"ok{i}.jpg")
+        _save(Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)), src / "FAKE" / f"ok{i}.png")
     # odd but valid images: converted to RGB, kept
     _save(rgb.convert("L"), src / "real" / "grey.png")
     _save(rgb.convert("RGBA"), src / "real" / "rgba.png")

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-from search.train.models import (
+from search.model.registry import (
     STUDY_ARCHS,
     TIMM_PARAMS,
     CustomCNN,

@@ -60,8 +60,8 @@ def test_a_source_folder_without_validation_images_is_a_config_error(tmp_path, d
     cfg = load_config(None, [f"data.extra_sources={{b: {tmp_path}}}"])
     with pytest.raises(ConfigError, match=r"data.extra_sources.b: no prepared shards .*prepare"):
         resolve_extra_sources(cfg)
-    assert resolve_extra_sources(load_config(None, [f"data.extra_sources={{b: {demo_shards}}}"])) \
-        == {"b": str(demo_shards.resolve())}
+    opened = resolve_extra_sources(load_config(None, [f"data.extra_sources={{b: {demo_shards}}}"]))
+    assert {name: s.location for name, s in opened.items()} == {"b": str(demo_shards.resolve())}
 
 
 # ------------------------------------------------------------------ the figures, by hand

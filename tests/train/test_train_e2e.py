@@ -10,10 +10,13 @@ import pandas as pd
 import pytest
 
 from search.config import load_config
-from search.evaluate import load_checkpoint_model, predict_shards
+from search.evaluate import predict_shards
+from search.filenames import CONFIG, WEIGHTS
+from search.filenames import VAL_PREDICTIONS as PREDICTIONS
+from search.model.checkpoint import load_checkpoint_model
 from search.train.driver import train_one
 from search.train.metrics import detector_metrics
-from search.train.worker import CONFIG, PREDICTIONS, WEIGHTS, lr_factor
+from search.train.worker import lr_factor
 
 
 def _cfg(shards: Path, storage: Path, *extra: str):

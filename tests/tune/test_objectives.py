@@ -119,7 +119,7 @@ def test_no_objectives_no_pareto_section(model_results):
 
 
 def test_a_finalist_that_cannot_be_timed_is_recorded_not_fatal(tmp_path):
-    from search.tune.tuner import finalist_latency
+    from search.evaluate.finalists import finalist_latency
 
     finalists = pd.DataFrame({"trial_id": ["gone"], "checkpoint": [str(tmp_path / "missing")]})
     with pytest.warns(UserWarning, match="no latency for trial gone"):

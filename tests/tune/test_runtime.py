@@ -41,7 +41,7 @@ def test_a_trial_reserves_its_data_cpus_beside_its_training():
 
 
 def test_a_trial_no_node_can_hold_is_refused_before_any_trial(demo_shards, tmp_path, ray_cluster):
-    from search.tune.tuner import run_search
+    from search.study import run_search
 
     cfg = load_config(ROOT / "examples" / "tiny.yaml", [
         f"data.shards={demo_shards}", f"cluster.storage_path={tmp_path}",
@@ -54,7 +54,7 @@ def test_a_trial_no_node_can_hold_is_refused_before_any_trial(demo_shards, tmp_p
 def test_max_concurrent_above_what_fits_is_obeyed_without_starving(demo_shards, tmp_path,
                                                                   ray_cluster, capsys):
     """5 CPUs, 2 per trial: 2 trials fit; a cap of 4 is obeyed, the rest wait their turn."""
-    from search.tune.tuner import run_search
+    from search.study import run_search
 
     cfg = load_config(ROOT / "examples" / "tiny.yaml", [
         f"data.shards={demo_shards}", f"cluster.storage_path={tmp_path}", "optim.epochs=1",
@@ -185,7 +185,7 @@ def test_a_killed_trial_resumes_from_its_checkpoint(tmp_path, demo_shards, ray_c
 _LEAK_CHECK = textwrap.dedent("""
     import sys, time, ray
     from search.config import load_config
-    from search.tune.tuner import run_search
+    from search.study import run_search
     dashboard = sys.argv[1] == "on"
     ray.init(address="local", num_cpus=4, include_dashboard=dashboard, log_to_driver=False,
              logging_level="WARNING")

@@ -118,7 +118,7 @@ def test_searching_frozen_stages_without_weights_is_an_error(spec):
 def test_custom_cnn_trials_train_from_scratch_and_weight_files_name_the_arch():
     """custom_cnn has no pretrained weights (its builder refuses any): its trials get
     pretrained=False; a timm trial gets the experiment's file with {arch} filled in."""
-    from search.train.models import create_model
+    from search.model.registry import create_model
 
     space = build_space(None, pretrained="/weights/{arch}.safetensors")
     # not a parameter of its own: the trials table (one column per space key) would mix
@@ -163,7 +163,7 @@ def test_batch_size_is_the_experiments_not_searched():
 def test_conv_blocks_only_as_deep_as_the_input_allows(size, deepest):
     """Each custom_cnn block halves the image: the default range is cut where the model
     would fail to build, and the bound is exactly the model's own."""
-    from search.train.models import create_model
+    from search.model.registry import create_model
 
     space = build_space(None, input_size=size)
     assert space["conv_blocks"].high == deepest and space["conv_blocks"].low == 2
@@ -267,7 +267,7 @@ def test_run_search_refuses_a_replaced_value_before_starting_ray(demo_shards, tm
         raise AssertionError("the search started Ray: the check came too late")
 
     monkeypatch.setattr(tuner, "init_ray", no_ray)  # a missed check fails fast, runs nothing
-    run_search = tuner.run_search
+    from search.study import run_search
     started = ray.is_initialized()
     cfg = load_config(EXAMPLES / "tiny.yaml", [f"data.shards={demo_shards}",
                                                f"cluster.storage_path={tmp_path}",

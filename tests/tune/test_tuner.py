@@ -18,8 +18,8 @@ import pytest
 import torch
 
 from search.config import ConfigError, load_config
-from search.evaluate import load_checkpoint_model
-from search.predict import load_model
+from search.model.checkpoint import load_checkpoint_model
+from search.model.folder import load_model
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -64,7 +64,7 @@ def test_resume_command_repeats_the_arguments():
 def test_run_search_rejects_a_bad_point_before_starting_ray(demo_shards, tmp_path):
     import ray
 
-    from search.tune.tuner import run_search
+    from search.study import run_search
 
     started = ray.is_initialized()
     cfg = load_config(EXAMPLES / "tiny.yaml",

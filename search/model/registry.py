@@ -11,7 +11,7 @@ Two kinds of builders live behind :func:`create_model`, in the style of timm's r
   other ``timm.list_models()`` name): a timm backbone without its classifier plus our own
   binary head, with optional stage freezing and offline pretrained weights from a local file.
 
-Imports: timm is imported inside the functions that build timm models: config validation
+Imports: timm is imported inside the functions that build timm models: the search space
 reads the registry's layer settings (model_params) without loading timm.
 """
 
@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from search.config import did_you_mean
+from search.config import ModelConfig, did_you_mean
 
 # timm (and the torchvision and torch._dynamo it pulls in) costs ~1.4 s per process: it is
 # imported where a timm model is touched, so a custom-CNN trial's workers never pay for it.
@@ -42,6 +42,7 @@ __all__ = [
     "TimmBinaryClassifier",
     "register_model",
     "list_models",
+    "layer_kwargs",
     "model_params",
     "create_model",
     "data_config",
@@ -148,6 +149,13 @@ def model_params(arch: str) -> tuple[str, ...]:
     if _is_timm_model(arch):
         return TIMM_PARAMS
     raise _unknown(arch)
+
+
+def layer_kwargs(model: ModelConfig) -> dict[str, Any]:
+    """The layer settings of a model config that its architecture accepts (the others do
+    not apply to it): what ``create_model`` gets and a model folder records as ``layers``."""
+    return {name: getattr(model, name) for name in model_params(model.arch)
+            if hasattr(model, name)}
 
 
 def create_model(

@@ -2,7 +2,7 @@
 
 One figure, measured one way everywhere (the search's trials, its finalists, the exported
 model card), so that figures compare between models: the model is exported to ONNX by
-:func:`search.export.export_onnx` (the export a deployment gets, checked against PyTorch),
+:func:`search.model.onnx.export_onnx` (the export a deployment gets, checked against PyTorch),
 then one random image at the model's input size (batch 1) is run ``warmup`` times untimed
 and ``repeats`` times timed, on the CPU execution provider with **one intra-op and one
 inter-op thread**. One thread keeps the figure about the model, not about how many cores a
@@ -14,8 +14,8 @@ figure a trial reports during the search (:data:`IN_SEARCH`) is measured while o
 share the machine, so it is noisy; the finalists' figure (:data:`FINAL`), measured after the
 search with nothing else running, is the one to quote.
 
-Imports: torch, the export and the model loader are imported where a model is exported:
-this module is imported by the training loop, and :mod:`search.export` imports it back.
+Imports: torch and the ONNX exporter are imported where a model is exported, so that timing
+an ONNX file (export's model card) loads no torch.
 """
 
 from __future__ import annotations
@@ -31,13 +31,9 @@ from typing import Any
 
 import numpy as np
 
-from search.formats import ONNX
+from search.catalog import LATENCY_COST_S, LATENCY_MS, LATENCY_P90_MS
+from search.filenames import ONNX
 
-#: The objective name a trial reports its latency under (``search.objectives``).
-LATENCY_METRIC = "latency_ms"
-#: What a trial reports beside it: the p90 and what measuring cost it (export + timing, s).
-LATENCY_P90 = "latency_p90_ms"
-LATENCY_COST = "latency_cost_s"
 THREADS = 1  # intra-op and inter-op threads of every measurement: see the module docstring
 
 
@@ -98,8 +94,8 @@ class Latency:
 
     def metrics(self) -> dict[str, float]:
         """What a trial reports every epoch (few keys: Tune keeps bookkeeping per key)."""
-        return {LATENCY_METRIC: self.median_ms, LATENCY_P90: self.p90_ms,
-                LATENCY_COST: self.export_s + self.timing_s}
+        return {LATENCY_MS: self.median_ms, LATENCY_P90_MS: self.p90_ms,
+                LATENCY_COST_S: self.export_s + self.timing_s}
 
     def describe(self) -> str:
         """``1.23 ms median (p90 1.30 ms), batch 1, 1 thread, onnxruntime 1.x, CPU, <cpu>``."""
@@ -159,7 +155,7 @@ def onnx_latency(path: str | Path, input_size: int, protocol: Protocol = FINAL) 
 def model_latency(model: Any, input_size: int, protocol: Protocol = FINAL) -> Latency:
     """The latency per image of a PyTorch model, exported to a temporary ONNX file first
     (by the project's export, parity-checked); ``export_s`` says what the export cost."""
-    from search.export import export_onnx  # imports this module: see the module docstring
+    from search.model.onnx import export_onnx
 
     with tempfile.TemporaryDirectory(prefix="latency-") as tmp:
         t0 = time.perf_counter()
@@ -171,13 +167,13 @@ def model_latency(model: Any, input_size: int, protocol: Protocol = FINAL) -> La
 
 def checkpoint_latency(checkpoint_dir: str | Path, protocol: Protocol = FINAL) -> Latency:
     """The latency of a trial's checkpoint, rebuilt by the one model loader of every command
-    (:func:`search.evaluate.load_checkpoint_model`) at the input size it was trained at."""
-    from search.evaluate import load_checkpoint_model
+    (:func:`search.model.checkpoint.load_checkpoint_model`) at the input size it was trained at."""
+    from search.model.checkpoint import load_checkpoint_model
 
     model, meta = load_checkpoint_model(checkpoint_dir)
     return model_latency(model, int(meta["input"]["input_size"]), protocol)
 
 
-__all__ = ["FINAL", "IN_SEARCH", "LATENCY_COST", "LATENCY_METRIC", "LATENCY_P90",
-           "THREADS", "Latency", "Protocol", "checkpoint_latency", "model_latency",
+__all__ = ["FINAL", "IN_SEARCH", "THREADS", "Latency", "Protocol", "checkpoint_latency",
+           "model_latency",
            "onnx_latency"]

@@ -1,28 +1,25 @@
-"""Evaluation: a trained model on prepared splits, with the full detector metric set.
-
-One module for both ways a model is evaluated:
+"""Scoring a trained model on prepared splits, with the full detector metric set.
 
 - a trial's checkpoint on one split (:func:`evaluate_checkpoint`, :func:`evaluate_remote`):
   the finalists' test-split numbers after a search (the test split is never seen while
   choosing), as a Ray task so that on a GPU cluster it lands on a GPU node;
-- a model folder (exported or a checkpoint) on one or several prepared sets
-  (:func:`evaluate_model`, :func:`cross_dataset`): ``deepfake-search evaluate`` and its
-  trained-on x tested-on matrix, written as ``cross_dataset.md`` / ``.json``;
+- a model folder (exported or a checkpoint) on a prepared set (:func:`evaluate_model`):
+  ``deepfake-search evaluate``;
 - a model under perturbations (:func:`evaluate_robustness`): AUC after JPEG re-compression
   (quality 75, 50) and a downscale-upscale by 2, and its drop;
 - a search's finalist (:func:`evaluate_finalist`, :func:`finalist_remote`): its test metrics,
   predictions and robustness from one pass over the test split.
 
-Models are rebuilt by :func:`search.predict.build_torch_model`, the one loader of every
-command; predictions stream from the shards through the training stream (Ray Data).
+Models are rebuilt by the model layer's one loader (:mod:`search.model.folder`);
+predictions stream from the shards through the training stream (Ray Data) and are scored by
+the training loop's own inference step.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -37,55 +34,26 @@ from search import storage
 from search.cluster import connect
 from search.data.images import down_up, recompress_jpeg
 from search.data.prepare import manifest_hash, verify_shards
+from search.data.sets import dataset_name
 from search.data.stream import Normalize, eval_dataset
-from search.fmt import markdown_table, number
-from search.formats import (
-    CONFIG,
-    CROSS_JSON,
-    CROSS_MD,
-    EXPERIMENT,
-    TRIALS_CSV,
-    TRIALS_PARQUET,
-    json_safe,
-)
-from search.predict import (
+from search.display import number
+from search.model.checkpoint import RETRAIN, load_checkpoint, load_checkpoint_model
+from search.model.folder import (
     GIVEN_RULE,
-    ModelFolderError,
     ModelInfo,
     build_torch_model,
-    dataset_name,
     load_model,
     read_model_info,
 )
-from search.report.cross import DETAIL_COLUMNS, NOTE, detail_table, matrix_table, models
 from search.train.metrics import ECE_BINS, detector_metrics
 from search.train.worker import predict_split, score_batch
 
-#: The fix a broken checkpoint's error names (export and the test evaluation read them).
-RETRAIN = "pick another trial (--trial) or re-train"
 #: How format_metrics names detector_metrics' operating points.
 OPERATING_LABELS = {"TPR at FPR 1%": "tpr_at_fpr_1pct", "TPR at FPR 5%": "tpr_at_fpr_5pct",
                     "FPR at TPR 95%": "fpr_at_tpr_95pct"}
 #: Logical CPUs of a new local cluster: Ray Data's read tasks and decode actors each need
 #: whole CPUs, so a small machine gets at least four.
 LOCAL_CPUS = max(4, os.cpu_count() or 1)
-
-
-# ------------------------------------------------------------------ one checkpoint, one split
-def load_checkpoint_model(checkpoint_dir: str | Path) -> tuple[Any, dict[str, Any]]:
-    """A trial's model rebuilt from its checkpoint folder (safetensors + config.json), in
-    eval mode on CPU, and that config.json (``experiment``, ``input``, ``metrics``)."""
-    model, info = _checkpoint(checkpoint_dir)
-    return model, info.meta
-
-
-def _checkpoint(checkpoint_dir: str | Path) -> tuple[Any, ModelInfo]:
-    """A trial's model and its folder's description; an exported model is refused."""
-    info = read_model_info(checkpoint_dir, fix=RETRAIN)
-    if info.kind != "checkpoint":
-        raise ModelFolderError(f"{info.directory / CONFIG} is an exported model's config, not "
-                               f"a checkpoint's: {RETRAIN}")
-    return build_torch_model(info, fix=RETRAIN), info
 
 
 def _input(info: ModelInfo) -> dict[str, Any]:
@@ -299,7 +267,7 @@ def evaluate_finalist(checkpoint_dir: str | Path, shards: str | Path, split: str
     not once for the test metrics and again for the robustness table."""
     shards = storage.absolute(shards)
     verify_shards(shards)
-    model, info = _checkpoint(checkpoint_dir)
+    model, info = load_checkpoint(checkpoint_dir)
     scored = perturbed_predictions(model, _input(info), shards, split, conditions=conditions,
                                    batch_size=batch_size)
     preds = scored[["id", "label", CLEAN]].rename(columns={CLEAN: "p_fake"})
@@ -315,82 +283,7 @@ def finalist_remote(checkpoint_dir: str, shards: str, split: str = "test",
     return _on_a_gpu(evaluate_finalist, checkpoint_dir, shards, split)
 
 
-# ------------------------------------------------------------------ the cross-dataset matrix
-def find_results_dir(model_dir: str | Path) -> Path | None:
-    """The results folder a model folder lives in (an export/ or a trial checkpoint), if any."""
-    here = Path(model_dir).expanduser().resolve()
-    for parent in [here, *here.parents][:5]:
-        if (parent / EXPERIMENT).is_file() and (
-                (parent / TRIALS_PARQUET).is_file() or (parent / TRIALS_CSV).is_file()):
-            return parent
-    return None
-
-
-def _recorded_results_dir(info: ModelInfo) -> Path | None:
-    """The results folder an export was made from (config.json's ``results_dir``), when it is
-    still a results folder on this machine: ``export --out`` may put the model anywhere."""
-    recorded = (info.meta or {}).get("results_dir")
-    return find_results_dir(recorded) if recorded and Path(recorded).is_dir() else None
-
-
-def cross_dataset_markdown(matrix: dict[str, Any]) -> str:
-    """The trained-on x tested-on table (cells: accuracy / AUC) and a per-set detail table:
-    the same tables as the report's (:mod:`search.report.cross`), as markdown."""
-    grid = matrix_table(matrix)
-    out = ["# Cross-dataset evaluation", "", NOTE.format(split=matrix["split"]), "",
-           markdown_table(list(grid.columns), grid.to_numpy().tolist()), "",
-           "## Details", "",
-           markdown_table(DETAIL_COLUMNS, detail_table(matrix).to_numpy().tolist(), number),
-           "", "Models: " + "; ".join(f"{t}: `{m}`" for t, m in models(matrix).items()), ""]
-    return "\n".join(out)
-
-
-def _load_matrix(json_path: Path, split: str) -> dict[str, Any]:
-    """The matrix written there before for the same split (its rows are kept), else a new one."""
-    if json_path.is_file():
-        try:
-            old = json.loads(json_path.read_text())
-            if old.get("split") == split:
-                return old
-        except json.JSONDecodeError:
-            pass
-    return {"split": split, "rows": {}}
-
-
-def cross_dataset(model_dir: str | Path, sets: Sequence[str | Path], split: str = "test", *,
-                  out_dir: str | Path | None = None, threshold: float | None = None,
-                  threshold_rule: str | None = None) -> tuple[dict[str, Any], Path]:
-    """Evaluate a model on several prepared sets and write the cross-dataset matrix.
-
-    The matrix goes to ``<results>/cross_dataset.md`` (and ``.json``) when the model lives in
-    a results folder or was exported from one that is still here, else next to the model;
-    rows of earlier runs there (models trained on other sets) are kept, so the matrix fills
-    up one model at a time.
-    """
-    if not sets:
-        raise ValueError("cross-dataset evaluation needs at least one prepared set")
-    info = read_model_info(model_dir)
-    if out_dir is None:
-        out_dir = (find_results_dir(info.directory) or _recorded_results_dir(info)
-                   or info.directory.parent)
-    out_dir = Path(out_dir)
-    json_path = out_dir / CROSS_JSON
-    matrix = _load_matrix(json_path, split)
-    row = matrix["rows"].setdefault(info.train_name, {"model": str(info.directory), "cells": {}})
-    row["model"] = str(info.directory)
-    for shards in sets:
-        metrics, _ = evaluate_model(info.directory, shards, split, threshold=threshold,
-                                    threshold_rule=threshold_rule)
-        row["cells"][metrics["data"]] = json_safe(metrics)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(matrix, indent=1) + "\n")
-    md_path = out_dir / CROSS_MD
-    md_path.write_text(cross_dataset_markdown(matrix))
-    return matrix, md_path
-
-
-__all__ = ["CLEAN", "LOCAL_CPUS", "OPERATING_LABELS", "PERTURBATIONS", "RETRAIN", "cross_dataset",
-           "cross_dataset_markdown", "evaluate_checkpoint", "evaluate_finalist", "evaluate_model",
-           "evaluate_remote", "evaluate_robustness", "finalist_remote", "find_results_dir",
-           "format_metrics", "load_checkpoint_model", "perturbed_predictions", "predict_shards",
+__all__ = ["CLEAN", "LOCAL_CPUS", "OPERATING_LABELS", "PERTURBATIONS", "evaluate_checkpoint",
+           "evaluate_finalist", "evaluate_model", "evaluate_remote", "evaluate_robustness",
+           "finalist_remote", "format_metrics", "perturbed_predictions", "predict_shards",
            "robustness_summary"]

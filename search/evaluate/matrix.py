@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from search.fmt import number
+from search.display import number
 
 CORNER = "trained on \\ tested on"
 NOTE = ("Rows: the data set a model was trained on; columns: the set it was tested on (split "
