@@ -30,7 +30,7 @@ import ray
 import torch
 from numpy.typing import ArrayLike
 
-from search import storage
+from search import catalog, storage
 from search.cluster import connect
 from search.data.images import down_up, recompress_jpeg
 from search.data.prepare import manifest_hash, verify_shards
@@ -64,7 +64,7 @@ def _input(info: ModelInfo) -> dict[str, Any]:
 
 def _test_threshold(meta: dict[str, Any]) -> float | None:
     """The threshold a checkpoint's test metrics are read at: its validation one, if saved."""
-    return meta.get("metrics", {}).get("val_threshold")
+    return meta.get("metrics", {}).get(catalog.val("threshold"))
 
 
 def predict_shards(model: Any, meta: dict[str, Any], shards: str | Path, split: str,

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from search import catalog
 from search.config import ConfigError, config_from_dict
 from search.data.prepare import load_manifest, manifest_hash
 from search.data.sets import dataset_name
@@ -226,7 +227,8 @@ def _checkpoint_info(directory: Path, meta: dict[str, Any], fix: str) -> ModelIn
     except ConfigError as err:
         raise ModelFolderError(f"{cfg_path} 'experiment': {err}") from None
     metrics = meta.get("metrics") if isinstance(meta.get("metrics"), dict) else {}
-    threshold = _threshold(metrics.get("val_threshold"), f"{cfg_path} metrics.val_threshold")
+    key = catalog.val("threshold")
+    threshold = _threshold(metrics.get(key), f"{cfg_path} metrics.{key}")
     image_size, name, digest = _training_set(cfg.data.shards)
     return ModelInfo(
         directory=directory, kind="checkpoint", arch=cfg.model.arch,

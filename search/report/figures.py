@@ -17,6 +17,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from sklearn.metrics import auc, average_precision_score, precision_recall_curve, roc_curve
 
+from search import catalog
 from search.data.layouts import FAKE, LABEL_NAMES, REAL
 from search.display import number
 from search.evaluate.matrix import tested_on
@@ -112,7 +113,8 @@ def curves(by_split: dict[str, list[Curve]], out: Path) -> str:
 def learning(history: pd.DataFrame, top: pd.DataFrame, colours: dict[str, str], metric: str,
              out: Path) -> str:
     """Validation AUC (and the search metric) and training loss per epoch of the top trials."""
-    panels = ["val_auc", *([metric] if metric != "val_auc" and metric in history else []),
+    auc = catalog.val("auc")
+    panels = [auc, *([metric] if metric != auc and metric in history else []),
               "train_loss"]
     panels = [p for p in panels if p in history]
     fig = _figure(4.6 * len(panels) + 0.5, 3.8)
@@ -157,7 +159,7 @@ def importances(imp: dict[str, dict[str, float]], out: Path) -> str:
 def slices(trials: pd.DataFrame, params: Sequence[str], metric: str, colours: dict[str, str],
            out: Path) -> str:
     """Each sampled parameter against the trial's best validation metric, by architecture."""
-    col = f"best_{metric}"
+    col = catalog.best(metric)
     ok = trials[trials[col].notna()] if col in trials else trials.iloc[0:0]
     ncols = min(3, len(params))
     nrows = math.ceil(len(params) / ncols)

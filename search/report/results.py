@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from search import filenames
+from search import catalog, filenames
 from search.config import ConfigError, ExperimentConfig, config_from_dict, trial_param_section
 from search.tune.importance import param_importances
 from search.tune.tables import finalists, with_latency
@@ -44,7 +44,7 @@ class Results:
     @property
     def best_column(self) -> str:
         """The trials table's column of each trial's best validation ``metric``."""
-        return f"best_{self.metric}"
+        return catalog.best(self.metric)
 
     @property
     def out(self) -> Path:
