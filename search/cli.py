@@ -142,7 +142,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from search import storage
+    from search import catalog, storage
     from search.paths import check_folder_name
 
     if args.name is not None:
@@ -158,8 +158,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     with _sigterm_as_sigint(ray=True):
         init_ray(cfg)
         result = train_one(cfg, name=args.name)
-    cols = ["epoch", "train_loss", "val_accuracy", "val_precision", "val_recall", "val_f1",
-            "val_auc", "val_eer", "val_tp", "val_tn", "val_fp", "val_fn", "epoch_time_s"]
+    cols = ["epoch", "train_loss", *(catalog.val(m) for m in (
+        "accuracy", "precision", "recall", "f1", "auc", "eer", "tp", "tn", "fp", "fn")),
+            "epoch_time_s"]
     frame = result.metrics_dataframe
     print(frame[[c for c in cols if c in frame]].to_string(index=False, float_format="%.4f"))
     print(f"checkpoint: {result.checkpoint.path if result.checkpoint else '-'}")
@@ -357,18 +358,25 @@ def _sigterm_as_sigint(*, ray: bool = False) -> Iterator[None]:
 
     ``ray``: ``ray.init`` installs a SIGTERM handler of its own in the driver
     (``sys.exit(15)``, which tears Tune down mid-step: Ray's native stack dump, exit 134);
-    while inside, it is kept from replacing this one.
+    while inside, it is kept from replacing this one. Ray's native failure handler (Abseil's)
+    still sees a SIGTERM first: it prints a stack dump, passes the signal on to this handler
+    and arms a 3-second alarm that aborts the process, assuming it is dying; the alarm is
+    cancelled here (without that: SIGABRT, exit 134, while Tune was still writing).
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     owner = os.getpid()
+    alarm_handler = signal.getsignal(signal.SIGALRM)
 
     def on_sigterm(signum: int, frame: Any) -> None:
         if os.getpid() != owner:  # a forked child: end as SIGTERM asks
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             os.kill(os.getpid(), signal.SIGTERM)
             return
+        if ray and _ray_is_initialized():  # Ray's failure handler armed its abort: disarm
+            signal.alarm(0)
+            signal.signal(signal.SIGALRM, alarm_handler)
         _RECEIVED.append(signal.SIGTERM)
         signal.raise_signal(signal.SIGINT)
 
@@ -380,6 +388,12 @@ def _sigterm_as_sigint(*, ray: bool = False) -> Iterator[None]:
             yield
         finally:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _ray_is_initialized() -> bool:
+    """Whether this process is connected to Ray (without importing Ray to find out)."""
+    module = sys.modules.get("ray")
+    return bool(module is not None and module.is_initialized())
 
 
 @contextlib.contextmanager
