@@ -84,10 +84,10 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from search.predict import format_predictions, predict_paths, write_predictions
+    from search.predict import check_out, format_predictions, predict_paths, write_predictions
 
-    if args.out and Path(args.out).suffix.lower() not in (".csv", ".json"):
-        raise ValueError(f"--out {args.out}: use a .csv or .json file name")
+    if args.out:
+        check_out(args.out)  # before any image is scored
     frame = predict_paths(args.model, args.paths, threshold=args.threshold,
                           target_fpr=args.target_fpr, batch_size=args.batch_size,
                           backend=args.backend,

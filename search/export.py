@@ -47,6 +47,7 @@ from search.filenames import (
     TRIALS_PARQUET,
     VAL_PREDICTIONS,
     WEIGHTS,
+    checkpoint_in,
     file_sha256,
     json_safe,
 )
@@ -150,15 +151,19 @@ def choose_trial(results_dir: str | Path, *, trial_id: str | None = None,
         ranked = usable[usable[column].notna()].sort_values(
             column, ascending=(mode == "min"), kind="stable")
         best = ranked.iloc[0]
-    checkpoint = Path(str(best["checkpoint"]))
+    # The checkpoint inside *this* results folder, wherever the table was written: a copied
+    # or moved folder exports its own weights, never the original's.
+    checkpoint = checkpoint_in(results_dir, best["checkpoint"])
     if metric != cfg.search.metric:
         other, _ = best_checkpoint(results_dir, best["trial_id"], metric, mode)
         checkpoint = other or checkpoint
     if not (checkpoint / WEIGHTS).is_file():
         _fetch_from_storage(cfg, results_dir, checkpoint)
     if not (checkpoint / WEIGHTS).is_file():
-        raise FileNotFoundError(f"trial {best['trial_id']}'s checkpoint {checkpoint} has no "
-                                f"{WEIGHTS}: was the results folder moved or cleaned?")
+        raise FileNotFoundError(
+            f"trial {best['trial_id']}'s checkpoint {checkpoint} has no {WEIGHTS}: the results "
+            f"folder {results_dir} does not hold it (copied or moved without its trial folders, "
+            "or cleaned); copy the trial folders too, or export from the original folder")
     return best, checkpoint, metric, mode
 
 
@@ -194,7 +199,7 @@ def _test_metrics(results_dir: Path, trial_id: str, checkpoint: Path,
                   finalist_checkpoint: str, threshold: float) -> dict[str, Any] | None:
     """The trial's test-split metrics, when the search evaluated this very checkpoint."""
     path = results_dir / TEST_METRICS
-    if path.is_file() and str(checkpoint) == finalist_checkpoint:
+    if path.is_file() and checkpoint == checkpoint_in(results_dir, finalist_checkpoint):
         test = json.loads(path.read_text()).get(trial_id)
         if test:
             return test
@@ -515,11 +520,28 @@ def model_card(config: dict[str, Any], metrics: dict[str, Any], files: dict[str,
     return "\n".join(lines)
 
 
+#: The files an export writes: the only ones it ever replaces in ``--out`` (config.json
+#: last, since it is what marks a folder as an export).
+OWNED = (WEIGHTS, ONNX_FILE, METRICS_FILE, CARD, CONFIG)
+
+
 def _check_out(out: Path) -> None:
-    """Refuse to replace a folder that is not a previous export."""
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not _is_export(out))):
-        raise ValueError(f"{out} exists and is not an exported model folder; choose another "
-                         "--out (an earlier export there would be replaced)")
+    """Refuse an ``--out`` that is a file, or a folder with files that are not an export's:
+    an earlier export there is updated file by file, and anything else in it is kept."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file: give a folder (new, empty, or an earlier "
+                         "export)")
+    if out.is_dir() and any(out.iterdir()) and not _is_export(out):
+        raise ValueError(f"--out {out} is a folder that holds files and is not an exported "
+                         "model folder: choose a new or empty folder")
+
+
+def _install(staging: Path, out: Path) -> None:
+    """Move the staged files into ``out``, each replacing only its own earlier version: a
+    user's files beside an earlier export (scores, notes) stay where they are."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name in OWNED:
+        (staging / name).replace(out / name)
 
 
 def _is_export(path: Path) -> bool:
@@ -640,10 +662,7 @@ def export_model(results_dir: str | Path, *, trial_id: str | None = None,
         files = {name: file_sha256(staging / name) for name in (WEIGHTS, ONNX_FILE, CONFIG,
                                                              METRICS_FILE)}
         (staging / CARD).write_text(model_card(json_safe(config), json_safe(metrics), files))
-        staging.chmod(0o755)  # mkdtemp made it private; an export is meant to be shared
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
+        _install(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out

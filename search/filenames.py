@@ -50,6 +50,9 @@ REPORT_DIR = "report"
 REPORT_FILE = "report.html"
 TRIAL_PREFIX = "trial_"  # <experiment>/trial_<id>/: Tune's trial folder (TensorBoard, checkpoints)
 TRAIN_RUNS = "_train"  # <experiment>/_train/trial_<id>/: a multi-worker trial's Train run
+#: <trial folder>/history/epoch_000003.json: every epoch a trial reported, written by the
+#: trial itself before Tune hears of it (format: search.train.history)
+TRIAL_HISTORY = "history"
 
 # --- prepared shards
 MANIFEST = "manifest.json"
@@ -85,9 +88,35 @@ def trial_dirname(trial_id: str) -> str:
     return f"{TRIAL_PREFIX}{trial_id}"
 
 
+def relative_checkpoint(results_dir: str | Path, checkpoint: str | Path) -> str:
+    """How the trials table records a checkpoint folder: relative to the results folder
+    (``trial_<id>/checkpoint_<n>``, ``_train/trial_<id>/checkpoint_<n>``), so a results
+    folder moved, copied or archived still names its own checkpoints."""
+    return Path(checkpoint).relative_to(results_dir).as_posix()
+
+
+def checkpoint_in(results_dir: str | Path, recorded: Any) -> Path | None:
+    """The checkpoint folder a trials table's ``checkpoint`` names, inside ``results_dir``.
+
+    Relative (this version) it is joined to the results folder; absolute (tables of older
+    versions) it is re-rooted there by its trailing ``[_train/]trial_<id>/checkpoint_<n>``.
+    Never a folder outside ``results_dir``: a copied results folder must not read the
+    original's weights. ``None`` when nothing is recorded; whether the folder exists is for
+    the caller to check (a missing checkpoint is an error there)."""
+    if not isinstance(recorded, str | Path) or not str(recorded):
+        return None
+    path = Path(recorded)
+    if not path.is_absolute():
+        return Path(results_dir) / path
+    parts = path.parts
+    keep = 3 if len(parts) >= 3 and parts[-3] == TRAIN_RUNS else 2
+    return Path(results_dir).joinpath(*parts[-keep:])
+
+
 __all__ = [
     "CHECKPOINT_GLOB", "CONFIG", "CROSS_JSON", "CROSS_MD", "EXPERIMENT", "HISTORY", "LATENCY", "LEADERBOARD",
     "MANIFEST", "METRICS", "MODEL_CARD", "ONNX", "OPTUNA_DB", "REPORT_DIR", "REPORT_FILE", "ROBUSTNESS", "SPACE",
     "STATE", "TEST_METRICS", "TEST_PREDICTIONS", "TRAIN_RUNS", "TRIALS_CSV", "TRIALS_PARQUET",
-    "TRIAL_PREFIX", "VAL_PREDICTIONS", "WEIGHTS", "file_sha256", "json_safe", "trial_dirname",
+    "TRIAL_HISTORY", "TRIAL_PREFIX", "VAL_PREDICTIONS", "WEIGHTS", "checkpoint_in", "file_sha256", "json_safe",
+    "relative_checkpoint", "trial_dirname",
 ]

@@ -318,22 +318,57 @@ def predict_paths(model_dir: str | Path, paths: Iterable[str | Path], *,
     return frame
 
 
+#: Characters that make a spreadsheet read a cell as a formula (CSV injection, OWASP).
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(text: Any) -> Any:
+    """A cell a spreadsheet shows as text: a leading ``'`` before a formula character (a file
+    named ``=HYPERLINK(...).jpg`` must not run when predict's CSV is opened)."""
+    return f"'{text}" if isinstance(text, str) and text.startswith(FORMULA_START) else text
+
+
+def check_out(out: str | Path) -> Path:
+    """``--out`` checked before any image is scored: a .csv or .json name, a name the file
+    system takes, in a folder that exists (or can be made) and is writable; a ValueError
+    naming it and the fix otherwise. The scoring is never lost to a bad output path."""
+    out = Path(out).expanduser()
+    if len(out.name.encode()) > 255:
+        raise ValueError(f"--out {out.name[:40]}...: the file name is longer than 255 bytes")
+    if out.is_dir():
+        raise ValueError(f"--out {out} is a folder: give a file name such as {out / 'scores.csv'}")
+    if out.suffix.lower() not in (".csv", ".json"):
+        raise ValueError(f"--out {out}: use a .csv or .json file name")
+    folder = out.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {out}: {folder} is not a writable folder; write the "
+                         "predictions somewhere you can write to")
+    try:  # what os.access cannot see (a read-only or pseudo file system such as /proc)
+        fd, probe = tempfile.mkstemp(prefix=".predict-check-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise ValueError(f"--out {out}: cannot write in {folder} ({err.strerror or err})") from None
+    return out
+
+
 def write_predictions(frame: pd.DataFrame, out: str | Path) -> Path:
     """Write predictions as CSV or JSON (chosen by the file's extension).
 
     Written to a temporary file beside ``out`` and renamed: a failure leaves an earlier
-    ``out`` as it was, never half-written.
+    ``out`` as it was, never half-written. In the CSV, paths that a spreadsheet would run as
+    a formula are quoted (:func:`spreadsheet_safe`).
     """
-    out = Path(out)
+    out = check_out(out)
     suffix = out.suffix.lower()
-    if suffix not in (".csv", ".json"):
-        raise ValueError(f"--out {out}: use a .csv or .json file name")
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}-", dir=out.parent)
     os.close(fd)
     try:
         if suffix == ".csv":
-            frame.to_csv(tmp, index=False)
+            frame.assign(path=frame["path"].map(spreadsheet_safe)).to_csv(tmp, index=False)
         else:
             records = json_safe(frame.to_dict(orient="records"))  # NaN p_fake: null
             Path(tmp).write_text(json.dumps(records, indent=1) + "\n")
@@ -368,5 +403,6 @@ def format_predictions(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["COLUMNS", "Preprocessor", "choose_threshold", "expand_paths", "format_predictions",
-           "iter_predictions", "make_scorer", "predict_paths", "write_predictions"]
+__all__ = ["COLUMNS", "FORMULA_START", "Preprocessor", "check_out", "choose_threshold",
+           "expand_paths", "format_predictions", "iter_predictions", "make_scorer",
+           "predict_paths", "spreadsheet_safe", "write_predictions"]

@@ -71,13 +71,32 @@ def test_robustness_summary_by_hand() -> None:
         robustness_summary(y, {"jpeg": [0.1, 0.2, 0.8, 0.9]}, 0.5)
 
 
+def test_the_table_rounds_like_its_neighbours() -> None:
+    """Every figure at three decimals, as the leaderboard prints its metrics: a drop of
+    -0.0001413 (the perturbation helped, by noise) reads 0.000, never -0.0001413 or -0.000;
+    a missing figure stays missing."""
+    from search.tune.tables import markdown
+
+    conditions = {"clean": {"auc": 0.8402587, "auc_drop": 0.0, "balanced_accuracy": 0.70561,
+                            "tpr_at_fpr_5pct": 0.4231},
+                  "jpeg_q75": {"auc": 0.8404, "auc_drop": -0.0001413, "balanced_accuracy": None,
+                               "tpr_at_fpr_5pct": 0.000417}}
+    table = robustness_table({"a1": {"conditions": conditions}})
+    assert table.values.tolist() == [["a1", "clean", 0.84, 0.0, 0.706, 0.423],
+                                     ["a1", "JPEG quality 75", 0.84, 0.0, None, 0.0]]
+    assert math.copysign(1, table["drop"].iloc[1]) == 1  # 0.0, not -0.0
+    text = markdown(table)
+    assert "| a1 | JPEG quality 75 | 0.840 | 0.000 | — | 0.000 |" in text, text
+    assert "-0.0" not in text and "0.0001" not in text and "0.0004" not in text
+
+
 def test_a_model_on_the_demo_test_split(model_results: Path, demo_shards: Path,
                                         ray_cluster) -> None:
     """Perturbed before normalisation: an all-black condition gives every image the same
     score (AUC exactly 0.5); the clean column is what the test evaluation itself scores."""
     from search.evaluate import evaluate_checkpoint
 
-    checkpoint = pd.read_parquet(model_results / "trials.parquet")["checkpoint"].iloc[0]
+    checkpoint = model_results / pd.read_parquet(model_results / "trials.parquet")["checkpoint"].iloc[0]
     conditions = {**PERTURBATIONS, "black": np.zeros_like}
     result = evaluate_robustness(checkpoint, demo_shards, "test", conditions=conditions)
     assert result["n"] == 120 and result["split"] == "test"
@@ -124,7 +143,7 @@ def test_a_finalist_is_scored_in_one_pass(model_results: Path, demo_shards: Path
     from search.model.checkpoint import load_checkpoint_model
     from search.tune.tables import finalists
 
-    chosen = finalists(pd.read_parquet(model_results / "trials.parquet"), "val_auc")
+    chosen = finalists(pd.read_parquet(model_results / "trials.parquet"), "val_auc", model_results)
     # Copies: the finalist evaluation writes test_predictions.csv beside each checkpoint.
     copies = [shutil.copytree(c, tmp_path / f"ckpt{i}") for i, c in enumerate(chosen["checkpoint"])]
     reference = {}

@@ -17,6 +17,7 @@ import torch
 from search.config import config_from_dict
 from search.data.prepare import manifest_hash
 from search.export import choose_trial, export_model, fetch_test_predictions
+from search.filenames import checkpoint_in
 from search.model.checkpoint import load_checkpoint_model, read_predictions
 from search.model.folder import load_model, read_model_info
 from search.model.onnx import ExportError, export_onnx
@@ -31,7 +32,9 @@ def _best_trial(results: Path) -> pd.Series:
     trials = pd.read_parquet(results / "trials.parquet")
     ok = trials[(trials["status"] != "ERROR") & trials["checkpoint"].astype(bool)
                 & trials[f"best_{metric}"].notna()]
-    return ok.sort_values(f"best_{metric}", ascending=False, kind="stable").iloc[0]
+    best = ok.sort_values(f"best_{metric}", ascending=False, kind="stable").iloc[0].copy()
+    best["checkpoint"] = str(checkpoint_in(results, best["checkpoint"]))  # recorded relative
+    return best
 
 
 def test_export_writes_a_self_describing_folder(exported: Path, model_results: Path) -> None:
@@ -121,10 +124,10 @@ def test_export_user_errors(model_results: Path, tmp_path: Path) -> None:
 
 
 def test_onnx_parity_failure_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from search import export
+    from search.model import onnx
     from search.model.registry import create_model
 
-    monkeypatch.setattr(export, "ONNX_TOLERANCE", -1.0)  # any difference is now too much
+    monkeypatch.setattr(onnx, "ONNX_TOLERANCE", -1.0)  # any difference is now too much
     model = create_model("custom_cnn", input_size=16, conv_blocks=1, base_width=4, dense_units=0)
     with pytest.raises(ExportError, match="disagree"):
         export_onnx(model, 16, tmp_path / "m.onnx")

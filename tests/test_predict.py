@@ -158,7 +158,7 @@ def test_checkpoint_folders_load_without_unpickling(model_results: Path, mixed: 
     monkeypatch.setattr(torch, "load", refuse)
     monkeypatch.setattr(pickle, "load", refuse)
     monkeypatch.setattr(pickle, "loads", refuse)
-    checkpoint = pd.read_parquet(model_results / "trials.parquet")["checkpoint"].iloc[0]
+    checkpoint = model_results / pd.read_parquet(model_results / "trials.parquet")["checkpoint"].iloc[0]
     assert (Path(checkpoint) / "trainer_state.pt").is_file()
     rows = predict_paths(checkpoint, [mixed / "good.png"])
     assert rows["error"].isna().all()
@@ -174,6 +174,7 @@ def test_expand_paths_streams_folders_in_order(mixed: Path) -> None:
     assert names[-1] == "nested.png"  # subfolders after the folder's own files
 
 
+@pytest.mark.ray  # evaluate streams the shards through Ray Data: it starts a cluster
 def test_evaluate_cross_dataset(exported: Path, demo_shards: Path, frames_shards: Path,
                                 model_results: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Trained on demo, tested on demo and on the real frames: one row, two columns."""
@@ -204,7 +205,7 @@ def test_evaluate_cross_dataset(exported: Path, demo_shards: Path, frames_shards
     assert "trained on \\ tested on" in text and info.train_name in text
     assert f"{frames_cell['accuracy_at_threshold']:.3f} / " in text
     # A checkpoint inside a results folder writes its matrix to that folder.
-    checkpoint = pd.read_parquet(model_results / "trials.parquet")["checkpoint"].iloc[0]
+    checkpoint = model_results / pd.read_parquet(model_results / "trials.parquet")["checkpoint"].iloc[0]
     assert find_results_dir(checkpoint) == model_results.resolve()
 
 

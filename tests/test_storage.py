@@ -81,10 +81,10 @@ def test_search_with_uri_storage(tmp_path: Path, demo_shards: Path, ray_cluster,
     assert len(trials) == 2 and set(trials["status"]) == {"COMPLETED"}
     # Checkpoints live in the URI; the finalists' are mirrored whole for test and export.
     assert list(remote.glob("trial_*/checkpoint_*/model.safetensors"))
-    for path in trials["checkpoint"]:
-        assert Path(path).is_relative_to(outcome.experiment_dir)
-        assert (Path(path) / "config.json").is_file()
-    best = Path(trials["checkpoint"].iloc[0])
+    for path in trials["checkpoint"]:  # recorded relative to the results folder
+        assert not Path(path).is_absolute()
+        assert (outcome.experiment_dir / path / "config.json").is_file()
+    best = outcome.experiment_dir / trials["checkpoint"].iloc[0]
     assert (best / "model.safetensors").is_file()
     assert list(remote.glob("trial_*/checkpoint_*/test_predictions.csv"))
     # TensorBoard's event files are written by Tune straight to the URI.

@@ -98,18 +98,10 @@ def searched_params(results_dir: Path, trials: pd.DataFrame) -> list[str]:
 
 
 def checkpoint_dir(results_dir: Path, path: Any) -> Path | None:
-    """A trial's checkpoint folder, also when the results folder was moved since (in the
-    trial's Tune folder, or under ``_train`` for a multi-worker trial)."""
-    if not isinstance(path, str) or not path:
-        return None
-    here = Path(path)
-    if here.is_dir():
-        return here
-    # Re-root <old experiment>/[_train/]trial_<id>/checkpoint_<n> under results_dir.
-    parts = here.parts
-    keep = 3 if len(parts) >= 3 and parts[-3] == filenames.TRAIN_RUNS else 2
-    moved = results_dir.joinpath(*parts[-keep:])
-    return moved if moved.is_dir() else None
+    """A trial's checkpoint folder in ``results_dir`` (:func:`search.filenames.checkpoint_in`:
+    also when the results folder was moved or copied since), ``None`` when it is not there."""
+    found = filenames.checkpoint_in(results_dir, path)
+    return found if found is not None and found.is_dir() else None
 
 
 def load_results(results_dir: str | Path) -> Results:

@@ -205,7 +205,7 @@ def test_run_exports_the_best_trial(tiny_search):
                 & trials["best_val_auc"].notna()]
     best = ok.sort_values("best_val_auc", ascending=False, kind="stable").iloc[0]
     assert config["trial_id"] == str(best["trial_id"])
-    reference, _ = load_checkpoint_model(best["checkpoint"])
+    reference, _ = load_checkpoint_model(tiny_search / best["checkpoint"])
     model, info = load_model(tiny_search / "export")
     x = torch.randn(4, 3, info.input_size, info.input_size, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
