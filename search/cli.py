@@ -143,7 +143,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from search import catalog, storage
-    from search.paths import check_folder_name
+    from search.config import check_folder_name
 
     if args.name is not None:
         check_folder_name(args.name, "--name")
@@ -185,7 +185,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from search import storage
-    from search.paths import check_folder_name
+    from search.config import check_folder_name
     from search.study import run_search
 
     if args.name is not None:

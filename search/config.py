@@ -99,6 +99,15 @@ class DataConfig(_Validated):
     jpeg_prob: float = 0.0  # probability of a random JPEG re-compression (quality 30-95)
     blur_prob: float = 0.0  # probability of a Gaussian blur (sigma 0.1-2.0)
     color_jitter: float = 0.0  # max relative brightness/contrast/saturation change
+    downup_prob: float = 0.0  # probability of a 2x downscale and bilinear upscale back
+    # Self-blended fakes (SBI; search/data/synthetic.py), made from REAL training images in
+    # the train stream: the share of the epoch's FAKE rows that are self-blends (0 = none,
+    # 1 = REAL images and their blends only); the mask, the blend ratios drawn from (a
+    # comma-separated list, so that a search can choose among sets) and the transforms.
+    synthetic: float = 0.0
+    blend_mask: Literal["ellipse"] = "ellipse"
+    blend_ratios: str = "0.25,0.5,0.75,1,1,1"
+    blend_transform: Literal["sbi", "colour", "quality", "none"] = "sbi"
     decode_workers: int = 0  # concurrent read+decode tasks per split; 0 = cluster.data_cpus
     cache_eval: bool = True  # decode validation once per trial when it fits the object store
     prefetch_batches: int = 2
@@ -117,6 +126,9 @@ class ModelConfig(_Validated):
     pretrained: bool | str = False  # True = timm hub weights, a path = local weights file
     input_size: int = 224  # the study's resize; ignored when native_input_size is true
     native_input_size: bool = False  # use the architecture's own input size instead
+    # What the network sees, a fixed module in front of it (search/model/transforms.py):
+    # rgb = the image; npr = x - nearest_up(nearest_down(x, 2)); highpass = x - 3x3 box blur
+    input_transform: Literal["rgb", "npr", "highpass"] = "rgb"
     # custom CNN
     conv_blocks: int = 3
     base_width: int = 32
@@ -524,6 +536,20 @@ def _name(v: str) -> str | None:
     return folder_name_problem(v)
 
 
+def check_folder_name(name: str, key: str) -> str:
+    """``name`` if it is a safe folder name, else a ConfigError naming ``key`` and the rule.
+
+    Every name the project turns into a folder goes through the one rule
+    (:func:`search.paths.folder_name_problem`): ``search.name`` through the config's rules,
+    ``run --name`` and ``train --name`` here, so ``../../x`` or ``/etc`` can never put a run
+    outside its storage folder.
+    """
+    problem = _name(name)
+    if problem:
+        raise ConfigError(f"{key} {problem}, not {name!r}")
+    return name
+
+
 def _not_empty(v: str) -> str | None:
     return None if v.strip() else "must not be empty"
 
@@ -536,6 +562,14 @@ def _sources(v: Mapping) -> str | None:
             return f"has the name {name!r}, reserved for the aggregate val_auc@{name}"
         if not isinstance(folder, str) or not folder.strip():
             return f"maps {name!r} to {folder!r}: give a prepared shard folder (or URI)"
+    return None
+
+
+def _blend_ratios(v: str) -> str | None:
+    try:
+        parse_blend_ratios(v)
+    except ConfigError as err:
+        return str(err)
     return None
 
 
@@ -566,7 +600,8 @@ _RULES: dict[str, Callable[[Any], str | None]] = {
     "data.ratio": _ratio, "data.jpeg_prob": _fraction, "data.blur_prob": _fraction,
     "data.color_jitter": _below_one, "data.decode_workers": _at_least(0),
     "data.prefetch_batches": _at_least(0), "data.extra_sources": _sources,
-    "data.extra_every": _at_least(1),
+    "data.extra_every": _at_least(1), "data.downup_prob": _fraction,
+    "data.synthetic": _fraction, "data.blend_ratios": _blend_ratios,
     "model.arch": _not_empty, "model.input_size": _at_least(16), "model.conv_blocks": _at_least(1),
     "model.base_width": _at_least(1), "model.kernel_size": _at_least(1),
     "model.dense_units": _at_least(1), "model.dropout": _below_one,
@@ -633,6 +668,23 @@ def parse_ratio(ratio: str) -> tuple[float, float] | None:
     return real, fake
 
 
+#: SBI's blend ratios: half of the blends at full strength, a sixth each at 0.25, 0.5, 0.75.
+SBI_BLEND_RATIOS: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0, 1.0, 1.0)
+
+
+def parse_blend_ratios(text: str) -> tuple[float, ...]:
+    """``data.blend_ratios``: ``"0.25,0.5,0.75,1,1,1"`` -> (0.25, 0.5, 0.75, 1.0, 1.0, 1.0);
+    each a number in (0, 1], at least one (repeats weight a value)."""
+    try:
+        values = tuple(float(x) for x in str(text).split(","))
+    except ValueError:
+        values = ()
+    if not values or not all(0 < v <= 1 for v in values):
+        raise ConfigError("must be comma-separated numbers in (0, 1], such as "
+                          "'0.25,0.5,0.75,1,1,1' (SBI's; repeat a value to draw it more often)")
+    return values
+
+
 __all__ = [
     "ClusterConfig",
     "ConfigError",
@@ -641,10 +693,12 @@ __all__ = [
     "ModelConfig",
     "OptimConfig",
     "SearchConfig",
+    "check_folder_name",
     "check_source_metric",
     "config_from_dict",
     "did_you_mean",
     "load_config",
+    "parse_blend_ratios",
     "parse_ratio",
     "trial_param_section",
     "validate",

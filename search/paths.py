@@ -54,21 +54,6 @@ def folder_name_problem(name: object) -> str | None:
     return None if ok else FOLDER_NAME_RULE
 
 
-def check_folder_name(name: str, key: str) -> str:
-    """``name`` if it is a safe folder name, else a ConfigError naming ``key`` and the rule.
-
-    Every name the project turns into a folder goes through here (``search.name`` through
-    the config's rule, ``run --name`` and ``train --name`` in the command line), so
-    ``../../x`` or ``/etc`` can never put a run outside its storage folder.
-    """
-    problem = folder_name_problem(name)
-    if problem:
-        from search.config import ConfigError
-
-        raise ConfigError(f"{key} {problem}, not {name!r}")
-    return name
-
-
 def default_source_dir(layout: str) -> Path:
     """Where a downloaded (or generated, for the demo) source is expected."""
     return project_root() / "datasets" / layout / "source"
@@ -84,6 +69,6 @@ def default_results_dir() -> Path:
     return project_root() / "results"
 
 
-__all__ = ["FOLDER_NAME", "FOLDER_NAME_RULE", "check_folder_name", "default_results_dir",
+__all__ = ["FOLDER_NAME", "FOLDER_NAME_RULE", "default_results_dir",
            "default_shards_dir", "default_source_dir", "folder_name_problem", "project_root",
            "resolve_user_path"]

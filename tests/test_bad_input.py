@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 
 from search.cli import main as cli
-from search.config import ConfigError, load_config
-from search.paths import FOLDER_NAME_RULE, check_folder_name
+from search.config import ConfigError, check_folder_name, load_config
+from search.paths import FOLDER_NAME_RULE
 
 # 405 bytes: nine levels of ten aliases each, 10**9 strings once expanded.
 BILLION_LAUGHS = """search:
