@@ -7,6 +7,14 @@ training device, where :class:`Normalize` turns them into normalised float32 NCH
 Validation and test keep their natural class balance and are never augmented, so every
 configuration is judged on exactly the same images.
 
+Self-blended fakes (``data.synthetic``, :mod:`search.data.synthetic`) are made in the same
+fused task, in the train split only: :class:`SelfBlendRows` (before decoding) drops a share
+of the epoch's FAKE rows and repeats REAL rows in their place, marked ``synthetic`` and
+labelled FAKE; :class:`DecodeBatch` then blends exactly the marked rows. Both draw from
+seeds keyed by the row id, the trial seed and the epoch, so an epoch is reproducible and
+the next one differs; with ``synthetic: 0`` neither step exists and the stream is what it
+was without the option.
+
 Imports: ray.data, torch and PIL are imported inside the functions that use them: predict
 imports DecodeBatch, and its ONNX path must load neither Ray nor torch
 (tests/test_imports.py).
@@ -25,8 +33,9 @@ import numpy as np
 import pandas as pd
 
 from search.config import DataConfig, parse_ratio
-from search.data.images import decode_batch
+from search.data.images import decode_batch, down_up
 from search.data.sets import PreparedSet, as_set
+from search.data.synthetic import BlendSpec, self_blend
 
 # Columns the training path reads; the others (source, width, height) stay on disk.
 _TRAIN_COLUMNS = ["image", "label", "id"]
@@ -93,6 +102,67 @@ class Undersample:
         return {k: np.asarray(v)[keep] for k, v in batch.items()}
 
 
+#: Salts of the per-row draws of :class:`SelfBlendRows` (the epoch is added to each).
+_DROP_SALT, _BLEND_SALT = 0x5B100000, 0x5B200000
+
+
+def blends_per_real(counts: dict[str, int], ratio: str, share: float) -> float:
+    """How many self-blends each kept REAL row of the train split spawns so that a share
+    ``share`` of the epoch's FAKE rows are self-blends and the REAL:FAKE ratio stays.
+
+    The epoch keeps R REAL and F FAKE rows (:func:`keep_probabilities`); with the option,
+    (1 - share) F real FAKE rows are kept and share * F blends made from the R REAL rows,
+    so R:F is unchanged. A train split without FAKE rows (the SBI recipe: REAL images only)
+    takes F from the ratio (R * b / a; 'natural' then means as many blends as REALs).
+    """
+    if share <= 0:
+        return 0.0
+    p_real, p_fake = keep_probabilities(counts, ratio)
+    real, fake = counts["REAL"] * p_real, counts["FAKE"] * p_fake
+    if real == 0:
+        raise ValueError("data.synthetic needs REAL images in the train split: self-blends "
+                         "are made from them, and this split has none")
+    if fake == 0:
+        parsed = parse_ratio(ratio)
+        fake = real * (parsed[1] / parsed[0] if parsed else 1.0)
+    return share * fake / real
+
+
+@dataclass(frozen=True)
+class SelfBlendRows:
+    """Before decoding: replace a share of the epoch's FAKE rows by self-blends of REAL rows.
+
+    Each FAKE row is dropped with probability ``share``; each REAL row is kept and followed
+    by ``k`` copies of itself, ``k`` drawn with mean ``blends`` (its integer part, plus one
+    with the fractional part's probability), labelled FAKE and numbered in the ``synthetic``
+    column (0: an image as it is; 1, 2, ...: the k-th self-blend of that REAL image), which
+    :class:`DecodeBatch` blends. A blend therefore travels in the same batch as its source.
+    Every draw is keyed by the row id, the seed and the epoch (batch boundaries and task
+    order do not matter); ``share`` 1 keeps no real FAKE row at all.
+    """
+
+    share: float
+    blends: float
+    seed: int
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        epoch = _execution_index()
+        labels = np.asarray(batch["label"])
+        ids = batch["id"]
+        fake = labels == 1
+        keep_fake = _uniform(ids, self.seed, _DROP_SALT + epoch) >= self.share
+        whole, part = divmod(self.blends, 1.0)
+        extra = (_uniform(ids, self.seed, _BLEND_SALT + epoch) < part).astype(np.int64)
+        copies = np.where(fake, keep_fake.astype(np.int64), 1 + int(whole) + extra)
+        rows = np.repeat(np.arange(len(labels)), copies)
+        first = np.cumsum(copies) - copies  # where each row's run starts in the output
+        number = np.arange(len(rows)) - first[rows]
+        out = {k: np.asarray(v)[rows] for k, v in batch.items()}
+        out["label"] = np.where(number > 0, 1, labels[rows]).astype(labels.dtype)
+        out["synthetic"] = number.astype(np.int16)
+        return out
+
+
 @dataclass(frozen=True)
 class Augment:
     """The field's usual training augmentations, each drawn per image."""
@@ -101,10 +171,11 @@ class Augment:
     jpeg_prob: float = 0.0
     blur_prob: float = 0.0
     color_jitter: float = 0.0
+    downup_prob: float = 0.0  # a 2x bilinear downscale and upscale back (the robustness test's)
 
     @classmethod
     def from_config(cls, cfg: DataConfig) -> Augment:
-        return cls(cfg.hflip, cfg.jpeg_prob, cfg.blur_prob, cfg.color_jitter)
+        return cls(cfg.hflip, cfg.jpeg_prob, cfg.blur_prob, cfg.color_jitter, cfg.downup_prob)
 
     def apply(self, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Augment one HxWx3 uint8 image."""
@@ -115,6 +186,9 @@ class Augment:
         if self.blur_prob and rng.random() < self.blur_prob:
             pil = Image.fromarray(np.ascontiguousarray(img))
             img = np.asarray(pil.filter(ImageFilter.GaussianBlur(rng.uniform(0.1, 2.0))))
+        # Drawn only when on: a stream without it draws what it always drew.
+        if self.downup_prob and rng.random() < self.downup_prob:
+            img = down_up(np.ascontiguousarray(img), 2)
         if self.jpeg_prob and rng.random() < self.jpeg_prob:
             buf = io.BytesIO()
             Image.fromarray(np.ascontiguousarray(img)).save(buf, "JPEG",
@@ -142,11 +216,12 @@ class DecodeBatch:
     """
 
     def __init__(self, size: int, augment: Augment | None = None, seed: int = 0,
-                 keep_ids: bool = False):
+                 keep_ids: bool = False, blend: BlendSpec | None = None):
         self.size = size
         self.augment = augment
         self.seed = seed
         self.keep_ids = keep_ids
+        self.blend = blend  # self-blend the rows SelfBlendRows marked (train split only)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         skipped: list[tuple[int, str]] = []
@@ -156,6 +231,8 @@ class DecodeBatch:
             _log_skipped([f"{ids[i] if ids is not None else i}: {why}" for i, why in skipped])
             batch = _without_rows(batch, [i for i, _ in skipped])
         n = len(out)
+        if self.blend is not None and "synthetic" in batch:
+            self._blend(out, batch)
         if self.augment is not None and n:
             # Seeded by this batch's ids and the epoch: reproducible, different every epoch.
             ids = np.asarray(batch["id"], dtype=object)
@@ -167,6 +244,21 @@ class DecodeBatch:
         if self.keep_ids:
             result["id"] = np.asarray(batch["id"], dtype=object)
         return result
+
+    def _blend(self, out: np.ndarray, batch: dict[str, np.ndarray]) -> None:
+        """Self-blend, in place, the decoded rows whose ``synthetic`` number is not 0, each
+        with a generator keyed by its id, that number, the seed and the epoch."""
+        number = np.asarray(batch["synthetic"])
+        marked = np.flatnonzero(number > 0)
+        if not len(marked):
+            return
+        ids = np.asarray(batch["id"], dtype=object)[marked]
+        words = pd.util.hash_array(ids, hash_key=f"{self.seed & 0xFFFFFFFF:08x}sbi00000")
+        epoch = _execution_index()
+        for i, word in zip(marked, words):
+            rng = np.random.default_rng([int(word & 0xFFFFFFFF), int(word >> 32), epoch,
+                                         int(number[i])])
+            out[i] = self_blend(out[i], rng, self.blend)
 
 
 def _without_rows(batch: dict[str, np.ndarray], drop: Sequence[int]) -> dict[str, np.ndarray]:
@@ -280,19 +372,36 @@ def _decode(ds: Any, udf: DecodeBatch, *, workers: int, batch_size: int) -> Any:
                           compute=ray.data.TaskPoolStrategy(size=max(1, workers)), num_cpus=1)
 
 
+def train_steps(counts: dict[str, int], cfg: DataConfig, *, seed: int) -> list[Any]:
+    """The train split's row steps between reading and decoding, in order: undersampling to
+    the ratio (when a class is thinned), then the self-blend rows (when ``data.synthetic``)."""
+    steps: list[Any] = []
+    p_real, p_fake = keep_probabilities(counts, cfg.ratio)
+    if p_real < 1.0 or p_fake < 1.0:
+        steps.append(Undersample(p_real, p_fake, seed))
+    if cfg.synthetic > 0:
+        steps.append(SelfBlendRows(cfg.synthetic, blends_per_real(counts, cfg.ratio,
+                                                                  cfg.synthetic), seed))
+    return steps
+
+
+def train_decoder(cfg: DataConfig, *, size: int, seed: int) -> DecodeBatch:
+    """The train split's decode step: augmentation, and self-blending when it is on."""
+    blend = BlendSpec.from_config(cfg) if cfg.synthetic > 0 else None
+    return DecodeBatch(size, augment=Augment.from_config(cfg), seed=seed, blend=blend)
+
+
 def train_dataset(shards: str | Path | PreparedSet, cfg: DataConfig, *, size: int, seed: int,
                   batch_size: int = 64, data_cpus: float = 1.0) -> Any:
     """The train split: shuffled files, undersampled to the ratio, decoded and augmented.
     ``shards`` is a resolved :class:`PreparedSet` (a location is opened here)."""
     shards = as_set(shards)
-    p_real, p_fake = keep_probabilities(shards.counts("train"), cfg.ratio)
     ds = _read(shards, "train", shuffle_seed=seed)
-    if p_real < 1.0 or p_fake < 1.0:
-        ds = ds.map_batches(Undersample(p_real, p_fake, seed), batch_format="numpy",
-                            batch_size=None, zero_copy_batch=True, num_cpus=1)
-    udf = DecodeBatch(size, augment=Augment.from_config(cfg), seed=seed)
-    ds = _decode(ds, udf, workers=cfg.decode_workers or max(1, int(data_cpus)),
-                 batch_size=batch_size)
+    for step in train_steps(shards.counts("train"), cfg, seed=seed):
+        ds = ds.map_batches(step, batch_format="numpy", batch_size=None, zero_copy_batch=True,
+                            num_cpus=1)
+    ds = _decode(ds, train_decoder(cfg, size=size, seed=seed),
+                 workers=cfg.decode_workers or max(1, int(data_cpus)), batch_size=batch_size)
     # Blocks leave in the order the seeded shard permutation gave them, not in the order
     # their tasks finish: the same seed then trains on the same batch sequence, which is
     # what makes a rerun reproduce its leaderboard. Costs nothing with one decode task;
@@ -316,5 +425,6 @@ def expected_train_rows(counts: dict[str, int], ratio: str) -> float:
     return counts["REAL"] * p_real + counts["FAKE"] * p_fake
 
 
-__all__ = ["Augment", "DecodeBatch", "Normalize", "Undersample", "eval_dataset", "expected_train_rows",
-           "keep_probabilities", "quiet_ray_data", "split_files", "train_dataset"]
+__all__ = ["Augment", "DecodeBatch", "Normalize", "SelfBlendRows", "Undersample", "blends_per_real",
+           "eval_dataset", "expected_train_rows", "keep_probabilities", "quiet_ray_data",
+           "split_files", "train_dataset", "train_decoder", "train_steps"]

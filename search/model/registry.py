@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from search.config import ModelConfig, did_you_mean
+from search.model.transforms import create_input_transform, with_input_transform
 
 # timm (and the torchvision and torch._dynamo it pulls in) costs ~1.4 s per process: it is
 # imported where a timm model is touched, so a custom-CNN trial's workers never pay for it.
@@ -36,6 +37,7 @@ __all__ = [
     "STUDY_ARCHS",
     "TIMM_PARAMS",
     "CUSTOM_CNN_PARAMS",
+    "COMMON_PARAMS",
     "PretrainedWeightsUnavailable",
     "UnknownModelError",
     "CustomCNN",
@@ -68,6 +70,11 @@ CUSTOM_CNN_PARAMS: tuple[str, ...] = (
     "dropout",
     "batch_norm",
 )
+
+#: Layer-config kwargs every architecture accepts: the fixed input transform in front of the
+#: network (``rgb``, ``npr``, ``highpass``; search/model/transforms.py), recorded with the
+#: other layer settings so that a checkpoint or model folder rebuilds it.
+COMMON_PARAMS: tuple[str, ...] = ("input_transform",)
 
 #: Our study names whose timm name differs. ``xception`` is timm's ``legacy_xception``: the
 #: original Keras-port Xception (Chollet 2017, 299 px, mean/std 0.5) that the study used.
@@ -143,11 +150,12 @@ def _unknown(arch: str) -> UnknownModelError:
 
 
 def model_params(arch: str) -> tuple[str, ...]:
-    """Layer-config kwargs ``arch`` accepts (the timm-family ones for unregistered timm names)."""
+    """Layer-config kwargs ``arch`` accepts (the timm-family ones for unregistered timm names),
+    :data:`COMMON_PARAMS` included."""
     if arch in _REGISTRY:
-        return _REGISTRY[arch].params
+        return _REGISTRY[arch].params + COMMON_PARAMS
     if _is_timm_model(arch):
-        return TIMM_PARAMS
+        return TIMM_PARAMS + COMMON_PARAMS
     raise _unknown(arch)
 
 
@@ -170,7 +178,9 @@ def create_model(
 
     ``pretrained``: ``False`` random init; ``True`` timm's hub weights (needs network);
     a path to ``.safetensors``/``.pth``/``.pt``/``.bin`` loads a local state_dict offline.
-    ``layer_cfg`` must be a subset of :func:`model_params` for ``arch``.
+    ``layer_cfg`` must be a subset of :func:`model_params` for ``arch``; its
+    ``input_transform`` (default ``rgb``: none) is put in front of the network
+    (:func:`search.model.transforms.with_input_transform`).
     """
     if arch in _REGISTRY:
         entry = _REGISTRY[arch]
@@ -178,19 +188,22 @@ def create_model(
         entry = _Entry(builder=_timm_builder(arch), params=TIMM_PARAMS, timm_name=arch)
     else:
         raise _unknown(arch)
-    unknown = sorted(set(layer_cfg) - set(entry.params))
+    unknown = sorted(set(layer_cfg) - set(entry.params) - set(COMMON_PARAMS))
     if unknown:
         raise ValueError(
             f"{arch!r} does not accept layer option(s) {', '.join(map(repr, unknown))}; "
-            f"valid: {', '.join(entry.params)}"
+            f"valid: {', '.join(entry.params + COMMON_PARAMS)}"
         )
+    transform = layer_cfg.pop("input_transform", "rgb")
+    create_input_transform(transform)  # an unknown name fails before the network is built
     if not isinstance(input_size, int) or isinstance(input_size, bool) or input_size < 1:
         raise ValueError(f"input_size must be a positive int, got {input_size!r}")
     if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
-    return entry.builder(
+    net = entry.builder(
         pretrained=pretrained, input_size=input_size, num_classes=num_classes, **layer_cfg
     )
+    return with_input_transform(net, transform)
 
 
 def data_config(arch: str, *, input_size: int | None = None) -> dict[str, Any]:

@@ -28,13 +28,17 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from search.config import SECTIONS, TRIAL_SECTIONS, ConfigError, did_you_mean, trial_param_section
+from search.config import (
+    SECTIONS,
+    TRIAL_SECTIONS,
+    ConfigError,
+    ExperimentConfig,
+    did_you_mean,
+    trial_param_section,
+)
 from search.model.registry import STUDY_ARCHS, model_params
-
-if TYPE_CHECKING:
-    from search.config import ExperimentConfig
 
 CUSTOM = "custom"  # condition: only when arch == custom_cnn
 TIMM = "timm"  # condition: only for timm families
@@ -131,6 +135,20 @@ def _parse(name: str, spec: Any, base: Param | None, default: Any) -> Param:
     return Param(name, value=spec, when=when)
 
 
+def _check_values(param: Param) -> None:
+    """Every value a trial could be given (a choice, a fixed value) must be one its config
+    section accepts, checked as a trial's parameters are applied: a typo in a choice
+    (``input_transform: [rgb, nrp]``) is an error now, not in the trial that draws it."""
+    values = param.choices if param.choices is not None else (
+        (param.value,) if param.fixed else ())
+    for value in values:
+        try:
+            ExperimentConfig().with_params({param.name: value})
+        except ConfigError as err:
+            raise ConfigError(f"search.space.{param.name}: the choice {value!r} is not a "
+                              f"valid value: {err}") from None
+
+
 def uses_weights(pretrained: bool | str | None) -> bool:
     """True when ``model.pretrained`` loads weights: ``true`` (timm's hub) or a file path."""
     return pretrained is True or (isinstance(pretrained, str) and pretrained.strip() != "")
@@ -158,6 +176,7 @@ def build_space(overrides: Mapping[str, Any] | None = None, *,
             raise ConfigError("search.space.pretrained: set model.pretrained instead (true, a "
                               "weights file, or false); the space derives frozen_stages from it")
         space[name] = _parse(name, spec, DEFAULT_SPACE.get(name), valid[name])
+        _check_values(space[name])
     arch = space["arch"]
     archs = arch.choices if arch.choices is not None else (arch.value,)
     for a in archs:

@@ -12,6 +12,7 @@ from torch import nn
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from search.model.registry import (
+    COMMON_PARAMS,
     STUDY_ARCHS,
     TIMM_PARAMS,
     CustomCNN,
@@ -47,8 +48,8 @@ def _step(model: nn.Module, size: int, batch: int = 2, lr: float = 0.1) -> torch
 def test_registry_lists_the_study_archs() -> None:
     assert list_models() == list(STUDY_ARCHS)
     assert set(model_params("custom_cnn")) >= {"conv_blocks", "filters", "dropout", "batch_norm"}
-    assert model_params("resnet50") == TIMM_PARAMS
-    assert model_params("efficientnet_b0") == TIMM_PARAMS  # any timm name, not registered
+    assert model_params("resnet50") == TIMM_PARAMS + COMMON_PARAMS
+    assert model_params("efficientnet_b0") == TIMM_PARAMS + COMMON_PARAMS  # any timm name
 
 
 @pytest.mark.parametrize("arch", list_models())
