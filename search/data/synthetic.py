@@ -63,6 +63,10 @@ TRANSFORMS: tuple[str, ...] = ("sbi", "colour", "quality", "none")
 
 _INNER_SHARE = 0.25  # SBI: 25% of its masks leave the forehead out (68 of 81 landmarks)
 _REFERENCE = 224.0  # the size SBI's blur kernels are given for (its masks are 192-256 px)
+# The mask is drawn and blurred at most this many px a side, then resized (bilinear) to
+# the image: it is smooth by construction, and this keeps its cost flat in the image size
+# (SBI too blurs its masks at 192-256 px whatever the frame's size).
+_MASK_SIDE = 64
 
 
 @dataclass(frozen=True)
@@ -105,10 +109,9 @@ def ellipse_mask(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
     else:  # brows to chin
         ax, ay = rng.uniform(0.6, 0.85), rng.uniform(0.72, 0.95)
     angle = rng.uniform(-0.2, 0.2)
-    ys = (np.arange(h, dtype=np.float32) + 0.5) / h * 2 - 1
-    xs = (np.arange(w, dtype=np.float32) + 0.5) / w * 2 - 1
-    x, y = np.meshgrid(xs - cx, ys - cy)
-    c, s = np.cos(angle), np.sin(angle)
+    y = ((np.arange(h, dtype=np.float32) + 0.5) / h * 2 - 1 - cy)[:, None]
+    x = ((np.arange(w, dtype=np.float32) + 0.5) / w * 2 - 1 - cx)[None, :]
+    c, s = np.float32(np.cos(angle)), np.float32(np.sin(angle))
     u, v = (c * x + s * y) / ax, (-s * x + c * y) / ay
     rho = np.sqrt(u * u + v * v)
     phi = np.arctan2(v, u)
@@ -139,14 +142,16 @@ def soften(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 # ------------------------------------------------------------------ the transforms
-def _sharpen(x: np.ndarray, alpha: float, lightness: float) -> np.ndarray:
-    """albumentations' Sharpen: ``(1 - alpha) * x + alpha * (kernel * x)`` with the kernel
-    ``[[-1,-1,-1],[-1,8+lightness,-1],[-1,-1,-1]]``, edge-padded (float HxWx3 in, out)."""
-    p = np.pad(x, ((1, 1), (1, 1), (0, 0)), mode="edge")
-    h, w = x.shape[:2]
-    neighbours = sum(p[i:i + h, j:j + w] for i in range(3) for j in range(3)) - x
-    effect = (8 + lightness) * x - neighbours
-    return (1 - alpha) * x + alpha * effect
+def _sharpen(img: np.ndarray, alpha: float, lightness: float) -> np.ndarray:
+    """albumentations' Sharpen on HxWx3 uint8: ``(1 - alpha) * x + alpha * (kernel * x)``
+    with the kernel ``[[-1,-1,-1],[-1,8+lightness,-1],[-1,-1,-1]]``, not renormalised (as
+    albumentations'); Pillow's 3x3 convolution, which leaves the one-pixel border as is."""
+    effect = np.full(9, -1.0)
+    effect[4] = 8 + lightness
+    kernel = alpha * effect
+    kernel[4] += 1 - alpha
+    return np.asarray(Image.fromarray(img).filter(
+        ImageFilter.Kernel((3, 3), kernel.tolist(), scale=1)))
 
 
 def _down_up(img: np.ndarray, factor: int) -> np.ndarray:
@@ -184,8 +189,7 @@ def source_transform(img: np.ndarray, rng: np.random.Generator, kind: str = "sbi
         if rng.random() < 0.5:
             img = _down_up(img, int(rng.choice((2, 4))))
         else:
-            x = _sharpen(img.astype(np.float32), rng.uniform(0.2, 0.5), rng.uniform(0.5, 1.0))
-            img = np.clip(x, 0, 255).astype(np.uint8)
+            img = _sharpen(img, rng.uniform(0.2, 0.5), rng.uniform(0.5, 1.0))
     return img
 
 
@@ -202,17 +206,25 @@ def shift_scale(img: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, 
     coeffs = (a, 0.0, cx - a * (cx + tx), 0.0, a, cy - a * (cy + ty))
     moved = Image.fromarray(img).transform((w, h), Image.Transform.AFFINE, coeffs,
                                            Image.Resampling.BILINEAR)
-    inside = Image.new("L", (w, h), 255).transform((w, h), Image.Transform.AFFINE, coeffs,
-                                                   Image.Resampling.NEAREST)
-    return np.asarray(moved), np.asarray(inside) > 0
+    # Output pixel centres whose source point lies in the frame (a rectangle).
+    xs = a * (np.arange(w) + 0.5) + coeffs[2]
+    ys = a * (np.arange(h) + 0.5) + coeffs[5]
+    inside = ((ys >= 0) & (ys <= h))[:, None] & ((xs >= 0) & (xs <= w))[None, :]
+    return np.asarray(moved), inside
 
 
 # ------------------------------------------------------------------ one self-blend
 def blend_mask(h: int, w: int, rng: np.random.Generator, kind: str = "ellipse") -> np.ndarray:
-    """The soft HxW float32 mask of one self-blend (before the blend ratio)."""
+    """The soft HxW float32 mask of one self-blend (before the blend ratio), drawn at most
+    :data:`_MASK_SIDE` px a side and resized to HxW."""
     if kind != "ellipse":
         raise ValueError(f"blend mask {kind!r}: choose one of {', '.join(MASKS)}")
-    return soften(ellipse_mask(h, w, rng), rng)
+    scale = min(1.0, _MASK_SIDE / max(h, w))
+    mh, mw = max(1, round(h * scale)), max(1, round(w * scale))
+    mask = soften(ellipse_mask(mh, mw, rng), rng)
+    if (mh, mw) != (h, w):
+        mask = np.asarray(Image.fromarray(mask, "F").resize((w, h), Image.Resampling.BILINEAR))
+    return mask
 
 
 def self_blend(img: np.ndarray, rng: np.random.Generator,
@@ -228,9 +240,13 @@ def self_blend(img: np.ndarray, rng: np.random.Generator,
             target = source_transform(target, rng, spec.transform)
     source, inside = shift_scale(source, rng)
     mask = blend_mask(h, w, rng, spec.mask) * inside
-    mask *= float(spec.ratios[int(rng.integers(len(spec.ratios)))])
-    out = mask[..., None] * source + (1 - mask[..., None]) * target
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    mask *= np.float32(spec.ratios[int(rng.integers(len(spec.ratios)))])
+    # target + mask * (source - target), rounded: float32 throughout
+    out = source.astype(np.float32)
+    out -= target
+    out *= mask[..., None]
+    out += target
+    return np.clip(np.rint(out, out=out), 0, 255).astype(np.uint8)
 
 
 __all__ = ["MASKS", "TRANSFORMS", "BlendSpec", "blend_mask", "ellipse_mask", "self_blend",
