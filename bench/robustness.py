@@ -160,6 +160,8 @@ def _sparse(path: Path) -> None:
 
 
 _JPEG = _encode(_rgb(1), "JPEG", quality=90)
+# The start of a HEIF file as phones write it: an ISO-BMFF "ftyp" box, brand heic.
+HEIC = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(range(256)) * 8
 FILES: list[tuple[str, str | bytes, Callable[[Path], None], str, str]] = [
     ("truncated JPEG", "truncated.jpg", _bytes(lambda: _JPEG[: len(_JPEG) // 2]), "skipped", "skipped"),
     ("zero-byte file", "zero.jpg", _bytes(lambda: b""), "skipped", "skipped"),
@@ -183,6 +185,7 @@ FILES: list[tuple[str, str | bytes, Callable[[Path], None], str, str]] = [
     ("file over the size cap (300 MB)", "huge.jpg", _sparse, "skipped", "skipped"),
     ("non-UTF-8 file name", b"caf\xe9.jpg", _bytes(lambda: _encode(_rgb(9), "JPEG")), "skipped", "scored"),
     ("symlink loop (folder linked to its parent)", "loop", _link("."), "skipped", "skipped"),
+    ("HEIC photo (an iPhone's)", "photo.heic", _bytes(lambda: HEIC), "skipped", "skipped"),
 ]
 
 
@@ -246,9 +249,9 @@ def _prepare_layouts(tmp: Path) -> tuple[list[Outcome], Path]:
     outcomes += _file_outcomes(tmp / "folders_out", "fake/", "prepare (folders)", code, err)
     # real_vs_fake: Dataset/{Train,Validation,Test}/{Real,Fake}
     root = tmp / "rvf" / "Dataset"
-    for split in ("Train", "Validation", "Test"):
-        _good(root / split / "Real", 2, 3)
-        _good(root / split / "Fake", 2, 4)
+    for k, split in enumerate(("Train", "Validation", "Test")):
+        _good(root / split / "Real", 2, 30 + k)  # different images per split (copies are dropped)
+        _good(root / split / "Fake", 2, 40 + k)
     _place_corpus(root / "Train" / "Fake")
     code, err = _prepare(tmp / "rvf", tmp / "rvf_out", "real_vs_fake")
     outcomes += _file_outcomes(tmp / "rvf_out", "Train/Fake/", "prepare (real_vs_fake)", code, err)
@@ -311,6 +314,79 @@ def _metadata_cases(tmp: Path) -> list[Outcome]:
     _metadata(src, [r for r in rows if r[1] == "FAKE"])
     code, err = _prepare(src, tmp / "meta_one_class_out", "deepfake_faces")
     outcomes.append(Outcome("no usable image of one class", entry, "error", _error_of(code, err), err))
+    src, rows = source("meta_huge_field")
+    _metadata(src, [*rows[:2], ("x.jpg", "FAKE", "y" * 200_000), *rows[2:]])
+    code, err = _prepare(src, tmp / "meta_huge_field_out", "deepfake_faces")
+    outcomes.append(Outcome("200 KB field in metadata.csv", entry, "error", _error_of(code, err), err))
+    src, rows = source("meta_huge_file")
+    _metadata(src, rows)
+    with (src / "metadata.csv").open("ab") as fh:
+        fh.truncate(300 * 1024 * 1024)  # 300 MB on paper (zeros past the rows), no disk used
+    code, err = _prepare(src, tmp / "meta_huge_file_out", "deepfake_faces")
+    outcomes.append(Outcome("metadata.csv of 300 MB", entry, "error", _error_of(code, err), err))
+    return outcomes
+
+
+def _duplicate_cases(tmp: Path) -> list[Outcome]:
+    """Byte-identical images: kept once; under both labels, dropped from both; in two of
+    the source's own splits, kept in one."""
+    outcomes = []
+
+    def reason_of(out: Path, code: int | str, err: str, path: str) -> tuple[str, str]:
+        if code != 0:
+            return _error_of(code, err), err
+        skipped = {s["path"]: s["reason"] for s in json.loads((out / "manifest.json").read_text())["skipped"]}
+        return ("skipped", skipped[path]) if path in skipped else ("kept twice", "")
+
+    src = tmp / "dups"
+    real = _good(src / "real", 3, 50)
+    _good(src / "fake", 3, 51)
+    _write(src / "real" / "copy.jpg", (src / "real" / real[0]).read_bytes())
+    _write(src / "fake" / "also_real.jpg", (src / "real" / real[1]).read_bytes())
+    code, err = _prepare(src, tmp / "dups_out", "folders")
+    outcomes.append(Outcome("byte-identical copy of an image", "prepare (folders)", "skipped",
+                            *reason_of(tmp / "dups_out", code, err, f"real/{real[0]}")))
+    outcomes.append(Outcome("same bytes under real/ and fake/", "prepare (folders)", "skipped",
+                            *reason_of(tmp / "dups_out", code, err, "fake/also_real.jpg")))
+    root = tmp / "dups_rvf" / "Dataset"
+    for k, split in enumerate(("Train", "Validation", "Test")):
+        _good(root / split / "Real", 2, 60 + k)
+        _good(root / split / "Fake", 2, 70 + k)
+    _write(root / "Test" / "Fake" / "leak.jpg", (root / "Train" / "Fake" / "good70_0.jpg").read_bytes())
+    code, err = _prepare(tmp / "dups_rvf", tmp / "dups_rvf_out", "real_vs_fake")
+    outcomes.append(Outcome("same file in the source's Train and Test splits",
+                            "prepare (real_vs_fake)", "skipped",
+                            *reason_of(tmp / "dups_rvf_out", code, err, "Train/Fake/good70_0.jpg")))
+    return outcomes
+
+
+# (kind, flags, layout) of prepare's options: each one an error naming the option
+OPTIONS: list[tuple[str, list[str], str]] = [
+    ("--group-regex '(' (not a regular expression)", ["--group-regex", "("], "folders"),
+    ("--splits nan,0.2,0.2", ["--splits", "nan,0.2,0.2"], "folders"),
+    ("--splits with a negative fraction", ["--splits", "0.8,-0.1,0.3"], "folders"),
+    ("--splits 1,0,0 (no validation or test split)", ["--splits", "1,0,0"], "folders"),
+    ("--workers -1", ["--workers", "-1"], "folders"),
+    ("--workers 100000", ["--workers", "100000"], "folders"),
+    ("--size 100000", ["--size", "100000"], "folders"),
+    ("--quality 200", ["--quality", "200"], "folders"),
+    ("--shard-mb inf", ["--shard-mb", "inf"], "folders"),
+    ("--seed -1", ["--seed", "-1"], "folders"),
+    ("--class-map to a label that is not real/fake", ["--class-map", "original=banana"], "folders"),
+    ("--class-map with the deepfake_faces layout", ["--class-map", "original=real"], "deepfake_faces"),
+    ("--group-regex with the demo layout", ["--group-regex", "(\\w+)_"], "demo"),
+]
+
+
+def _option_cases(tmp: Path) -> list[Outcome]:
+    """prepare's option values out of range: refused before anything is read or written."""
+    outcomes = []
+    for kind, flags, layout in OPTIONS:
+        out = tmp / "option_out"
+        code, err = _cli(["prepare", "--layout", layout, "--source", str(tmp / "folders"),
+                          "--out", str(out), "--quiet", *flags])
+        got = _error_of(code, err) if not out.exists() else "wrote --out"
+        outcomes.append(Outcome(kind, "prepare (options)", "error", got, err))
     return outcomes
 
 
@@ -332,6 +408,61 @@ def _out_cases(tmp: Path, source: Path) -> list[Outcome]:
     code, err = _prepare(source, out, "folders")
     outcomes.append(Outcome("--out of an earlier prepare (re-run)", entry, "kept",
                             "kept" if first == code == 0 else _error_of(code, err), ""))
+    outcomes += _out_race_cases(tmp, source, out)
+    return outcomes
+
+
+def _out_race_cases(tmp: Path, source: Path, prepared: Path) -> list[Outcome]:
+    """Another prepare writing the same --out (its lock held here, as a running one holds
+    it), and what a killed run leaves behind: taken over by the next run."""
+    import fcntl
+
+    from search.data.prepare import INSTALLING, LOCK, STAGING_PREFIX, verify_shards
+
+    entry = "prepare --out"
+    outcomes = []
+    before = {p.name: p.read_bytes() for p in prepared.iterdir()}
+    fd = os.open(prepared / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        code, err = _prepare(source, prepared, "folders")
+    finally:
+        os.close(fd)
+        (prepared / LOCK).unlink()
+    untouched = {p.name: p.read_bytes() for p in prepared.iterdir()} == before
+    outcomes.append(Outcome("--out being written by another prepare", entry, "error",
+                            _error_of(code, err) if untouched else "CHANGED the other's folder",
+                            err.replace(f"pid {os.getpid()}", "pid <pid>")))
+
+    def taken_over(kind: str, leave: Callable[[Path], None]) -> None:
+        out = tmp / kind.split(" (")[0].replace(" ", "_")
+        shutil.copytree(prepared, out)
+        leave(out)
+        code, err = _prepare(source, out, "folders")
+        if code != 0:
+            outcomes.append(Outcome(kind, entry, "kept", _error_of(code, err), err))
+            return
+        leftovers = [p.name for p in out.iterdir() if p.name.startswith(".prepare")]
+        try:
+            verify_shards(out)
+            got = "kept" if not leftovers else f"left {leftovers}"
+        except Exception as exc:
+            got = f"inconsistent: {exc}"
+        outcomes.append(Outcome(kind, entry, "kept", got, ""))
+
+    def killed_while_writing(out: Path) -> None:
+        _write(out / f"{STAGING_PREFIX}dead1234" / "train-00000.parquet", b"half a shard")
+        _write(out / LOCK, b"1234\n")  # its lock file, no longer held by anyone
+
+    def killed_while_installing(out: Path) -> None:
+        manifest = json.loads((out / "manifest.json").read_text())
+        (out / "manifest.json").unlink()  # the old manifest gone, the new one not yet there
+        _write(out / INSTALLING, json.dumps([s["file"] for s in manifest["shards"]]).encode())
+
+    taken_over("staging folder and lock of a killed prepare (SIGKILL while writing)",
+               killed_while_writing)
+    taken_over("shards without a manifest (SIGKILL while installing)", killed_while_installing)
     return outcomes
 
 
@@ -424,6 +555,23 @@ CONFIGS: list[tuple[str, list[str]]] = [
     ("misspelt search.scheduler", ["search.scheduler=ashaa"]),
     ("search.reduction_factor: 1", ["search.reduction_factor=1"]),
     ("typo in a YAML key", ["optim.learning_rate=0.1"]),
+    ("seed: -5", ["seed=-5"]),
+    ("seed: 2**32 (above numpy's range)", [f"seed={2**32}"]),
+    ("override value that is not YAML (optim.lr=[)", ["optim.lr=["]),
+    ("YAML alias in an override (optim.lr=*x)", ["optim.lr=*x"]),
+]
+
+# 405 bytes: nine levels of ten aliases, 10**9 strings once expanded ("billion laughs").
+LAUGHS = "search:\n  space:\n    a: &a [lol,lol,lol,lol,lol,lol,lol,lol,lol,lol]\n" + "".join(
+    f"    {b}: &{b} [{','.join(['*' + a] * 10)}]\n" for a, b in zip("abcdefgh", "bcdefghi"))
+# (kind, file name, bytes) of experiment YAML files
+CONFIG_FILES: list[tuple[str, str, bytes]] = [
+    ("YAML alias bomb (405 bytes, a billion laughs)", "laughs.yaml", LAUGHS.encode()),
+    ("YAML merge key (<<: *base)", "merge.yaml", b"base: &b {lr: 0.1}\noptim:\n  <<: *b\n"),
+    ("YAML nested 5000 levels deep", "deep.yaml",
+     b"search:\n  space:\n    arch: " + b"[" * 5000 + b"]" * 5000 + b"\n"),
+    ("config file over 1 MiB", "huge.yaml", b"# " + b"x" * (1024 * 1024) + b"\n"),
+    ("Latin-1 config file", "latin1.yaml", "search:\n  name: caf\xe9\n".encode("latin-1")),
 ]
 
 
@@ -437,6 +585,84 @@ def _config_cases() -> list[Outcome]:
 
     outcomes.append(Outcome("unknown model.arch", "train, run (model build)", "error",
                             *_call(lambda: create_model("resnet5O"))))
+    return outcomes
+
+
+def _config_file_cases(tmp: Path) -> list[Outcome]:
+    from search.config import load_config
+
+    outcomes = []
+    for kind, name, data in CONFIG_FILES:
+        _write(tmp / "configs" / name, data)
+        outcomes.append(Outcome(kind, "train, run (config file, before Ray)", "error",
+                                *_call(lambda p=tmp / "configs" / name: load_config(p))))
+    return outcomes
+
+
+def _run_cases(tmp: Path, shards: Path) -> list[Outcome]:
+    """Names that would leave the storage folder and a storage path that is a file: refused
+    before Ray; and run's exit status when no trial finished or on SIGTERM."""
+    entry = "train, run (before Ray)"
+    storage = tmp / "storage"
+    storage.mkdir()
+    outcomes = []
+    for kind, argv in (("train --name ../../x", ["train", "--name", "../../x"]),
+                       ("run --name ../x", ["run", "--name", "../x"])):
+        code, err = _cli([*argv, "--data", str(shards), f"cluster.storage_path={storage}"])
+        escaped = (tmp.parent / "x").exists() or (tmp / "x").exists()
+        outcomes.append(Outcome(kind, entry, "error",
+                                "WROTE outside storage" if escaped else _error_of(code, err), err))
+    _write(tmp / "results.txt", b"the user's file")
+    code, err = _cli(["run", "--data", str(shards), f"cluster.storage_path={tmp / 'results.txt'}"])
+    outcomes.append(Outcome("cluster.storage_path naming a file", entry, "error",
+                            _error_of(code, err), err))
+    return outcomes + _exit_status_cases(tmp)
+
+
+def _exit_status_cases(tmp: Path) -> list[Outcome]:
+    """run's exit status, the search stubbed (the real searches: tests/test_exit_codes.py):
+    every trial failed -> 1; SIGTERM to the driver -> Tune's SIGINT path, then 143."""
+    import pandas as pd
+
+    import search.report as report
+    import search.study as study
+
+    entry = "run (exit status; search stubbed, real in tests/test_exit_codes.py)"
+    folder = tmp / "stubbed"
+    _write(folder / "trial_a" / "error.txt", b"Traceback ...")
+
+    def outcome(status: str, interrupted: bool = False) -> Any:
+        trials = pd.DataFrame({"trial_id": ["a"], "status": [status], "checkpoint": [""],
+                               "error": ["RuntimeError: boom"]})
+        return type("Outcome", (), {"experiment_dir": folder, "trials": trials, "remote": "",
+                                    "interrupted": interrupted, "summary": lambda self: ""})()
+
+    def sigterm(cfg: Any, **_: Any) -> Any:
+        seen: list[int] = []
+        previous = signal.signal(signal.SIGINT, lambda s, f: seen.append(s))  # as Tune's
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(500):
+                if seen:
+                    break
+                __import__("time").sleep(0.01)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        return outcome("INTERRUPTED", interrupted=bool(seen))
+
+    saved = study.run_search, report.write_report
+    report.write_report = lambda d: Path(d) / "report.html"
+    outcomes = []
+    try:
+        for kind, stub, expect in (
+                ("search where every trial failed", lambda cfg, **_: outcome("ERROR"), "exit 1"),
+                ("SIGTERM to the search's driver", sigterm, "exit 143")):
+            study.run_search = stub
+            code, err = _cli(["run", "search.name=stubbed", f"cluster.storage_path={tmp}"])
+            outcomes.append(Outcome(kind, entry, expect, f"exit {code}", err.splitlines()[-1]
+                                    if err else ""))
+    finally:
+        study.run_search, report.write_report = saved
     return outcomes
 
 
@@ -556,9 +782,13 @@ def run_corpus(tmp: Path) -> list[Outcome]:
     tmp.mkdir(parents=True, exist_ok=True)
     outcomes, shards = _prepare_layouts(tmp)
     outcomes += _metadata_cases(tmp)
+    outcomes += _duplicate_cases(tmp)
+    outcomes += _option_cases(tmp)
     outcomes += _out_cases(tmp, tmp / "folders")
     outcomes += _shard_cases(tmp, shards)
     outcomes += _config_cases()
+    outcomes += _config_file_cases(tmp)
+    outcomes += _run_cases(tmp, shards)
     model = make_model_folder(tmp / "model")
     outcomes += _predict_files(tmp, model)
     outcomes += _model_cases(tmp, model)

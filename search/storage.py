@@ -69,11 +69,11 @@ def check_storage(cfg: ExperimentConfig, name: str | None = None) -> str:
     for folder in [path, *path.parents]:
         if folder.exists() or folder.is_symlink():
             if not folder.is_dir():
-                what = ("cluster.storage_path" if folder == Path(root) else
-                        "the run's folder" if folder == path else "a parent of cluster.storage_path")
+                what = ("" if folder == Path(root) else
+                        "the run's folder " if folder == path else "its parent ")
                 raise ConfigError(
-                    f"cluster.storage_path {cfg.cluster.storage_path!r}: {what} {folder} is a "
-                    "file, not a folder (or a broken link): set cluster.storage_path=FOLDER to a "
+                    f"cluster.storage_path {cfg.cluster.storage_path!r}: {what}{folder} is a "
+                    "file (or a broken link), not a folder: set cluster.storage_path=FOLDER to a "
                     "folder (made if missing), or move that file away")
             break
     return target

@@ -4,6 +4,7 @@ skip at every entry point, and results/robustness.md is exactly what the corpus 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -28,11 +29,14 @@ def test_every_bad_input_gets_its_outcome(outcomes: list[Outcome]) -> None:
 
 
 def test_errors_name_the_file_or_key(outcomes: list[Outcome]) -> None:
-    """An error message names what is wrong: the file (a path) or the config key."""
+    """An error message names what is wrong: the file (a path), the config key (or
+    ``seed``, or the override) or the command-line option."""
     for o in outcomes:
         if o.expect == "error":
-            assert "<tmp>/" in o.message or "." in o.message.split(" must ")[0] or \
-                "unknown" in o.message, o
+            head = o.message.split(" must ")[0]
+            assert "<tmp>/" in o.message or "." in head or "unknown" in o.message or \
+                head.endswith("config: seed") or "override '" in o.message or \
+                re.search(r"(^|\s)--[a-z]", o.message), o
 
 
 def test_table_is_current(outcomes: list[Outcome]) -> None:
