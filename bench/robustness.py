@@ -776,6 +776,45 @@ def _export_cases(tmp: Path) -> list[Outcome]:
     return outcomes
 
 
+def _output_cases(tmp: Path, model: Path) -> list[Outcome]:
+    """Where predict writes, and what a results folder copied without its trials exports:
+    refused before any work, never a user's file lost or another folder's weights read."""
+    import pandas as pd
+
+    from search.config import ExperimentConfig
+    from search.filenames import EXPERIMENT, TRIALS_PARQUET
+
+    image = tmp / "out_one.jpg"
+    _write(image, _encode(_rgb(31), "JPEG"))
+    outcomes = []
+    for kind, out in (("predict --out naming a folder", tmp),
+                      ("predict --out under /proc", Path("/proc/scores.csv")),
+                      ("predict --out name over 255 bytes", tmp / ("x" * 300 + ".csv"))):
+        code, err = _cli(["predict", str(model), str(image), "--out", str(out), "--quiet"])
+        outcomes.append(Outcome(kind, "predict", "error", _error_of(code, err), err))
+    formula = tmp / "formula"
+    _write(formula / "=HYPERLINK(1).jpg", _encode(_rgb(32), "JPEG"))
+    out = tmp / "formula.csv"
+    with contextlib.chdir(formula):  # as a user names it: a relative path is the cell
+        code, err = _cli(["predict", str(model), "=HYPERLINK(1).jpg", "--out", str(out),
+                          "--quiet"])
+    with out.open(newline="", encoding="utf-8") as fh:
+        cell = next(csv.DictReader(fh))["path"] if code == 0 else ""
+    outcomes.append(Outcome("image named like a spreadsheet formula (=...)", "predict --out CSV",
+                            "quoted", "quoted" if cell.startswith("'") else f"as is ({code})",
+                            f"written as {cell!r}" if cell else err))
+    results = tmp / "results_copied_without_trials"
+    results.mkdir()
+    (results / EXPERIMENT).write_text(json.dumps(ExperimentConfig().to_dict()))
+    pd.DataFrame({"trial_id": ["a"], "status": ["COMPLETED"], "arch": ["custom_cnn"],
+                  "best_val_auc": [0.9], "checkpoint": ["trial_a/checkpoint_000001"]}
+                 ).to_parquet(results / TRIALS_PARQUET)
+    code, err = _cli(["export", str(results)])
+    outcomes.append(Outcome("results folder copied without its trial folders", "export",
+                            "error", _error_of(code, err), err))
+    return outcomes
+
+
 # ----------------------------------------------------------------- all of it
 def run_corpus(tmp: Path) -> list[Outcome]:
     """Build the corpus under ``tmp`` and feed every kind to its entry points."""
@@ -793,6 +832,7 @@ def run_corpus(tmp: Path) -> list[Outcome]:
     outcomes += _predict_files(tmp, model)
     outcomes += _model_cases(tmp, model)
     outcomes += _export_cases(tmp)
+    outcomes += _output_cases(tmp, model)
     return [Outcome(o.kind, o.entry, o.expect, o.got, _clean(o.message, tmp)) for o in outcomes]
 
 
@@ -813,7 +853,8 @@ def render(outcomes: list[Outcome]) -> str:
         "builds and asserts (a test fails when this file differs from a fresh run). "
         "Outcomes: **error** (one message naming the file or key and the fix, exit status 2, "
         "no traceback), **skipped** (counted and listed with its reason; prepare's manifest, "
-        "predict's table), **kept** / **scored** (odd but valid input, converted). "
+        "predict's table), **kept** / **scored** (odd but valid input, converted), "
+        "**quoted** (a name a spreadsheet would run, written behind a quote). "
         "`<tmp>` stands for the corpus folder.", "",
         f"{kinds} kinds of input, {len(outcomes)} (input, entry point) pairs, "
         + ("all as expected." if not bad else f"{len(bad)} NOT as expected."), "",
