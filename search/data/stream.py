@@ -136,7 +136,9 @@ class SelfBlendRows:
     by ``k`` copies of itself, ``k`` drawn with mean ``blends`` (its integer part, plus one
     with the fractional part's probability), labelled FAKE and numbered in the ``synthetic``
     column (0: an image as it is; 1, 2, ...: the k-th self-blend of that REAL image), which
-    :class:`DecodeBatch` blends. A blend therefore travels in the same batch as its source.
+    :class:`DecodeBatch` blends. A blend follows its source in the stream (the training
+    loop's local shuffle buffer of four batches then mixes them: often, not always, in one
+    batch).
     Every draw is keyed by the row id, the seed and the epoch (batch boundaries and task
     order do not matter); ``share`` 1 keeps no real FAKE row at all.
     """
