@@ -19,6 +19,39 @@ FRAMES = SHARED / "ffpp_celebdf_frames"
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
+# ------------------------------------------------------------------ the quick lane
+#: Fixtures that start Ray (``ray_cluster``) or need it: a test whose fixtures reach any of
+#: them, directly or through another fixture (``tiny_search``, a module's own search), is
+#: marked ``ray``. Tests that start Ray otherwise (a ``run`` in a subprocess, ``ray start``)
+#: carry the mark themselves; ``_unmarked_tests_start_no_ray`` catches those that forget.
+RAY_FIXTURES = frozenset({"ray_cluster"})
+RAY_MARK_HINT = "this test starts Ray: mark it @pytest.mark.ray"
+
+
+@pytest.hookimpl(tryfirst=True)  # before ``-m "not ray"`` deselects by the marks
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if RAY_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.ray)
+
+
+@pytest.fixture(autouse=True)
+def _unmarked_tests_start_no_ray(request: pytest.FixtureRequest,
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The quick lane (``-m "not ray"``) polices itself: a test not marked ``ray`` that calls
+    ``ray.init`` (itself, through ``search.cluster.connect`` or Ray's auto-init) fails.
+    Marked tests, and the session fixtures only they request, start Ray as they like."""
+    if request.node.get_closest_marker("ray") is not None:
+        return
+    import ray
+    import ray._private.worker
+
+    def refuse(*_args, **_kwargs):
+        pytest.fail(RAY_MARK_HINT, pytrace=False)
+
+    monkeypatch.setattr(ray, "init", refuse)
+    monkeypatch.setattr(ray._private.worker, "init", refuse)
+
 
 def _need(path: Path) -> Path:
     if not path.exists():

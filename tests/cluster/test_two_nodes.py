@@ -30,6 +30,8 @@ SEARCH_TIMEOUT_S = 600
 # search on a busy 2-core machine; 5x that covers the machine's 2-3x drift.
 AFTER_LOSS_BOUND_S = 300
 
+pytestmark = pytest.mark.ray  # every test here starts its own two-node cluster
+
 
 def _experiment(tmp_path: Path, name: str, *, epochs: int, samples: int, **cluster) -> Path:
     """A small search whose trials run to the end (no early stop), one node each."""

@@ -203,6 +203,7 @@ _LEAK_CHECK = textwrap.dedent("""
 """)
 
 
+@pytest.mark.ray  # a search on a cluster of its own, in a subprocess
 @pytest.mark.parametrize("dashboard", ["off", "on"])
 def test_ddp_trials_stopped_by_asha_leave_nothing_reserved(tmp_path, demo_shards, dashboard):
     """Two-worker trials, one stopped at ASHA's first rung: every placement group removed and
