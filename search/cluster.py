@@ -22,6 +22,19 @@ import socket
 from typing import Any
 
 API_SERVER_ENV = "RAY_API_SERVER_ADDRESS"
+#: Where Ray logs, on starting a new local cluster, that it turned token authentication on.
+TOKEN_AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
+
+
+class _QuietTokenAuthNotice(logging.Filter):
+    """Drops Ray's "Token authentication is enabled for this Ray cluster. Set
+    RAY_AUTH_MODE=disabled to opt out" warning, which a new local cluster logs first thing:
+    nothing a user of this tool has to act on. Only the log line goes: authentication stays
+    as Ray sets it (on, with the token in ``~/.ray/auth_token``, made there if missing;
+    ``RAY_AUTH_MODE`` set by the user is obeyed as before)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Token authentication is enabled")
 
 
 def _free_port() -> int:
@@ -68,7 +81,13 @@ def connect(address: str = "", *, num_cpus: int | None = None, verbose: bool = F
     else:
         env.setdefault("RAY_ADDRESS", target)
         kwargs["address"] = target
-    ray.init(**kwargs, runtime_env={"env_vars": env})
+    quiet = _QuietTokenAuthNotice()
+    logger = logging.getLogger(TOKEN_AUTH_LOGGER)
+    logger.addFilter(quiet)
+    try:
+        ray.init(**kwargs, runtime_env={"env_vars": env})
+    finally:
+        logger.removeFilter(quiet)
 
 
-__all__ = ["API_SERVER_ENV", "connect", "resolve_address"]
+__all__ = ["API_SERVER_ENV", "TOKEN_AUTH_LOGGER", "connect", "resolve_address"]

@@ -9,6 +9,7 @@ its checkpoint: ``split``, ``n``, ``threshold`` and ``conditions`` (condition ->
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,18 +25,32 @@ CONDITIONS = {"clean": "clean", "jpeg_q75": "JPEG quality 75", "jpeg_q50": "JPEG
               "downup_x2": "downscale x2 and back"}
 COLUMNS = ("trial", "condition", "AUC", "drop", "balanced accuracy", "TPR at FPR 5%")
 
+DECIMALS = 3  # every figure of the table, as the leaderboard prints its metrics
+
 Robustness = Mapping[str, Mapping[str, Any]]  # trial id -> evaluate_robustness's result
+
+
+def _rounded(value: Any) -> Any:
+    """``value`` at :data:`DECIMALS` decimals, a tiny negative one as ``0.0`` (not ``-0.0``);
+    missing values as they are. Unrounded, a drop of -0.0001413 (a perturbation that
+    helped by noise) printed in full beside three-decimal figures (``display.compact``)."""
+    if not isinstance(value, numbers.Real) or not math.isfinite(value):
+        return value
+    return round(float(value), DECIMALS) + 0.0  # + 0.0 turns -0.0 into 0.0
 
 
 def robustness_table(robustness: Robustness,
                      labels: Mapping[str, str] | None = None) -> pd.DataFrame:
     """One row per (finalist, condition), clean first; ``labels`` names the trials (e.g.
-    ``"resnet50 · a1"``), else the trial id is shown."""
+    ``"resnet50 · a1"``), else the trial id is shown. Figures are rounded to
+    :data:`DECIMALS` decimals: the table is for reading (the file keeps full precision)."""
     rows = []
     for tid, result in robustness.items():
         for name, m in (result.get("conditions") or {}).items():
-            rows.append([(labels or {}).get(tid, tid), CONDITIONS.get(name, name), m.get("auc"),
-                         m.get("auc_drop"), m.get("balanced_accuracy"), m.get("tpr_at_fpr_5pct")])
+            figures = (m.get(k) for k in ("auc", "auc_drop", "balanced_accuracy",
+                                          "tpr_at_fpr_5pct"))
+            rows.append([(labels or {}).get(tid, tid), CONDITIONS.get(name, name),
+                         *(_rounded(v) for v in figures)])
     return pd.DataFrame(rows, columns=list(COLUMNS), dtype=object)
 
 
@@ -53,5 +68,5 @@ def split_of(robustness: Robustness) -> str:
     return next((str(r["split"]) for r in robustness.values() if r.get("split")), "test")
 
 
-__all__ = ["COLUMNS", "CONDITIONS", "NOTE", "Robustness", "robustness_table", "split_of",
+__all__ = ["COLUMNS", "CONDITIONS", "DECIMALS", "NOTE", "Robustness", "robustness_table", "split_of",
            "worst_drop"]

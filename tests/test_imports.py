@@ -2,7 +2,8 @@
 
 Tables, the report, the formatting helpers and ``predict --backend onnx`` run after a search,
 often on a laptop without the training stack; an import of torch or Ray there costs seconds
-and gigabytes. (The report command itself is checked end to end in ``test_report.py``.)
+and gigabytes. (The report command itself is checked end to end in
+``tests/report/test_page.py``.)
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from importlib import resources
 from pathlib import Path
 
 from search import filenames
+from search.display import missing
 from search.report.markup import Section, esc
 from search.report.results import Results, load_results
 from search.report.sections import BUILDERS
@@ -42,7 +43,9 @@ def render(title: str, subtitle: str, sections: list[Section]) -> str:
 
 
 def _subtitle(r: Results) -> str:
-    archs = ", ".join(dict.fromkeys(str(a) for a in r.trials.get("arch", [])))
+    # A trial restored without its config has no arch (NaN): it names no architecture.
+    archs = ", ".join(dict.fromkeys(str(a) for a in r.trials.get("arch", [])
+                                    if not missing(a) and str(a)))
     return (f"{len(r.trials)} trials · metric {r.metric} · {archs} · "
             f"{time.strftime('%Y-%m-%d %H:%M')}")
 

@@ -15,7 +15,7 @@ import pandas as pd
 
 from search import catalog, filenames
 from search import robustness_table as robust_tables
-from search.display import number
+from search.display import compact, missing, number
 from search.evaluate import matrix as cross_tables
 from search.report import figures
 from search.report import selection as selection_tables
@@ -37,6 +37,15 @@ def _card(label: str, value: str, sub: str) -> str:
             f'<div class="value">{esc(value)}</div><div class="sub">{esc(sub)}</div></div>')
 
 
+def _whole(col: str, value: Any) -> str:
+    """The leaderboard's number format (:func:`search.tune.tables.markdown`): epochs and
+    counts, stored as floats beside trials that have none, as whole numbers."""
+    if col in tables.WHOLE and not missing(value) and isinstance(value, numbers.Real) \
+            and float(value).is_integer():
+        return str(int(value))
+    return compact(value)
+
+
 def overview(r: Results) -> Section:
     """Cards: how many trials, the best one, its validation and test scores."""
     cards = [_card("trials", str(len(r.trials)), tables.status_counts(r.trials))]
@@ -44,7 +53,7 @@ def overview(r: Results) -> Section:
         top = r.finals.iloc[0]
         tid = str(top["trial_id"])
         cards += [_card("best trial", str(top.get("arch")),
-                        f"trial {tid}, epoch {top.get('best_epoch')}"),
+                        f"trial {tid}, epoch {_whole('epoch', top.get('best_epoch'))}"),
                   _card(f"validation {catalog.parse(r.metric).base}",
                         number(top.get(r.best_column)), "majority-class accuracy "
                         f"{number(top.get('best_val_baseline_accuracy'))}")]
@@ -64,12 +73,12 @@ def _best_overall(r: Results) -> list[str]:
     """The best trial on validation and test, then the other finalists' test split."""
     top = r.finals.iloc[0]
     out = [heading(3, f"Best overall: trial {top['trial_id']} ({top.get('arch')})"),
-           table(tables.split_table(top, r.test))]
+           table(tables.split_table(top, r.test), cell=_whole)]
     if r.test.get(str(top["trial_id"])):
         out.append(para(tables.TEST_NOTE))
     others = tables.others_test_table(top, r.test)
     if len(others):
-        out += [para("Test split of the other finalists:"), table(others)]
+        out += [para("Test split of the other finalists:"), table(others, cell=_whole)]
     return out
 
 
@@ -88,7 +97,7 @@ def leaderboard(r: Results) -> Section:
     """The study's table (as in leaderboard.md), the best trial, importances, every trial."""
     s = Section("leaderboard", "Leaderboard").add(
         para(tables.BOARD_NOTE.format(metric=r.metric, mode=r.cfg.search.resolved_mode())),
-        table(tables.board_table(r.trials, r.metric)),
+        table(tables.board_table(r.trials, r.metric), cell=_whole),
         para(f"Trials: {tables.status_counts(r.trials)}"))
     if len(r.finals):
         s.add(*_best_overall(r))
@@ -130,8 +139,8 @@ def confusion(r: Results) -> Section:
     items: list[figures.ConfusionItem] = []
     for _, row in r.finals.iterrows():
         tid = str(row["trial_id"])
-        val = {k: row.get(f"best_val_{k}_at_threshold") for k in tables.CONFUSION}
-        val["threshold"] = row.get("best_val_threshold")
+        val = {k: row.get(catalog.best(catalog.val(f"{k}_at_threshold"))) for k in tables.CONFUSION}
+        val["threshold"] = row.get(catalog.best(catalog.val("threshold")))
         val_ok = all(v is not None and not pd.isna(v) for v in val.values())
         t = r.test.get(tid)
         tm = ({k: t[f"{k}_at_threshold"] for k in tables.CONFUSION}

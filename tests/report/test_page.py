@@ -149,9 +149,15 @@ def test_tables_come_from_the_dataframes(synthetic: Path, synthetic_page: str) -
     trials = pd.read_parquet(synthetic / filenames.TRIALS_PARQUET)
     board = tables.board_table(trials, "val_auc")
     assert list(board["trial"]) == ["a1", "b2"]  # the best trial of each architecture
+    whole = set(tables.WHOLE)  # epochs and counts as whole numbers, as in leaderboard.md
+
+    def shown(col: str, v) -> str:
+        return str(int(v)) if col in whole and isinstance(v, float) and v.is_integer() \
+            else compact(v)
+
     for _, row in board.iterrows():  # each finalist's row, in the leaderboard's format
         cells = "".join(f'<td class="{"txt" if isinstance(v, str) or v is None else "num"}">'
-                        f"{compact(v)}</td>" for v in row)
+                        f"{shown(col, v)}</td>" for col, v in row.items())
         assert f"<tr>{cells}</tr>" in synthetic_page, row["trial"]
     assert f'<td class="num">{DASH}</td>' in synthetic_page  # best_val_ap is NaN: a dash
     assert ">nan<" not in synthetic_page.lower()
@@ -207,6 +213,55 @@ def test_robustness_section_when_the_search_scored_it(synthetic: Path, tmp_path:
         ["custom_cnn · a1", "JPEG quality 50", "0.620", "+0.280"],
         ["custom_cnn · a1", "downscale x2 and back", DASH, DASH]]
     assert "JPEG re-compression at quality 75 and 50" in body and "test split" in body
+
+
+def test_header_names_no_missing_arch_and_epochs_are_whole(synthetic: Path,
+                                                            tmp_path: Path) -> None:
+    """A trial restored without its config has no arch (NaN): the header lists only the
+    architectures there are. Epochs sit in a float column (NaN for a trial with none) and
+    print as whole numbers, in the overview's card and in the leaderboard table."""
+    folder = tmp_path / "restored"
+    folder.mkdir()
+    for name in (filenames.EXPERIMENT, filenames.TRIALS_PARQUET, filenames.TEST_METRICS):
+        shutil.copy(synthetic / name, folder / name)
+    trials = pd.read_parquet(folder / filenames.TRIALS_PARQUET)
+    restored = {"trial_id": "e5", "status": "INTERRUPTED", "arch": math.nan, "epochs": 0,
+                "best_epoch": math.nan, "best_val_auc": math.nan, "checkpoint": ""}
+    trials = pd.concat([trials, pd.DataFrame([restored])], ignore_index=True)
+    trials.to_parquet(folder / filenames.TRIALS_PARQUET)
+    assert trials["arch"].isna().any() and trials["best_epoch"].dtype == float
+    page = write_report(folder).read_text()
+    header = re.search(r"<header>.*?<p>(.*?)</p>", page).group(1)
+    assert "5 trials · metric val_auc · custom_cnn, resnet10t · " in header, header
+    assert "nan" not in header.lower() and "None" not in header
+    assert '<div class="sub">trial a1, epoch 3</div>' in page
+    board = page.split('<section id="leaderboard">', 1)[1].split("</table>", 1)[0]
+    row = re.search(r"<tr><td class=\"txt\">custom_cnn</td>(.*?)</tr>", board).group(1)
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", row)
+    head = re.findall(r"<th>(.*?)</th>", board)[1:]
+    shown = dict(zip(head, cells, strict=True))
+    assert shown["epoch"] == "3", shown  # not 3.000
+    assert all(shown[c].isdigit() for c in ("tp", "tn", "fp", "fn")), shown  # counts too
+
+
+def test_a_tiny_negative_drop_reads_as_zero(synthetic: Path, tmp_path: Path) -> None:
+    """A perturbation that helped by noise (AUC up 0.00014) is a drop of 0.000 at the
+    table's three decimals: not -0.0001413, not -0.000."""
+    folder = tmp_path / "noise"
+    folder.mkdir()
+    for name in (filenames.EXPERIMENT, filenames.TRIALS_PARQUET):
+        shutil.copy(synthetic / name, folder / name)
+    conditions = {"clean": {"auc": 0.8402587, "auc_drop": 0.0, "balanced_accuracy": 0.70561},
+                  "jpeg_q75": {"auc": 0.8404, "auc_drop": -0.0001413,
+                               "balanced_accuracy": 0.7001, "tpr_at_fpr_5pct": 0.000417}}
+    (folder / filenames.ROBUSTNESS).write_text(json.dumps(
+        {"a1": {"split": "test", "n": 120, "conditions": conditions}}))
+    page = write_report(folder).read_text()
+    body = page.split('<section id="robustness">', 1)[1].split("</section>", 1)[0]
+    cells = [re.findall(r"<td[^>]*>(.*?)</td>", row) for row in re.findall(r"<tr>(.*?)</tr>", body)]
+    assert [c for c in cells if c] == [
+        ["custom_cnn · a1", "clean", "0.840", "+0.000", "0.706", DASH],
+        ["custom_cnn · a1", "JPEG quality 75", "0.840", "+0.000", "0.700", "0.000"]]
 
 
 def test_a_missing_results_folder_is_a_clear_error(tmp_path: Path) -> None:
