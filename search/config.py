@@ -108,6 +108,10 @@ class DataConfig(_Validated):
     blend_mask: Literal["ellipse"] = "ellipse"
     blend_ratios: str = "0.25,0.5,0.75,1,1,1"
     blend_transform: Literal["sbi", "colour", "quality", "none"] = "sbi"
+    # Paired batches: each FAKE next to the REAL image it was made from (the shards' group),
+    # so a batch holds both sides of a pair and no shortcut between people pays (GenD);
+    # the training loop's shuffle buffer is off then (it would part them again).
+    paired: bool = False
     decode_workers: int = 0  # concurrent read+decode tasks per split; 0 = cluster.data_cpus
     cache_eval: bool = True  # decode validation once per trial when it fits the object store
     prefetch_batches: int = 2

@@ -331,6 +331,7 @@ class ReadShards:
 
     files: tuple[str, ...]
     seed: int | None = None
+    paired: bool = False  # each group's rows together, REAL first (data.paired)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> Any:
         import pyarrow.parquet as pq
@@ -339,23 +340,39 @@ class ReadShards:
         order = np.arange(len(self.files))
         if self.seed is not None:
             order = np.random.default_rng([self.seed, epoch, 0x5EED]).permutation(len(self.files))
+        columns = [*_TRAIN_COLUMNS, "group"] if self.paired else _TRAIN_COLUMNS
         for index in np.asarray(batch["shard"], dtype=np.int64):
-            table = pq.read_table(self.files[order[index]], columns=_TRAIN_COLUMNS)
+            table = pq.read_table(self.files[order[index]], columns=columns)
             if self.seed is not None:
-                rows = np.random.default_rng([self.seed, epoch, int(order[index])])
-                table = table.take(rows.permutation(table.num_rows))
+                rng = np.random.default_rng([self.seed, epoch, int(order[index])])
+                rows = (paired_order(table.column("group").to_numpy(zero_copy_only=False),
+                                     table.column("label").to_numpy(), rng) if self.paired
+                        else rng.permutation(table.num_rows))
+                table = table.take(rows)
             yield table
 
 
-def _read(shards: PreparedSet, split: str, *, shuffle_seed: int | None) -> Any:
+def paired_order(groups: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Row indices that keep each group's rows together (its REAL image first, then the
+    FAKEs made from it), the groups in a random order: what ``data.paired`` streams.
+
+    Pairs are kept within a shard: prepare writes a split in id order, so a group of a split
+    stored in several shards can be parted (deepfake_faces' train split at 64 px is one)."""
+    codes, uniques = pd.factorize(np.asarray(groups, dtype=object))
+    rank = rng.permutation(len(uniques))[codes]
+    return np.lexsort((np.asarray(labels), rank))
+
+
+def _read(shards: PreparedSet, split: str, *, shuffle_seed: int | None,
+          paired: bool = False) -> Any:
     """One block per shard; a read task per shard, fused with what follows it."""
     import ray.data
 
     files = tuple(shards.files(split))
     index = ray.data.from_items([{"shard": i} for i in range(len(files))],
                                 override_num_blocks=len(files))
-    return index.map_batches(ReadShards(files, shuffle_seed), batch_size=1, batch_format="numpy",
-                             num_cpus=1)
+    return index.map_batches(ReadShards(files, shuffle_seed, paired), batch_size=1,
+                             batch_format="numpy", num_cpus=1)
 
 
 def _decode(ds: Any, udf: DecodeBatch, *, workers: int, batch_size: int) -> Any:
@@ -398,7 +415,7 @@ def train_dataset(shards: str | Path | PreparedSet, cfg: DataConfig, *, size: in
     """The train split: shuffled files, undersampled to the ratio, decoded and augmented.
     ``shards`` is a resolved :class:`PreparedSet` (a location is opened here)."""
     shards = as_set(shards)
-    ds = _read(shards, "train", shuffle_seed=seed)
+    ds = _read(shards, "train", shuffle_seed=seed, paired=cfg.paired)
     for step in train_steps(shards.counts("train"), cfg, seed=seed):
         ds = ds.map_batches(step, batch_format="numpy", batch_size=None, zero_copy_batch=True,
                             num_cpus=1)
@@ -428,5 +445,5 @@ def expected_train_rows(counts: dict[str, int], ratio: str) -> float:
 
 
 __all__ = ["Augment", "DecodeBatch", "Normalize", "SelfBlendRows", "Undersample", "blends_per_real",
-           "eval_dataset", "expected_train_rows", "keep_probabilities", "quiet_ray_data",
+           "eval_dataset", "expected_train_rows", "keep_probabilities", "paired_order", "quiet_ray_data",
            "split_files", "train_dataset", "train_decoder", "train_steps"]
