@@ -35,6 +35,9 @@ from search.train.driver import TrialData
 from search.tune import tables, tuner
 from search.tune.importance import param_importances
 
+#: The line printed when the finalists' test evaluation starts (the search's trials are done).
+FINALISTS_LINE = "evaluating the finalists on the test split"
+
 
 @dataclass
 class SearchOutcome:
@@ -76,8 +79,14 @@ def finish(cfg: ExperimentConfig, results: Any, *, evaluate_test: bool = True,
     leaderboard (and upload everything to a remote storage path)."""
     written = tuner.write_tables(cfg, results, unfinished=unfinished)
     exp_dir, trials, finalists = written.exp_dir, written.trials, written.finalists
-    test, robust = (evaluate_finalists(cfg, exp_dir, finalists, data)
-                    if evaluate_test and len(trials) else ({}, {}))
+    test, robust = {}, {}
+    if evaluate_test and len(trials):
+        # Said before it starts: a driver that dies in this stage is resumed with --resume
+        # (no trial to run: the stage runs again whole, each finalist's test split scored
+        # once more and its files rewritten, never appended to).
+        print(f"{FINALISTS_LINE}: trial(s) "
+              f"{', '.join(str(t) for t in finalists['trial_id'])}", flush=True)
+        test, robust = evaluate_finalists(cfg, exp_dir, finalists, data)
     latency = finalist_latency(finalists) if len(trials) else {}
     (exp_dir / LATENCY).write_text(json.dumps(json_safe(latency), indent=1))
     board = tables.leaderboard(trials, metric=cfg.search.metric, mode=cfg.search.resolved_mode(),
@@ -106,4 +115,4 @@ def sync_up(outcome: SearchOutcome, location: str) -> None:
     outcome.remote = location
 
 
-__all__ = ["SearchOutcome", "finish", "run_search", "sync_up"]
+__all__ = ["FINALISTS_LINE", "SearchOutcome", "finish", "run_search", "sync_up"]

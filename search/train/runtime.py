@@ -25,6 +25,9 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from search.filenames import TRIAL_HISTORY
+from search.train.history import HistoryWriter
+
 
 class Runtime(Protocol):
     """What the training loop needs from whatever runs it."""
@@ -49,6 +52,10 @@ class Runtime(Protocol):
 
     def should_stop(self) -> bool:
         """True when the trial has been told to stop (so the loop can leave between batches)."""
+
+    def history(self) -> HistoryWriter | None:
+        """Where this trial writes its own epoch history (:mod:`search.train.history`): a
+        folder in its trial folder on the storage path; ``None`` where there is none."""
 
 
 def placement() -> dict[str, Any]:
@@ -112,6 +119,16 @@ class TuneRuntime:
         event = getattr(session, "stop_event", None)
         return bool(event is not None and event.is_set())
 
+    def history(self) -> HistoryWriter | None:
+        # The Tune trial's own folder on the storage path (a local folder or a URI, through
+        # the filesystem Tune resolved), not get_trial_dir(): that is a local working folder.
+        from ray.train._internal.session import get_session
+
+        where = getattr(get_session(), "storage", None)
+        if where is None:
+            return None
+        return HistoryWriter(where.storage_filesystem, f"{where.trial_fs_path}/{TRIAL_HISTORY}")
+
 
 class TrainRuntime:
     """The loop inside a ``TorchTrainer`` worker: reports with ``ray.train.report``."""
@@ -151,6 +168,15 @@ class TrainRuntime:
 
     def should_stop(self) -> bool:
         return False  # Train stops its workers itself
+
+    def history(self) -> HistoryWriter | None:
+        # The trial's Train run folder (<experiment>/_train/trial_<id>, named by the driver
+        # after the trial), where its checkpoints are too.
+        import ray.train
+
+        where = ray.train.get_context().get_storage()
+        return HistoryWriter(where.storage_filesystem,
+                             f"{where.experiment_fs_path}/{TRIAL_HISTORY}")
 
 
 __all__ = ["Runtime", "TrainRuntime", "TuneRuntime", "placement"]

@@ -6,7 +6,9 @@ checkpoints and resumes through a :class:`~search.train.runtime.Runtime`. Each e
 trains on the undersampled train split, evaluates the whole validation split (predictions
 gathered from every worker before any metric is computed) and reports once with a
 checkpoint (:mod:`search.model.checkpoint`), so retried and restored trials continue where
-they stopped.
+they stopped. Before each report reaches Tune, rank 0 writes the epoch to the trial's own
+history (:mod:`search.train.history`), durably: what the tables read, whatever happens to
+the driver.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from search.model.checkpoint import (
     write_predictions,
 )
 from search.model.latency import IN_SEARCH, model_latency
+from search.train.history import epoch_record
 from search.train.metrics import detector_metrics
 from search.train.runtime import Runtime, TrainRuntime, placement
 
@@ -205,6 +208,9 @@ class Recipe:
         self.start_epoch = 0
         self.final_metrics: dict[str, Any] | None = None
         self.source_scores: dict[str, Any] = {}  # the extra sources' last figures
+        self.started = time.time()  # this process's start on the trial (see elapsed())
+        self.time_before = 0.0  # the trial's running time before its checkpoint was restored
+        self.history: Any = None  # rank 0's HistoryWriter (None: nowhere to write)
 
     # ------------------------------------------------------------------ set-up
     def setup(self) -> None:
@@ -224,6 +230,8 @@ class Recipe:
         spec = input_spec(cfg)
         self.normalize = Normalize(spec["mean"], spec["std"])
         self.where = placement()
+        history = getattr(self.rt, "history", None)
+        self.history = history() if rank == 0 and history is not None else None
 
     def measure_latency(self) -> dict[str, float]:
         """``latency_ms`` (and its p90 and cost) when it is one of ``search.objectives``:
@@ -253,6 +261,8 @@ class Recipe:
                 state = load_trainer_state(d)
                 self.start_epoch = int(state["epoch"])
                 self.final_metrics = checkpoint_metrics(d)
+                before = (self.final_metrics or {}).get("time_total_s")
+                self.time_before = float(before) if isinstance(before, int | float) else 0.0
         self.latency = self.measure_latency()  # the bare model, before DDP or channels_last
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -276,7 +286,9 @@ class Recipe:
         batches = _timed(training_batches(
             rt.dataset("train"), batch_size=cfg.optim.batch_size, device=self.device,
             normalize=self.normalize, channels_last=self.channels_last,
-            prefetch_batches=cfg.data.prefetch_batches, shuffle_buffer=4 * cfg.optim.batch_size,
+            prefetch_batches=cfg.data.prefetch_batches,
+            # data.paired streams each FAKE beside its REAL: a shuffle buffer would part them.
+            shuffle_buffer=None if cfg.data.paired else 4 * cfg.optim.batch_size,
             shuffle_seed=(cfg.seed * 7919 + epoch) * max(rt.world_size, 1) + rt.rank))
         for x, y in batches:
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
@@ -339,9 +351,22 @@ class Recipe:
                                   "sources_time_s": 0.0}
         return dict(self.source_scores)
 
+    def elapsed(self) -> float:
+        """The trial's running time so far (s), across restores: the time it had run before
+        its restored checkpoint, plus this process's time on it."""
+        return self.time_before + time.time() - self.started
+
+    def record(self, metrics: Mapping[str, Any]) -> None:
+        """Write the epoch to the trial's own history, durably, before Tune hears of it
+        (rank 0 only; a failure to write fails the epoch, as a failed checkpoint would)."""
+        if self.history is not None and metrics.get("epoch") is not None:
+            self.history.write(epoch_record(metrics, time_total_s=metrics.get("time_total_s")))
+
     def save(self, metrics: dict[str, Any], predictions: tuple[list[str], np.ndarray, np.ndarray]
              ) -> None:
-        """Report the epoch with its checkpoint (written by rank 0 only)."""
+        """Report the epoch with its checkpoint (written by rank 0 only), after writing it to
+        the trial's own history."""
+        metrics["time_total_s"] = self.elapsed()  # kept in the checkpoint for a restore
         with tempfile.TemporaryDirectory(prefix="ckpt-") as tmp:
             ckpt = None
             if self.rt.rank == 0:
@@ -350,6 +375,7 @@ class Recipe:
                                 {"epoch": metrics["epoch"], "metrics": metrics})
                 save_trainer_state(ckpt, metrics["epoch"], self.optimizer.state_dict())
                 write_predictions(ckpt / PREDICTIONS, *predictions)
+                self.record(metrics)
             self.rt.report(metrics, ckpt)
 
     # ------------------------------------------------------------------ the recipe
@@ -360,6 +386,10 @@ class Recipe:
         if self.start_epoch >= self.cfg.optim.epochs:
             # Interrupted after its last checkpoint but before Tune saw it end: say the final
             # epoch again so the restored trial ends with its metrics instead of an empty result.
+            # Its history already holds it (written before its first report); written again,
+            # it is the same record.
+            if self.rt.rank == 0:
+                self.record(self.final_metrics or {})
             self.rt.report(self.final_metrics or {}, None)
             return
         for epoch in range(self.start_epoch, self.cfg.optim.epochs):

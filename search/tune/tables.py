@@ -1,8 +1,13 @@
 """The study's tables, done right: per-trial rows, per-epoch history and the leaderboard.
 
 Pure functions over what Tune returns (a ``ResultGrid``) and what the trials wrote
-(checkpoints with their metrics), so the same code serves a finished, a resumed and a
-partly failed search.
+(checkpoints with their metrics, and each trial's own epoch history:
+:mod:`search.train.history`), so the same code serves a finished, a resumed and a partly
+failed search. A trial's epochs come from its own history files; Tune's result.json
+(``Result.metrics_dataframe``) is read only for a trial that has none (a results folder
+from before those files), so Tune's logger callbacks are optional. Every trial is checked
+against what Tune counted: epochs Tune saw but no file holds are named in the trials table
+(``missing_epochs``, ``history_note``).
 """
 
 from __future__ import annotations
@@ -17,10 +22,19 @@ import pandas as pd
 from search import catalog
 from search.catalog import COSTS
 from search.display import markdown_table, missing
-from search.filenames import CHECKPOINT_GLOB, CONFIG, TRAIN_RUNS, TRIAL_PREFIX, trial_dirname
+from search.filenames import (
+    CHECKPOINT_GLOB,
+    CONFIG,
+    TRAIN_RUNS,
+    TRIAL_PREFIX,
+    checkpoint_in,
+    relative_checkpoint,
+    trial_dirname,
+)
 from search.model.checkpoint import checkpoint_metrics
 from search.robustness_table import NOTE as ROBUSTNESS_NOTE
 from search.robustness_table import Robustness, robustness_table, split_of
+from search.train.history import missing_epochs, read_history, spans
 
 #: The columns of the study's table, then the ones it needed to be read correctly.
 STUDY_COLUMNS = ("accuracy", "precision", "recall", "f1")
@@ -71,16 +85,18 @@ def _trial_id(result: Any) -> str:
 
 def collect(results: Sequence[Any], *, experiment_dir: str | Path, metric: str, mode: str,
             max_epochs: int, param_names: Sequence[str], unfinished: Collection[str] = (),
-            ) -> tuple[pd.DataFrame, pd.DataFrame]:
+            location: str | Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(trials, history) from Tune results: one row per trial, one row per trial-epoch.
 
     ``unfinished``: trials a Ctrl-C caught mid-run (``INTERRUPTED``, not stopped early:
-    ``--resume`` continues them).
+    ``--resume`` continues them). ``location``: where the trials wrote their history files
+    (the experiment's storage path or URI; ``experiment_dir`` when not given).
     """
+    where = experiment_dir if location is None else location
     rows, history = [], []
     for result in results:
         tid = _trial_id(result)
-        frame = _epochs(result)
+        frame, gap, note = _epochs(result, where, tid)
         if len(frame):
             history.append(frame.assign(trial_id=tid))
         epochs = int(frame["epoch"].max()) if len(frame) else 0
@@ -90,11 +106,12 @@ def collect(results: Sequence[Any], *, experiment_dir: str | Path, metric: str, 
                "epochs": epochs,
                "wall_time_s": float(frame["time_total_s"].max())
                if "time_total_s" in frame else float("nan"),
-               **_scores(frame, metric, mode)}
+               **_scores(frame, metric, mode),
+               "missing_epochs": spans(gap), "history_note": note}
         if result.error is not None:
             row["error"] = str(result.error).strip().splitlines()[-1][:300]
         ckpt, _ = best_checkpoint(experiment_dir, tid, metric, mode)
-        row["checkpoint"] = str(ckpt) if ckpt else ""
+        row["checkpoint"] = relative_checkpoint(experiment_dir, ckpt) if ckpt else ""
         rows.append(row)
     trials = pd.DataFrame(rows)
     if len(trials) and catalog.best(metric) in trials:
@@ -109,13 +126,53 @@ def collect(results: Sequence[Any], *, experiment_dir: str | Path, metric: str, 
     return trials, hist
 
 
-def _epochs(result: Any) -> pd.DataFrame:
-    """A trial's reports, one per epoch (empty when it reported none)."""
+def history_notes(trials: pd.DataFrame) -> list[str]:
+    """One line per trial whose history lacks epochs Tune counted (empty when none does)."""
+    if "history_note" not in trials:
+        return []
+    return [f"note: trial {r['trial_id']}: {r['history_note']}" for _, r in trials.iterrows()
+            if isinstance(r["history_note"], str) and r["history_note"]]
+
+
+def _epochs(result: Any, location: str | Path, tid: str) -> tuple[pd.DataFrame, list[int], str]:
+    """A trial's reports, one per epoch (empty when it reported none), the epochs Tune
+    counted that are not among them, and why (``""`` when none is missing).
+
+    From the trial's own history files; from Tune's log (result.json) only when the trial
+    wrote none. An epoch reported twice (re-run after a crash) is kept once: the last report.
+    """
+    records = read_history(location, tid)
+    if records:
+        frame, source = pd.DataFrame(records), "history"
+    else:
+        frame, source = _tune_log(result), "tune"
+    last = (result.metrics or {}).get("epoch")
+    last = int(last) if isinstance(last, int | float) and last == last else 0
+    gap = missing_epochs(frame["epoch"] if len(frame) else [], last)
+    note = ""
+    if gap:
+        which = f"epoch(s) {spans(gap)} of the {last} Tune counted"
+        if source == "history":
+            note = (f"{which} are not in the trial's history files (removed, or lost by the "
+                    "storage): those epochs are missing from history.parquet")
+        elif len(frame):
+            note = (f"{which} are missing: the trial wrote no history files (results from "
+                    "before per-trial histories) and Tune's result.json lacks them (its "
+                    "driver died before Tune's logger wrote them)")
+        else:
+            note = (f"{which} are missing: the trial wrote no history files (results from "
+                    "before per-trial histories) and Tune's result.json holds none (Tune's "
+                    "logger callbacks were off, or its driver died before they wrote)")
+    return frame, gap, note
+
+
+def _tune_log(result: Any) -> pd.DataFrame:
+    """A trial's reports as Tune logged them (result.json), one per epoch."""
     frame = result.metrics_dataframe
     if frame is None or not len(frame) or "epoch" not in frame:
         return pd.DataFrame()
     # A resumed trial can repeat epochs in Tune's log: keep each epoch's last report.
-    return frame.drop_duplicates("epoch", keep="last").sort_values("epoch")
+    return frame.drop_duplicates("epoch", keep="last").sort_values("epoch", ignore_index=True)
 
 
 def _status(result: Any, tid: str, epochs: int, max_epochs: int,
@@ -150,12 +207,18 @@ def _scores(frame: pd.DataFrame, metric: str, mode: str) -> dict[str, Any]:
     return row
 
 
-def finalists(trials: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """The best trial of each architecture (rows already sorted best first)."""
+def finalists(trials: pd.DataFrame, metric: str,
+              results_dir: str | Path | None = None) -> pd.DataFrame:
+    """The best trial of each architecture (rows already sorted best first); with
+    ``results_dir``, their ``checkpoint`` as folders there (:func:`checkpoint_in`)."""
     ok = trials[(trials["status"] != "ERROR") & trials["checkpoint"].astype(bool)]
     if catalog.best(metric) in ok:
         ok = ok[ok[catalog.best(metric)].notna()]
-    return ok.drop_duplicates("arch", keep="first") if "arch" in ok else ok.head(1)
+    chosen = ok.drop_duplicates("arch", keep="first") if "arch" in ok else ok.head(1)
+    if results_dir is not None:
+        chosen = chosen.assign(checkpoint=[str(checkpoint_in(results_dir, c))
+                                           for c in chosen["checkpoint"]])
+    return chosen
 
 
 #: The best trial's row per split: the study's metrics, the ones they need, the confusion.
@@ -382,7 +445,7 @@ def leaderboard(trials: pd.DataFrame, *, metric: str, mode: str,
 __all__ = ["BOARD_NOTE", "COST", "FINAL_LATENCY", "IMPORTANCE_NOTE", "LATENCY_NOTE", "PARETO_NOTE",
            "SOURCES_NOTE", "SPLIT_COLUMNS", "TEST_NOTE", "TRAIN_RUNS", "TRIAL_PREFIX",
            "best_checkpoint", "board_table", "collect", "finalists", "has_latency",
-           "importance_table", "latency_of", "leaderboard", "markdown", "objective_column",
-           "objective_points", "others_test_table", "pareto_front", "pareto_note",
+           "history_notes", "importance_table", "latency_of", "leaderboard", "markdown",
+           "objective_column", "objective_points", "others_test_table", "pareto_front", "pareto_note",
            "pareto_table", "source_columns", "split_table", "status_counts",
            "trial_checkpoints", "with_latency"]

@@ -34,7 +34,7 @@ from ray.tune.execution.cluster_info import _is_ray_cluster
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search.optuna import OptunaSearch
 
-from search import storage
+from search import catalog, storage
 from search.catalog import LATENCY_MS
 from search.config import ConfigError, ExperimentConfig
 from search.data.demo import ensure_demo_shards
@@ -104,7 +104,7 @@ class ProgressPrinter:
                 printer.line(trials, trial,
                              f"epoch {result.get('epoch', '?')}/{printer.budget(trial)}  "
                              f"{printer.metric} {printer.num(result.get(printer.metric))}  "
-                             f"f1 {printer.num(result.get('val_f1'))}  "
+                             f"f1 {printer.num(result.get(catalog.val('f1')))}  "
                              f"loss {printer.num(result.get('train_loss'))}"
                              + printer.cost(result), latest=result.get(printer.metric))
 
@@ -494,12 +494,12 @@ def search(cfg: ExperimentConfig, *, resume: bool = False, verbose: bool = False
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         # The finalists' evaluation streams in this process: no Ray Data progress tables.
         quiet_ray_data()
-    tuner = build_tuner(cfg, data, resume=resume, verbose=verbose)
-    with _interruption() as interrupted:
+    with _interruption() as interrupted, _without_tune_log_warning():
+        tuner = build_tuner(cfg, data, resume=resume, verbose=verbose)
         results = tuner.fit()
-    if cfg.cluster.num_workers > 1:  # DDP trials' worker groups, whatever stopped them
-        sweep()
-    unfinished = unfinished_trials(results.experiment_path) if interrupted else set()
+        if cfg.cluster.num_workers > 1:  # DDP trials' worker groups, whatever stopped them
+            sweep()
+        unfinished = unfinished_trials(results.experiment_path) if interrupted else set()
     return SearchRun(cfg, data, results, bool(interrupted), frozenset(unfinished))
 
 
@@ -515,8 +515,10 @@ class Tables:
 
 def write_tables(cfg: ExperimentConfig, results: Any, *,
                  unfinished: Collection[str] = ()) -> Tables:
-    """trials.parquet/.csv and history.parquet from Tune's results; with remote storage,
-    the checkpoints' metadata (and the finalists' checkpoints whole) mirrored first."""
+    """trials.parquet/.csv and history.parquet from Tune's results and the trials' own history
+    files (a line is printed for each trial whose history lacks epochs Tune counted); with
+    remote storage, the checkpoints' metadata (and the finalists' checkpoints whole)
+    mirrored first."""
     mode = cfg.search.resolved_mode()
     space = space_for(cfg)
     location, exp_dir = experiment_dir(cfg), local_experiment_dir(cfg)
@@ -525,10 +527,17 @@ def write_tables(cfg: ExperimentConfig, results: Any, *,
         exp_dir.mkdir(parents=True, exist_ok=True)
         for runs in ("", tables.TRAIN_RUNS):  # single-worker trials, DDP trials' Train runs
             storage.mirror_checkpoint_metadata(location, exp_dir, runs)
+    # Each trial's epochs from its own history files, read where the trials wrote them (the
+    # storage path or URI): Tune's result.json is needed only for results from before them.
     trials, history = tables.collect(
         list(results), experiment_dir=exp_dir, metric=cfg.search.metric, mode=mode,
-        max_epochs=_max_epochs(space, cfg), param_names=list(space), unfinished=unfinished)
-    finalists = tables.finalists(trials, cfg.search.metric) if len(trials) else trials
+        max_epochs=_max_epochs(space, cfg), param_names=list(space), unfinished=unfinished,
+        location=location)
+    for line in tables.history_notes(trials):  # epochs Tune counted that no file holds
+        print(line, flush=True)
+    # The finalists' checkpoints as folders of this results folder (the tables record them
+    # relative to it), for the stage after the search.
+    finalists = tables.finalists(trials, cfg.search.metric, exp_dir) if len(trials) else trials
     if remote:  # finalists' checkpoints whole (weights too): test evaluation, report, export
         for path in finalists.get("checkpoint", []):
             if path:
@@ -566,6 +575,25 @@ def _interruption() -> Iterator[list[bool]]:
         yield notice.seen
     finally:
         log.removeFilter(notice)
+
+
+class _TuneLogFilter(logging.Filter):
+    """Drops Tune's "Failed to fetch metrics for N trial(s)" (no result.json/progress.csv):
+    the tables read each trial's own history files, and name any epoch missing there."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Failed to fetch metrics")
+
+
+@contextlib.contextmanager
+def _without_tune_log_warning() -> Iterator[None]:
+    log = logging.getLogger("ray.tune.analysis.experiment_analysis")
+    quiet = _TuneLogFilter()
+    log.addFilter(quiet)
+    try:
+        yield
+    finally:
+        log.removeFilter(quiet)
 
 
 def unfinished_trials(experiment_path: str) -> set[str]:

@@ -15,6 +15,7 @@ from search.filenames import CONFIG, WEIGHTS
 from search.filenames import VAL_PREDICTIONS as PREDICTIONS
 from search.model.checkpoint import load_checkpoint_model
 from search.train.driver import train_one
+from search.train.history import read_history
 from search.train.metrics import detector_metrics
 from search.train.worker import lr_factor
 
@@ -78,6 +79,12 @@ def test_two_workers_ddp_on_cpu(tmp_path, dff_shards, demo_shards, ray_cluster):
     train = manifest["counts"]["train"]
     expected = train["REAL"] + min(train["FAKE"], 2 * train["REAL"])  # ratio 1:2
     assert abs(result.metrics_dataframe["train_images"].iloc[-1] - expected) <= 0.15 * expected
+    # Rank 0 wrote every epoch to the trial's own history (search.train.history), in its
+    # Train run's folder (<storage>/<name>/_train/trial_<id>), before Tune heard of it.
+    records = read_history(tmp_path / "ddp", str(result.metrics["trial_id"]))
+    assert [r["epoch"] for r in records] == [1, 2]
+    assert records[-1]["val_auc"] == pytest.approx(last["val_auc"])
+    assert records[-1]["node_id"] == last["node_id"]
 
 
 def test_schedules():
