@@ -186,13 +186,18 @@ def plot(reports: pd.DataFrame, methods: Sequence[str], budget: int, grid_best: 
                              squeeze=False, sharey=True)
     x = np.arange(1, budget + 1)
     lo = float(np.quantile(curve_band(reports, BASELINE, budget)[1], 0.02))
-    for ax, group in zip(axes[0], panels):
+    colours = {m: plt.get_cmap("tab10")(i) if i < 10 else "black" for i, m in enumerate(methods)}
+    table = per_seed(reports, budget)
+    best_lever = min(variants, key=lambda m: quartiles(table[table.method == m]["ratio"])[0],
+                     default=None)
+    for i, (ax, group) in enumerate(zip(axes[0], panels)):
         for method in group:
             band = curve_band(reports, method, budget)
             n = reports[reports.method == method]["seed"].nunique()
-            line, = ax.plot(x, band[0], label=f"{method} ({n} seeds)", lw=1.6,
-                            ls="-" if method in METHODS else "--")
-            ax.fill_between(x, band[1], band[2], color=line.get_color(), alpha=0.12, lw=0)
+            ax.plot(x, band[0], label=f"{method} ({n} seeds)", lw=1.6, color=colours[method],
+                    ls="-" if method in METHODS else "--")
+            if i == 0 or method in (BASELINE, DEFAULT, best_lever):  # bands: legible
+                ax.fill_between(x, band[1], band[2], color=colours[method], alpha=0.12, lw=0)
         ax.axhline(grid_best, color="grey", lw=0.8, ls=":", label="best of the recorded grid")
         ax.axvline(budget / 3, color="grey", lw=0.6, ls="--")
         ax.set_xlabel("epochs spent (all trials, in order)")
@@ -202,7 +207,8 @@ def plot(reports: pd.DataFrame, methods: Sequence[str], budget: int, grid_best: 
     axes[0][0].set_ylabel("best validation AUC so far")
     axes[0][0].set_title("The four searches: median and IQR band")
     if variants:
-        axes[0][1].set_title("Levers on TPE + ASHA (dashed): median and IQR band")
+        axes[0][1].set_title(f"Levers on TPE + ASHA (dashed): median; IQR band for "
+                             f"{best_lever}")
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out)
@@ -282,9 +288,9 @@ def report(curves: Curves, reports: pd.DataFrame, run: dict, plot_path: Path) ->
         "",
         f"![best so far]({plot_path.relative_to(RESULTS)})",
         "",
-        f"Command: `{run['command']}` ({run['wall_s'] / 60:.1f} min for the searches run by "
-        "it; the reports of every search are in "
-        f"`{(plot_path.parent / 'compare-reports.parquet').relative_to(REPO)}`).",
+        f"Command: `{run['command']}` (the reports of every search are in "
+        f"`{(plot_path.parent / 'compare-reports.parquet').relative_to(REPO)}`: "
+        "`--replot` rewrites this page from them).",
         *run.get("conclusion", []),
     ]
     write_table("efficiency", f"Search efficiency on a replayed grid ({n_points} configurations x "

@@ -24,6 +24,7 @@ order Tune received it: with one trial at a time that is the order of epochs spe
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -264,9 +265,10 @@ def build_replay_tuner(cfg: Any, curves: Curves, *, budget: int = 0,
     """
     from ray import tune
 
+    from search.filenames import EXPERIMENT, SPACE
     from search.storage import local_experiment_dir
     from search.tune import tuner as project
-    from search.tune.space import space_for
+    from search.tune.space import describe, space_for
 
     if not logs:
         os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
@@ -276,6 +278,10 @@ def build_replay_tuner(cfg: Any, curves: Curves, *, budget: int = 0,
     space = space_for(cfg)
     exp_dir = local_experiment_dir(cfg)
     exp_dir.mkdir(parents=True, exist_ok=True)
+    # What build_tuner writes first, so that the project's readers (report, export) take
+    # the folder for a search's.
+    (exp_dir / EXPERIMENT).write_text(json.dumps(cfg.to_dict(), indent=1))
+    (exp_dir / SPACE).write_text(describe(space) + "\n")
     max_epochs = project._max_epochs(space, cfg)
     trainable = tune.with_resources(
         tune.with_parameters(replay_trial, curves=curves, metric=cfg.search.metric,
