@@ -8,7 +8,9 @@ of the train split and runs them through the training stream's own steps
 with the default :class:`~search.data.synthetic.BlendSpec`, no other augmentation), so the
 pictures are exactly what a trial with ``data.synthetic: 1`` trains on:
 
-- ``results/synthetic/examples[-NAME].png``: a 4x4 grid of 16 self-blends at the first size;
+- ``results/synthetic/examples[-NAME].png``: a 4x4 grid of 16 self-blends at the first size
+  (the ``-NAME`` images of other sets than the demo are git-ignored: the faces of a
+  research-only set are never committed);
 - ``results/synthetic/pairs[-NAME].png``: each of them beside its REAL source and the
   amplified difference (x4), which shows where the blend changed the image;
 - ``results/synthetic/cost.md``: milliseconds per image to decode (and resize) alone, and to
