@@ -87,7 +87,13 @@ class TrialData:
 def resolve_shards(cfg: ExperimentConfig) -> str:
     """Absolute path (or URI) of the shards to train on (the demo set when none is configured)."""
     if storage.is_uri(cfg.data.shards):
-        return cfg.data.shards.rstrip("/")
+        uri = cfg.data.shards.rstrip("/")
+        # One cheap existence check here, so a wrong URI fails before any trial starts.
+        if not storage.exists(storage.join(uri, MANIFEST)):
+            raise SourceError(f"no prepared shards at {uri} ({MANIFEST} not found): run "
+                              "'deepfake-search prepare --layout ... --out' and upload the "
+                              "folder, or fix data.shards")
+        return uri
     shards = resolve_user_path(cfg.data.shards) if cfg.data.shards else default_shards_dir("demo")
     shards = shards.resolve()
     if not (shards / MANIFEST).is_file():

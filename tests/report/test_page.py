@@ -299,13 +299,17 @@ def test_importances_fail_softly(tmp_path: Path) -> None:
 # ------------------------------------------------------------------ a real search's report
 @pytest.fixture(scope="module")
 def report(tiny_search: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The report of a copy of the tiny search's tables (checkpoints stay where they are),
-    with a cross-dataset matrix added, so the shared results folder is left untouched."""
+    """The report of a copy of the tiny search's folder (tables and trial folders; a results
+    folder reads only its own checkpoints), with a cross-dataset matrix added, so the shared
+    results folder is left untouched."""
     results = tmp_path_factory.mktemp("report") / tiny_search.name
     results.mkdir()
     for name in TOP_FILES:
         if (tiny_search / name).is_file():
             shutil.copy(tiny_search / name, results / name)
+    for trial in [*tiny_search.glob(filenames.trial_dirname("*")),
+                  *tiny_search.glob(f"{filenames.TRAIN_RUNS}/{filenames.trial_dirname('*')}")]:
+        shutil.copytree(trial, results / trial.relative_to(tiny_search))
     (results / filenames.CROSS_JSON).write_text(json.dumps(MATRIX))
     return write_report(results)
 

@@ -163,20 +163,15 @@ def test_a_killed_trial_resumes_from_its_checkpoint(tmp_path, demo_shards, ray_c
     assert killed, out[-3000:]
     assert proc.returncode == 0, out[-3000:]
     history = pd.read_parquet(exp / "history.parquet")
-    assert sorted(history["epoch"]) == [1, 2, 3, 4]  # each once: continued, not restarted
-    reports = [json.loads(x)
-               for x in next(exp.glob("trial_*/result.json")).read_text().splitlines()]
-    epochs = [r["epoch"] for r in reports]
-    # Tune's own log: epoch 1 once (the retry resumed from a checkpoint: epoch 2's, or
-    # epoch 1's when the kill beat epoch 2's registration), and the trial reached its end.
-    assert epochs[:2] == [1, 2] and epochs.count(1) == 1 and epochs[-1] == 4, \
-        [(r["epoch"], r.get("pid")) for r in reports]
+    assert sorted(history["epoch"]) == [1, 2, 3, 4], history  # each epoch once
+    # The trial's own history (written by the process that trains, rank 0 under DDP, the
+    # same process whose pid the checkpoint holds) keeps the last report of each epoch.
+    # Continued, not restarted: epoch 1 is still the killed process's (a restart would have
+    # re-run and re-written it), and the last epoch ran in a new process. Tune's result.json
+    # is not asserted on: on a retry it lost the killed process's lines in a CI run.
     by_epoch = history.set_index("epoch")
-    assert int(by_epoch.loc[4, "pid"]) != killed  # the last epoch ran in a new process
-    if workers == 1:
-        # The trial's own process reported epoch 1. (A DDP trial's reports reach Tune from
-        # another rank than the checkpoint writer, seen here, so only the above holds there.)
-        assert int(by_epoch.loc[1, "pid"]) == killed
+    assert int(by_epoch.loc[1, "pid"]) == killed, history[["epoch", "pid"]]
+    assert int(by_epoch.loc[4, "pid"]) != killed, history[["epoch", "pid"]]
     trials = pd.read_parquet(exp / "trials.parquet")
     assert list(trials["status"]) == ["COMPLETED"]
 

@@ -179,6 +179,17 @@ def test_tensorboard_files_and_server(tiny_search):
         proc.wait(timeout=30)
 
 
+def test_ctrl_c_works_after_a_search_in_the_same_process(tiny_search):
+    """Tune leaves its SIGINT handler installed after fit (it only sets the finished search's
+    flag): the search puts the process's own back, so the next Ctrl-C is a KeyboardInterrupt."""
+    import signal
+
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    with pytest.raises(KeyboardInterrupt):
+        signal.raise_signal(signal.SIGINT)
+        time.sleep(5)
+
+
 def test_resources_released_after_search(tiny_search, ray_cluster):
     trials = pd.read_parquet(tiny_search / "trials.parquet")
     total = ray_cluster.cluster_resources()["CPU"]
