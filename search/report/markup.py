@@ -74,6 +74,11 @@ def bullets(items: list[str]) -> str:
     return "<ul>" + "".join(f"<li>{inline(t)}</li>" for t in items) + "</ul>"
 
 
+def folded(summary: str, body: str) -> str:
+    """``body`` behind a disclosure line (HTML ``<details>``: no script, opens in place)."""
+    return f"<details><summary>{html.escape(summary)}</summary>{body}</details>"
+
+
 def _numeric(value: Any) -> bool:
     return isinstance(value, numbers.Number) and not isinstance(value, bool)
 
@@ -102,5 +107,5 @@ def table(frame: pd.DataFrame, *, cell: Cell = lambda _, v: compact(v),
             f'<tbody>{"".join(rows)}</tbody></table></div>')
 
 
-__all__ = ["Cell", "Section", "bullets", "esc", "heading", "img", "inline", "lead", "note",
-           "para", "table"]
+__all__ = ["Cell", "Section", "bullets", "esc", "folded", "heading", "img", "inline", "lead",
+           "note", "para", "table"]

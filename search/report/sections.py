@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import pandas as pd
@@ -19,11 +20,24 @@ from search.display import compact, missing, number
 from search.evaluate import matrix as cross_tables
 from search.report import figures
 from search.report import selection as selection_tables
-from search.report.markup import Section, bullets, esc, heading, img, lead, note, para, table
+from search.report.markup import (
+    Section,
+    bullets,
+    esc,
+    folded,
+    heading,
+    img,
+    lead,
+    note,
+    para,
+    table,
+)
 from search.report.results import Results, checkpoint_dir
 from search.tune import tables
 
 TOP_TRIALS = 8  # trials drawn in the learning curves
+FOLD_TRIALS = 50  # past this many trials the full table folds away ...
+SHOWN_TRIALS = 20  # ... and the best this many stay in view
 SCIENTIFIC = ("lr", "weight_decay")  # trials-table columns shown as 1.23e-04
 Builder = Callable[[Results], Section | None]
 
@@ -101,7 +115,23 @@ def leaderboard(r: Results) -> Section:
         para(f"Trials: {tables.status_counts(r.trials)}"))
     if len(r.finals):
         s.add(*_best_overall(r))
-    return s.add(*_importance_tables(r), heading(3, "All trials"), trials_table(r))
+    return s.add(*_importance_tables(r), heading(3, "All trials"), *all_trials(r))
+
+
+def all_trials(r: Results) -> list[str]:
+    """The trials table; past ``FOLD_TRIALS`` rows, the best ``SHOWN_TRIALS`` by the search
+    metric in view and every trial behind a disclosure line, so a 1,000-trial search leaves
+    a page that still reads (the whole table stays in trials.csv/.parquet too)."""
+    if len(r.trials) <= FOLD_TRIALS:
+        return [trials_table(r)]
+    ranked = r.trials
+    if r.best_column in ranked:
+        ascending = r.cfg.search.resolved_mode() == "min"
+        ranked = ranked.sort_values(r.best_column, ascending=ascending, na_position="last")
+    top = replace(r, trials=ranked.head(SHOWN_TRIALS))
+    return [para(f"The best {SHOWN_TRIALS} of {len(r.trials)} trials by {r.metric}:"),
+            trials_table(top),
+            folded(f"All {len(r.trials)} trials", trials_table(replace(r, trials=ranked)))]
 
 
 def trials_table(r: Results) -> str:

@@ -264,6 +264,30 @@ def test_a_tiny_negative_drop_reads_as_zero(synthetic: Path, tmp_path: Path) -> 
         ["custom_cnn · a1", "JPEG quality 75", "0.840", "+0.000", "0.700", "0.000"]]
 
 
+def test_a_thousand_trials_fold_the_trials_table(synthetic: Path, tmp_path: Path) -> None:
+    """At 1,000 trials the page keeps the best 20 in view (best first) and folds the whole
+    table behind a <details> line; a small search keeps its one table, unfolded."""
+    folder = tmp_path / "many"
+    folder.mkdir()
+    shutil.copy(synthetic / filenames.EXPERIMENT, folder / filenames.EXPERIMENT)
+    rng = np.random.default_rng(1)
+    n = 1000
+    trials = pd.DataFrame({
+        "trial_id": [f"t{i:04d}" for i in range(n)], "status": "COMPLETED",
+        "arch": rng.choice(["custom_cnn", "resnet10t"], n), "lr": 10 ** rng.uniform(-4, -2, n),
+        "epochs": 3, "best_epoch": 3, "best_val_auc": rng.uniform(0.5, 0.9, n), "checkpoint": ""})
+    trials.to_parquet(folder / filenames.TRIALS_PARQUET)
+    page = write_report(folder).read_text()
+    board = page.split('<section id="leaderboard">', 1)[1].split("</section>", 1)[0]
+    shown, hidden = board.split("<details>", 1)
+    assert "<summary>All 1000 trials</summary>" in hidden and hidden.count("<tr>") == n + 1
+    in_view = re.findall(r'<td class="txt">(t\d{4})</td>', shown.split("All trials", 1)[1])
+    best = trials.sort_values("best_val_auc", ascending=False)["trial_id"].head(20).tolist()
+    assert in_view == best
+    small = write_report(synthetic).read_text()
+    assert "<details>" not in small.split('<section id="leaderboard">', 1)[1].split("</section>")[0]
+
+
 def test_a_missing_results_folder_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="does not exist"):
         write_report(tmp_path / "nowhere")
