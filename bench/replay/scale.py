@@ -44,12 +44,27 @@ RECORDING = RESULTS / "replay" / "grid-32px.parquet"
 TABLE = RESULTS / "driver_memory.md"
 
 
-def _sample(counter: dict, out: list, stop: threading.Event) -> None:
+def _sample(counter: dict, out: list, stop: threading.Event, trace: Sequence[int] = (),
+            traced: list | None = None) -> None:
+    """RSS every 0.2 s beside trials ended; with ``trace`` (two trial counts), a tracemalloc
+    snapshot at each, compared by file into ``traced`` (KB per trial between them)."""
     import psutil
 
     me = psutil.Process()
+    snaps: list = []
     while not stop.is_set():
         out.append((counter["ended"], me.memory_info().rss))
+        if trace and len(snaps) < 2 and counter["ended"] >= trace[len(snaps)]:
+            import tracemalloc
+
+            if not snaps:  # traced from here on: what is still held at the second snapshot
+                tracemalloc.start(1)
+            snaps.append((counter["ended"], tracemalloc.take_snapshot()))
+            if len(snaps) == 2 and traced is not None:
+                (n0, a), (n1, b) = snaps
+                for stat in b.compare_to(a, "filename")[:15]:
+                    traced.append((stat.traceback[0].filename.split("site-packages/")[-1],
+                                   stat.size_diff / 1024 / max(1, n1 - n0)))
         stop.wait(0.2)
 
 
@@ -89,8 +104,11 @@ def child(args: argparse.Namespace) -> None:
 
     connect("local", num_cpus=args.cpus)
     samples: list = []
+    traced: list = []
+    trace = [int(v) for v in args.trace.split(",")] if args.trace else []
     stop = threading.Event()
-    thread = threading.Thread(target=_sample, args=(counter, samples, stop), daemon=True)
+    thread = threading.Thread(target=_sample, args=(counter, samples, stop, trace, traced),
+                              daemon=True)
     thread.start()
     t0 = time.monotonic()
     tuner = build_replay_tuner(cfg, curves, callbacks=[Count()], history=True, checkpoints=True,
@@ -99,7 +117,7 @@ def child(args: argparse.Namespace) -> None:
     wall = time.monotonic() - t0
     stop.set()
     thread.join()
-    out = {"samples": samples, "wall_s": wall, "results": counter["results"],
+    out = {"samples": samples, "wall_s": wall, "results": counter["results"], "traced": traced,
            "starts": [s - t0 for s in counter["starts"]], "errors": 0, "timings": {}}
     out["errors"] = sum(1 for r in results if r.error is not None)
     exp_dir = Path(args.storage) / "scale"
@@ -235,6 +253,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="take the rows from the --keep folder's earlier runs where present")
     parser.add_argument("--tpe-cost", type=int, nargs="*", default=None,
                         help="only time TPE's ask over studies of these many trials")
+    parser.add_argument("--trace", default="", help="N0,N1: tracemalloc from N0 trials ended to "
+                        "N1, by file (slows the driver then; RSS then includes its own)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--storage", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
@@ -257,7 +277,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         cmd = [sys.executable, "-m", "bench.replay", "scale", "--child", f"--trials={args.trials}",
                f"--cpus={args.cpus}", f"--trial-cpus={args.trial_cpus}",
                f"--recording={args.recording}", f"--storage={storage}", f"--out={out}",
-               "--loggers", loggers]
+               f"--trace={args.trace}", "--loggers", loggers]
         if not (args.reuse and out.is_file()):
             subprocess.run(cmd, cwd=REPO, env=env, check=True)
         res = json.loads(out.read_text())
@@ -284,11 +304,16 @@ def main(argv: Sequence[str] | None = None) -> None:
             f"weights, num_to_keep=2; history files "
             f"{st['history_bytes'] / max(1, st['trials']) / 1024:.1f} KB); whole experiment "
             f"folder {st['experiment_bytes'] / 2**20:.0f} MB.")
+        if res.get("traced"):
+            notes.append(f"  - where it grows (tracemalloc, trials {args.trace}, KB per trial by "
+                         "file): " + "; ".join(f"{f} {kb:.1f}" for f, kb in res["traced"]
+                                               if abs(kb) >= 0.5))
         print(rows[-1], notes[-1], flush=True)
     if args.no_write:
         return
-    cmd = "python -m bench.replay scale " + " ".join(argv if argv is not None else sys.argv[2:])
-    cmd = re.sub(r"\s+", " ", cmd).strip()
+    shown = " ".join(argv if argv is not None else sys.argv[2:])
+    shown = re.sub(r"--reuse|--keep[ =]\S+", "", shown)  # how the figures were kept, not made
+    cmd = re.sub(r"\s+", " ", "python -m bench.replay scale " + shown).strip()
     add_rows(rows, [
         f"Replayed rows ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
         f"{machine()}): `{cmd}` ({bench_doc()})", *notes])
