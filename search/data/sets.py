@@ -34,6 +34,12 @@ class PreparedSet:
         """``{"REAL": n, "FAKE": m}`` of one split (empty when the split is absent)."""
         return dict(self.manifest.get("counts", {}).get(split, {}))
 
+    @property
+    def prepared_size(self) -> int | None:
+        """The side, in pixels, its images were resized to by ``prepare`` (None if unknown)."""
+        size = self.manifest.get("options", {}).get("size")
+        return int(size) if isinstance(size, int | float) else None
+
     def rows(self, split: str) -> int:
         """How many images one split holds."""
         return sum(self.counts(split).values())

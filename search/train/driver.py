@@ -123,9 +123,33 @@ def resolve_extra_sources(cfg: ExperimentConfig) -> dict[str, PreparedSet]:
     return out
 
 
+def warn_resize_mismatch(train: PreparedSet, extra: Mapping[str, PreparedSet]) -> list[str]:
+    """A warning for each extra source prepared at another size than the training shards.
+
+    Its images reach the model through another resize chain (prepared at one size, resized
+    again when decoded) than the training images: pixel-level inputs (``npr``, ``highpass``)
+    read exactly those differences, and an exported model's ``predict`` on the original
+    files follows the training chain. Measured on CIPLAB prepared at 224 px against training
+    shards at 64 px (``results/transfer-cpu/predict_check.md``): scores correlate at 0.994 but
+    sit 0.064 apart, so thresholded figures differ."""
+    told = []
+    for name, source in extra.items():
+        if None not in (train.prepared_size, source.prepared_size) and \
+                source.prepared_size != train.prepared_size:
+            told.append(f"data.extra_sources.{name}: {source.location} was prepared at "
+                        f"{source.prepared_size} px, the training shards at "
+                        f"{train.prepared_size} px; its figures then come through another "
+                        "resize than training and predict use (pixel-level inputs such as npr "
+                        f"and highpass see it). Prepare it with --size {train.prepared_size}.")
+            warnings.warn(told[-1], stacklevel=2)
+    return told
+
+
 def resolve_data(cfg: ExperimentConfig) -> TrialData:
     """Every set the experiment reads, each manifest read once (see :class:`TrialData`)."""
-    return TrialData(PreparedSet.open(resolve_shards(cfg)), resolve_extra_sources(cfg))
+    data = TrialData(PreparedSet.open(resolve_shards(cfg)), resolve_extra_sources(cfg))
+    warn_resize_mismatch(data.train, data.extra)
+    return data
 
 
 def use_gpu(cfg: ExperimentConfig) -> bool:
@@ -364,6 +388,6 @@ def run_trial(params: dict[str, Any], base: dict[str, Any], data: TrialData,
 
 __all__ = ["SOURCE_SPLIT", "ShardedEvalDataConfig", "TrialData", "build_datasets",
            "build_trainer", "is_eval_split", "pin_data_to_trial", "resolve_data",
-           "resolve_extra_sources", "resolve_runtime", "resolve_shards",
-           "run_trial", "train_one", "trial_bundles", "trial_resources", "trial_trainable",
-           "use_gpu", "worker_bundles", "worker_resources"]
+           "resolve_extra_sources", "resolve_runtime", "resolve_shards", "run_trial", "train_one",
+           "trial_bundles", "trial_resources", "trial_trainable", "use_gpu",
+           "warn_resize_mismatch", "worker_bundles", "worker_resources"]

@@ -55,3 +55,21 @@ def test_a_trial_reads_no_manifest(demo_shards, ray_cluster, manifest_reads):
     # Without the resolved data (deepfake-search train outside a search) it is read here.
     driver.build_datasets(cfg)
     assert len(manifest_reads) == 2
+
+
+def test_an_extra_source_prepared_at_another_size_is_named():
+    """CIPLAB prepared at 224 px beside training shards at 64 px: scored through another
+    resize chain than training and predict use, which artefact-level inputs read. Warned,
+    with the key and the --size that fixes it; the same size is silent."""
+    from search.data.sets import PreparedSet
+    from search.train.driver import warn_resize_mismatch
+
+    def at(size: int) -> PreparedSet:
+        return PreparedSet(f"/data/{size}", {"options": {"size": size}, "counts": {}})
+
+    with pytest.warns(UserWarning, match=r"data\.extra_sources\.ciplab: /data/224 was prepared "
+                                         r"at 224 px, the training shards at 64 px.*--size 64"):
+        told = warn_resize_mismatch(at(64), {"ciplab": at(224), "same": at(64)})
+    assert len(told) == 1
+    assert warn_resize_mismatch(at(64), {"same": at(64)}) == []
+    assert warn_resize_mismatch(PreparedSet("/old", {}), {"x": at(224)}) == []  # size unknown
