@@ -231,6 +231,23 @@ def check_fits(cfg: ExperimentConfig) -> int:
     return fits
 
 
+def keep_data_coordinator_on_driver_node() -> None:
+    """Create Ray Data's ``AutoscalingCoordinator`` here, on the driver's node, before any trial.
+
+    Ray Data (2.60) creates that detached actor, hard-pinned to the node of the first process
+    that runs a dataset, for the life of the cluster (``get_or_create_autoscaling_coordinator``).
+    From a trial, that is a worker node the autoscaler added, which then never goes idle and is
+    never removed (seen with tests/cluster/test_autoscaling.py; upstream ray #56576, #62260).
+    Made first from the driver (the head, under ``ray submit``), the trials find it there by
+    name. A Ray without it (moved, renamed) is left to do as it does.
+    """
+    try:
+        from ray.data._internal.cluster_autoscaler import get_or_create_autoscaling_coordinator
+    except ImportError:
+        return
+    get_or_create_autoscaling_coordinator()
+
+
 class ResumableOptunaSearch(OptunaSearch):
     """OptunaSearch that survives a driver killed between Optuna's commit and Tune's.
 
@@ -490,6 +507,7 @@ def search(cfg: ExperimentConfig, *, resume: bool = False, verbose: bool = False
     init_ray(cfg, verbose=verbose)
     cfg = resolve_runtime(cfg, data)
     check_fits(cfg)
+    keep_data_coordinator_on_driver_node()
     if not verbose:
         # Our ProgressPrinter replaces Tune's banner and status tables, and Optuna's INFO lines.
         os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
