@@ -52,6 +52,18 @@ class ShardedEvalDataConfig(RayDataConfig):
     computed on every validation image, so evaluation sets are split without dropping.
     """
 
+    def _resolve_execution_options(self, dataset_name: str) -> Any:
+        """Train's options for a split, keeping the train stream's ``preserve_order``.
+
+        Train replaces each dataset's execution options with ones made from the driver's
+        ``DataContext`` (``preserve_order`` off), which dropped the order the seeded stream
+        asks for: a one-worker ``TorchTrainer`` trial then trained its second epoch on
+        other batches than the same trial in-process (train loss 0.598 against 0.589)."""
+        options = super()._resolve_execution_options(dataset_name)
+        if dataset_name == "train":
+            options.preserve_order = True
+        return options
+
     def configure(self, datasets, world_size, worker_handles, worker_node_ids, **kwargs):
         evals = {k: v for k, v in datasets.items() if is_eval_split(k)}
         rest = {k: v for k, v in datasets.items() if not is_eval_split(k)}

@@ -87,6 +87,31 @@ def test_two_workers_ddp_on_cpu(tmp_path, dff_shards, demo_shards, ray_cluster):
     assert records[-1]["node_id"] == last["node_id"]
 
 
+# The figures an epoch must reproduce across the two runtimes.
+SAME_EPOCH = ("train_loss", "val_auc", "val_accuracy", "val_log_loss")
+RUNTIME_TOLERANCE = 1e-6  # measured 0.0: the same batches, and one worker's all-reduce is the identity
+
+
+def test_one_worker_trainer_matches_the_in_process_trial(tmp_path, demo_shards, ray_cluster):
+    """A single-worker trial trains in Tune's own process; the same configuration in a
+    one-worker ``TorchTrainer`` (DDP wrapper, Train's dataset split, its report path) must
+    train on the same batches to the same numbers, epoch by epoch, within 1e-6."""
+    from search.train.driver import build_trainer, resolve_data, resolve_runtime
+
+    cfg = _cfg(demo_shards, tmp_path, "seed=11")
+    in_process = train_one(cfg, name="in-process").metrics_dataframe
+    data = resolve_data(cfg)
+    trainer = build_trainer(resolve_runtime(cfg, data), data, name="trainer",
+                            storage_path=str(tmp_path))
+    by_trainer = trainer.fit().metrics_dataframe
+    assert in_process["epoch"].tolist() == by_trainer["epoch"].tolist() == [1, 2]
+    assert in_process["train_images"].tolist() == by_trainer["train_images"].tolist()
+    for col in SAME_EPOCH:
+        gap = (in_process[col] - by_trainer[col]).abs().max()
+        print(f"largest {col} gap, in-process against TorchTrainer: {gap:.2e}")
+        assert gap <= RUNTIME_TOLERANCE, (col, in_process[col].tolist(), by_trainer[col].tolist())
+
+
 def test_schedules():
     cfg = load_config(None, ["optim.epochs=4", "optim.schedule=cosine"]).optim
     assert [round(lr_factor(cfg, e), 3) for e in range(4)] == [1.0, 0.854, 0.5, 0.146]
