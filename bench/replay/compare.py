@@ -51,6 +51,7 @@ import pandas as pd
 
 from bench._common import REPO, RESULTS, write_table
 from bench.replay.replay import Curves, run_replay
+from search.config import SearchConfig
 
 RECORDING = RESULTS / "replay" / "grid-32px.parquet"
 METRIC = "val_auc"
@@ -266,7 +267,8 @@ def report(curves: Curves, reports: pd.DataFrame, run: dict, plot_path: Path) ->
         "",
         f"Budget: {trials} trials x {epochs} epochs = {budget} epochs per search (a third of "
         f"the grid's {n_points * epochs}), one trial at a time. Random and TPE run {trials} "
-        f"trials; with ASHA (grace period 1, reduction factor 2: the project's defaults) "
+        f"trials; with ASHA (grace period {run.get('grace_period', 1)}, reduction factor 2: "
+        "the project's defaults when it ran) "
         f"num_samples = {budget} and the search ends when the budget is spent, TPE's start-up "
         "trials then the project's default, 10. Epochs to random's best: epochs spent, all "
         "trials in order, until some epoch's val AUC reached random search's final best of "
@@ -337,6 +339,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         run["wall_s"] = run.get("wall_s", 0.0) + time.time() - t0
         run["command"] = "python -m bench.replay compare " + " ".join(
             shlex.quote(a) for a in (argv if argv is not None else sys.argv[2:]))
+        # the default ASHA grace the methods ran with (a replot keeps the measured one)
+        run["grace_period"] = SearchConfig().grace_period
     run.update(methods=list(methods), trials=args.trials,
                recording=str(Path(args.recording).resolve()))
     if args.conclusion:

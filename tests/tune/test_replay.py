@@ -138,6 +138,7 @@ def test_replay_through_tpe_and_asha_reports_the_recorded_curves(recording, ray_
     curves = Curves.load(recording)
     n = 10
     cfg = replay_config(curves, ["search.algorithm=tpe", "search.scheduler=asha",
+                                 "search.grace_period=1",  # a rung below the last epoch
                                  f"search.num_samples={n}", f"seed={seed}",
                                  "cluster.max_concurrent_trials=1"],
                         storage=tmp_path, name="replay")
