@@ -71,7 +71,7 @@ from search.train.metrics import (
     threshold_at_fpr,
     threshold_metrics,
 )
-from search.tune.tables import best_checkpoint
+from search.tune.tables import best_checkpoint, read_trials_csv
 
 EXPORT_DIR = "export"
 THRESHOLD_RULE = "F1-optimal on validation"
@@ -84,7 +84,7 @@ CALIBRATION_METHOD = "temperature scaling: one T minimising the NLL of sigmoid(l
 def load_trials(results_dir: Path) -> pd.DataFrame:
     """The search's trials table (parquet, else csv), with trial ids as strings; a table
     that cannot be read or lacks the columns export needs is an error naming it."""
-    for name, reader in ((TRIALS_PARQUET, pd.read_parquet), (TRIALS_CSV, pd.read_csv)):
+    for name, reader in ((TRIALS_PARQUET, pd.read_parquet), (TRIALS_CSV, read_trials_csv)):
         path = results_dir / name
         if path.is_file():
             try:

@@ -16,7 +16,7 @@ import pandas as pd
 from search import catalog, filenames
 from search.config import ConfigError, ExperimentConfig, config_from_dict, trial_param_section
 from search.tune.importance import param_importances
-from search.tune.tables import finalists, with_latency
+from search.tune.tables import finalists, read_trials_csv, with_latency
 
 Metrics = dict[str, dict[str, Any]]
 
@@ -54,7 +54,7 @@ class Results:
 def read_trials(results_dir: Path) -> pd.DataFrame:
     """The search's trials table (parquet, else csv), with trial ids as strings."""
     for name, reader in ((filenames.TRIALS_PARQUET, pd.read_parquet),
-                         (filenames.TRIALS_CSV, pd.read_csv)):
+                         (filenames.TRIALS_CSV, read_trials_csv)):
         if (results_dir / name).is_file():
             trials = reader(results_dir / name)
             trials["trial_id"] = trials["trial_id"].astype(str)

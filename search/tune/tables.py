@@ -442,10 +442,16 @@ def leaderboard(trials: pd.DataFrame, *, metric: str, mode: str,
     return "\n".join(out)
 
 
+def read_trials_csv(path: str | Path) -> pd.DataFrame:
+    """trials.csv as written, trial ids kept as text: read as numbers, Tune's hex ids such
+    as ``6e672458`` (6 x 10^672458: inf) or ``12345678`` would not match any folder."""
+    return pd.read_csv(path, dtype={"trial_id": str})
+
+
 __all__ = ["BOARD_NOTE", "COST", "FINAL_LATENCY", "IMPORTANCE_NOTE", "LATENCY_NOTE", "PARETO_NOTE",
            "SOURCES_NOTE", "SPLIT_COLUMNS", "TEST_NOTE", "TRAIN_RUNS", "TRIAL_PREFIX",
            "best_checkpoint", "board_table", "collect", "finalists", "has_latency",
            "history_notes", "importance_table", "latency_of", "leaderboard", "markdown",
            "objective_column", "objective_points", "others_test_table", "pareto_front", "pareto_note",
-           "pareto_table", "source_columns", "split_table", "status_counts",
+           "pareto_table", "read_trials_csv", "source_columns", "split_table", "status_counts",
            "trial_checkpoints", "with_latency"]

@@ -40,6 +40,8 @@ import pytest
 import stop_ray  # beside this file (tests/cluster/conftest.py puts it on sys.path)
 import yaml
 
+from search.tune.tables import read_trials_csv
+
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 SSHD = "/usr/sbin/sshd"
@@ -323,7 +325,7 @@ def test_ray_up_submit_down_on_an_ssh_head(demo_shards: Path, tmp_path: Path):
         trials = pd.read_parquet(experiment / "trials.parquet")
         assert len(trials) == 2 and trials["trial_id"].is_unique, trials
         assert trials["status"].isin(["COMPLETED", "STOPPED_EARLY"]).all(), trials["status"]
-        assert pd.read_csv(experiment / "trials.csv")["trial_id"].tolist() == trials["trial_id"].tolist()
+        assert read_trials_csv(experiment / "trials.csv")["trial_id"].tolist() == trials["trial_id"].tolist()
         history = pd.read_parquet(experiment / "history.parquet")
         assert set(history["trial_id"]) == set(trials["trial_id"])
         board = (experiment / "leaderboard.md").read_text()

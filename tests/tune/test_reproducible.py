@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from search.cli import main as cli
+from search.tune.tables import read_trials_csv
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -26,7 +27,7 @@ def _search(shards: Path, storage: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     assert cli(["run", "--config", str(EXAMPLES / "tiny.yaml"), f"data.shards={shards}",
                 f"cluster.storage_path={storage}", "search.num_samples=3",
                 "cluster.max_concurrent_trials=1", "seed=7", "--no-test"]) == 0
-    return (pd.read_csv(storage / "tiny" / "trials.csv"),
+    return (read_trials_csv(storage / "tiny" / "trials.csv"),
             pd.read_parquet(storage / "tiny" / "history.parquet"))
 
 

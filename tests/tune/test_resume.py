@@ -33,6 +33,7 @@ import yaml
 
 from search.filenames import TRIAL_HISTORY, checkpoint_in, trial_dirname
 from search.study import FINALISTS_LINE
+from search.tune.tables import read_trials_csv
 
 pytestmark = pytest.mark.ray  # every test here joins the session's Ray cluster
 
@@ -258,7 +259,7 @@ def test_ctrl_c_ends_with_tables_and_the_resume_command(tmp_path, demo_shards, r
     assert running and proc.returncode == 130, out[-2000:] + err[-3000:]
     assert f"continue with: deepfake-search run --config {cfg} --no-test --resume" in err, err[-2000:]
     assert "Tuner.restore" not in out + err
-    trials = pd.read_csv(tmp_path / "results" / "resume" / "trials.csv")
+    trials = read_trials_csv(tmp_path / "results" / "resume" / "trials.csv")
     status = dict(zip(trials["trial_id"], trials["status"], strict=True))
     assert status[running] == "INTERRUPTED", status
     assert "STOPPED_EARLY" not in status.values(), status  # the scheduler is off here

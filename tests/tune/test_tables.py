@@ -58,7 +58,7 @@ def test_a_trial_that_never_reported_gets_a_row(tmp_path):
 def test_tables(tiny_search):
     trials = pd.read_parquet(tiny_search / "trials.parquet")
     assert len(trials) == 4 and trials["trial_id"].is_unique
-    assert pd.read_csv(tiny_search / "trials.csv")["trial_id"].tolist() == trials["trial_id"].tolist()
+    assert tables.read_trials_csv(tiny_search / "trials.csv")["trial_id"].tolist() == trials["trial_id"].tolist()
     for col in ("trial_id", "status", "arch", "ratio", "lr", "epochs", "wall_time_s",
                 *METRICS, *(f"best_{m}" for m in METRICS)):
         assert col in trials, col
@@ -119,3 +119,15 @@ def test_counts_print_as_whole_numbers_even_in_float_columns():
     lines = markdown(frame).splitlines()
     assert lines[2] == "| a | 2723 | 16 | 0.800 | 0.000607 |", lines
     assert lines[3].startswith("| b | — | 6 | 0.700 |"), lines
+
+
+def test_trial_ids_that_look_like_numbers_stay_text(tmp_path):
+    """Tune's hex ids: 6e672458 reads as inf and 12345678 as an int unless kept as text (a
+    launcher test failed on exactly this); every reader of trials.csv goes through here."""
+    from search.report.results import read_trials
+
+    ids = ["6e672458", "12345678", "0a1b2c3d", "00001234"]
+    pd.DataFrame({"trial_id": ids, "status": "COMPLETED", "checkpoint": ""}).to_csv(
+        tmp_path / "trials.csv", index=False)
+    assert tables.read_trials_csv(tmp_path / "trials.csv")["trial_id"].tolist() == ids
+    assert read_trials(tmp_path)["trial_id"].tolist() == ids

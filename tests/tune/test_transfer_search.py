@@ -10,6 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from search.tune.tables import read_trials_csv
+
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 POINTS = [{"input_transform": "npr", "synthetic": 1.0, "downup_prob": 0.5},
@@ -38,7 +40,7 @@ def test_a_search_over_the_transfer_options_records_every_choice(tmp_path, demo_
     chosen = {tuple(r) for r in trials[["input_transform", "synthetic", "downup_prob"]]
               .itertuples(index=False)}
     assert chosen == {(p["input_transform"], p["synthetic"], p["downup_prob"]) for p in POINTS}
-    csv = pd.read_csv(results / "trials.csv")
+    csv = read_trials_csv(results / "trials.csv")
     assert set(csv["input_transform"]) == {"rgb", "npr", "highpass"}
     for _, row in trials.iterrows():  # each checkpoint records and rebuilds its choice
         model, info = load_checkpoint(checkpoint_in(results, row["checkpoint"]))
