@@ -322,13 +322,16 @@ def run_replay(curves: Curves, overrides: Sequence[str], *, storage: str | Path,
 
     import optuna
 
+    from search.train.driver import tune_signals_restored
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     cfg = replay_config(curves, ["cluster.max_concurrent_trials=1", *overrides],
                         storage=storage, name=name, lr_range=lr_range)
     ledger = Ledger(curves, cfg.search.metric)
     t0 = time.monotonic()
-    build_replay_tuner(cfg, curves, budget=budget, callbacks=[ledger],
-                       best_so_far=best_so_far).fit()
+    with tune_signals_restored():  # Ctrl-C between the seeds of a comparison still works
+        build_replay_tuner(cfg, curves, budget=budget, callbacks=[ledger],
+                           best_so_far=best_so_far).fit()
     frame = ledger.frame()
     if budget:
         frame = frame[frame["order"] < budget]

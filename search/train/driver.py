@@ -10,11 +10,14 @@ trainable for both; ``train_one`` runs one configuration through the same runtim
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import signal
+import threading
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -330,6 +333,24 @@ def pin_data_to_trial() -> None:
         ctx.scheduling_strategy_large_args = strategy
 
 
+@contextlib.contextmanager
+def tune_signals_restored() -> Iterator[None]:
+    """Within: a ``Tuner.fit``; on the way out the SIGINT and SIGUSR1 handlers are put back
+    as they were. Tune installs its own and leaves them installed (Ray 2.60,
+    ``tune._setup_signal_catching``), so the first Ctrl-C after a search or a ``train`` in the
+    same process (a notebook, a script that goes on, ``run``'s export) would only set the
+    finished run's flag and be lost."""
+    main = threading.current_thread() is threading.main_thread()
+    saved = {n: signal.getsignal(getattr(signal, n)) for n in ("SIGINT", "SIGUSR1")
+             if main and hasattr(signal, n)}
+    try:
+        yield
+    finally:
+        for name, handler in saved.items():
+            if handler is not None:  # None: set outside Python, nothing to put back
+                signal.signal(getattr(signal, name), handler)
+
+
 def train_one(cfg: ExperimentConfig, *, name: str | None = None) -> Any:
     """Train one configuration through the search's own runtime; returns Tune's ``Result``.
 
@@ -351,7 +372,8 @@ def train_one(cfg: ExperimentConfig, *, name: str | None = None) -> Any:
                                name=name, storage_path=storage.storage_root(cfg), verbose=0,
                                checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
                                failure_config=tune.FailureConfig(max_failures=1)))
-    result = tuner.fit()[0]
+    with tune_signals_restored():
+        result = tuner.fit()[0]
     if result.error is not None:
         raise result.error
     if result.checkpoint is None and result.metrics.get("checkpoint_path"):
@@ -401,5 +423,5 @@ def run_trial(params: dict[str, Any], base: dict[str, Any], data: TrialData,
 __all__ = ["SOURCE_SPLIT", "ShardedEvalDataConfig", "TrialData", "build_datasets",
            "build_trainer", "is_eval_split", "pin_data_to_trial", "resolve_data",
            "resolve_extra_sources", "resolve_runtime", "resolve_shards", "run_trial", "train_one",
-           "trial_bundles", "trial_resources", "trial_trainable", "use_gpu",
+           "trial_bundles", "trial_resources", "trial_trainable", "tune_signals_restored", "use_gpu",
            "warn_resize_mismatch", "worker_bundles", "worker_resources"]

@@ -14,11 +14,9 @@ import functools
 import json
 import logging
 import os
-import signal
 import sqlite3
 import sys
 import tempfile
-import threading
 import time
 import warnings
 from collections.abc import Collection, Iterator, Sequence
@@ -58,6 +56,7 @@ from search.train.driver import (
     resolve_runtime,
     trial_bundles,
     trial_trainable,
+    tune_signals_restored,
     worker_bundles,
 )
 from search.tune import tables
@@ -588,24 +587,15 @@ class _TuneInterruptFilter(logging.Filter):
 @contextlib.contextmanager
 def _interruption() -> Iterator[list[bool]]:
     """Within: Tune's interruption notice is caught; the list is non-empty after a Ctrl-C.
-
-    On the way out the SIGINT and SIGUSR1 handlers are put back as they were: ``Tuner.fit``
-    installs its own and leaves them installed (Ray 2.60, ``tune._setup_signal_catching``), so
-    the first Ctrl-C after a search in the same process (a notebook, a script that goes on,
-    ``run``'s export) would only set the finished search's flag and be lost."""
+    The signal handlers ``Tuner.fit`` leaves installed are put back (:func:`tune_signals_restored`)."""
     log = logging.getLogger("ray.tune.tune")
     notice = _TuneInterruptFilter()
     log.addFilter(notice)
-    names = ("SIGINT", "SIGUSR1")
-    main = threading.current_thread() is threading.main_thread()
-    saved = {n: signal.getsignal(getattr(signal, n)) for n in names if main and hasattr(signal, n)}
     try:
-        yield notice.seen
+        with tune_signals_restored():
+            yield notice.seen
     finally:
         log.removeFilter(notice)
-        for name, handler in saved.items():
-            if handler is not None:  # None: set outside Python, nothing to put back
-                signal.signal(getattr(signal, name), handler)
 
 
 class _TuneLogFilter(logging.Filter):

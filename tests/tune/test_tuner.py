@@ -179,15 +179,28 @@ def test_tensorboard_files_and_server(tiny_search):
         proc.wait(timeout=30)
 
 
-def test_ctrl_c_works_after_a_search_in_the_same_process(tiny_search):
-    """Tune leaves its SIGINT handler installed after fit (it only sets the finished search's
-    flag): the search puts the process's own back, so the next Ctrl-C is a KeyboardInterrupt."""
+def test_ctrl_c_works_after_a_tune_run_in_the_same_process():
+    """Tune leaves its SIGINT handler installed after fit (it only sets the finished run's
+    flag): the search and ``train`` put the process's own back, so the next Ctrl-C is a
+    KeyboardInterrupt. Tune's own installer is called here, as ``Tuner.fit`` calls it."""
     import signal
 
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-    with pytest.raises(KeyboardInterrupt):
-        signal.raise_signal(signal.SIGINT)
-        time.sleep(5)
+    from ray.tune.tune import _setup_signal_catching
+
+    from search.train.driver import tune_signals_restored
+
+    # Python's own handler first: a test earlier in the session may have run Tune unwrapped.
+    outer = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with tune_signals_restored():
+            _setup_signal_catching()
+            assert signal.getsignal(signal.SIGINT) is not signal.default_int_handler  # Tune's
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGINT)
+            time.sleep(5)
+    finally:
+        signal.signal(signal.SIGINT, outer)
 
 
 def test_resources_released_after_search(tiny_search, ray_cluster):
