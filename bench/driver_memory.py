@@ -24,6 +24,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -92,13 +93,15 @@ def tables_complete(trials: Any, history: Any, expected: int) -> str:
     return "incomplete: " + "; ".join(problems) if problems else ""
 
 
-def growth(samples: list[tuple[int, int]], trials: int) -> tuple[float, float, float]:
-    """(KB per trial, RSS MB after WARMUP trials, RSS MB at the end)."""
+def growth(samples: Sequence[tuple[int, int]], trials: int, warmup: int = WARMUP
+           ) -> tuple[float, float, float]:
+    """(KB per trial, RSS MB after ``warmup`` trials, RSS MB at the end): the least-squares
+    slope of the highest RSS sampled at each count of trials ended."""
     by_count: dict[int, int] = {}
     for ended, rss in samples:
         by_count[ended] = max(rss, by_count.get(ended, 0))
     # The last count also spans the tables and importances written after the search: left out.
-    xs = np.array([n for n in sorted(by_count) if WARMUP <= n < trials], dtype=float)
+    xs = np.array([n for n in sorted(by_count) if warmup <= n < trials], dtype=float)
     ys = np.array([by_count[int(n)] for n in xs], dtype=float)
     slope = float(np.polyfit(xs, ys, 1)[0]) if len(xs) >= 3 else float("nan")
     return slope / 1024, ys[0] / 2**20, ys[-1] / 2**20

@@ -36,9 +36,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-
 from bench._common import REPO, RESULTS, machine
+from bench.driver_memory import growth
 
 RECORDING = RESULTS / "replay" / "grid-32px.parquet"
 TABLE = RESULTS / "driver_memory.md"
@@ -214,18 +213,6 @@ def tpe_cost(curves_path: str, sizes: Sequence[int], asks: int = 20) -> list[dic
                             "load_s": load, "db_bytes": size})
                 print(out[-1], flush=True)
     return out
-
-
-def growth(samples: Sequence[tuple[int, int]], trials: int, warmup: int
-           ) -> tuple[float, float, float]:
-    """(KB per trial, RSS MB after ``warmup`` trials, RSS MB at the end)."""
-    by_count: dict[int, int] = {}
-    for ended, rss in samples:
-        by_count[ended] = max(rss, by_count.get(ended, 0))
-    xs = np.array([n for n in sorted(by_count) if warmup <= n < trials], dtype=float)
-    ys = np.array([by_count[int(n)] for n in xs], dtype=float)
-    slope = float(np.polyfit(xs, ys, 1)[0]) if len(xs) >= 3 else float("nan")
-    return slope / 1024, ys[0] / 2**20, ys[-1] / 2**20
 
 
 def add_rows(rows: list[list[str]], notes: list[str]) -> None:
