@@ -66,6 +66,7 @@ from test_launcher import (  # the launcher test's private sshd and its `ray` CL
     _ray,
     _skip_reason,
     _ssh_control_dir,
+    head_shell,
 )
 
 HERE = Path(__file__).resolve().parent
@@ -276,17 +277,7 @@ def test_autoscaled_launcher_cluster_runs_trials_and_ddp_on_added_nodes(demo_sha
         validate_config(prepare_config(fake))  # Ray's schema accepts what the head will read
         fake_file.write_text(yaml.safe_dump(fake))
         sshd.start()
-        bin_dir = root / "bin"
-        bin_dir.mkdir()
-        venv_bin = Path(sys.executable).parent
-        (bin_dir / "ray").write_text(
-            "#!/bin/sh\n# `ray stop` stops every Ray on the machine: stop only this cluster's.\n"
-            f'if [ "$1" = stop ]; then exec {sys.executable} {HERE / "stop_ray.py"} {marker}; fi\n'
-            f'exec {venv_bin / "ray"} "$@"\n')
-        (bin_dir / "ray").chmod(0o755)
-        (sshd.home / ".bashrc").write_text(
-            f'export PATH="{bin_dir}:{venv_bin}:$PATH"\n'
-            'export PYTHONPATH="$HOME/deepfake-search"\n')
+        head_shell(sshd, root, marker)
         config_file.write_text(yaml.safe_dump(_launcher_config(sshd, cluster, gcs_port, fake_file)))
 
         t0 = time.monotonic()
@@ -295,6 +286,17 @@ def test_autoscaled_launcher_cluster_runs_trials_and_ddp_on_added_nodes(demo_sha
         assert (sshd.home / "ray_bootstrap_config.yaml").is_file()  # a launcher cluster
         assert yaml.safe_load((sshd.home / "fake-autoscaling.yaml").read_text()) == fake
         head = Head(sshd, gcs_port)
+
+        def submit(name: str, *, samples: int, workers: int) -> None:
+            """``ray submit search/run.py`` of a tiny search, timed as ``submit_<name>``."""
+            t0 = time.monotonic()
+            _ray(["submit", str(config_file), "search/run.py", "--", "--config",
+                  str(_experiment(tmp_path, name, samples=samples, workers=workers)),
+                  f"data.shards={demo_shards}", f"cluster.storage_path={storage}",
+                  f"cluster.address={head.address}"],
+                 env, log, SUBMIT_TIMEOUT_S)
+            timings[f"submit_{name}"] = time.monotonic() - t0
+
         nodes = head.nodes()
         assert [n["id"] for n in nodes if n["alive"]] == [FAKE_HEAD_NODE_ID], nodes  # 0 workers
 
@@ -302,13 +304,7 @@ def test_autoscaled_launcher_cluster_runs_trials_and_ddp_on_added_nodes(demo_sha
         # cluster.address: the head finds no address record of its own here and would scan
         # the machine's processes, where another test's cluster may run ("Found multiple
         # active Ray instances"); a real head has one Ray.
-        t0 = time.monotonic()
-        _ray(["submit", str(config_file), "search/run.py", "--", "--config",
-              str(_experiment(tmp_path, "single", samples=2, workers=1)),
-              f"data.shards={demo_shards}", f"cluster.storage_path={storage}",
-              f"cluster.address={head.address}"],
-             env, log, SUBMIT_TIMEOUT_S)
-        timings["submit_single"] = time.monotonic() - t0
+        submit("single", samples=2, workers=1)
         after_single = head.nodes()
         added = {n["id"] for n in after_single if n["worker"]}
         assert added, f"the autoscaler added no worker node: {after_single}"
@@ -321,13 +317,7 @@ def test_autoscaled_launcher_cluster_runs_trials_and_ddp_on_added_nodes(demo_sha
 
         # -- one 2-worker DDP trial, the cap off: its own group (0.01 + 1 data CPU) takes a
         # node, its 2 workers' group (2 x 1 CPU) does not fit what is left and waits for more
-        t0 = time.monotonic()
-        _ray(["submit", str(config_file), "search/run.py", "--", "--config",
-              str(_experiment(tmp_path, "ddp", samples=1, workers=2)),
-              f"data.shards={demo_shards}", f"cluster.storage_path={storage}",
-              f"cluster.address={head.address}"],
-             env, log, SUBMIT_TIMEOUT_S)
-        timings["submit_ddp"] = time.monotonic() - t0
+        submit("ddp", samples=1, workers=2)
         said = log.read_text()
         # With no node to fit a whole DDP trial at the start, a fixed cluster refuses the
         # search (ConfigError); a launcher cluster notes it and leaves the cap off.

@@ -257,6 +257,23 @@ def _ssh_control_dir(cluster: str) -> Path:
     return Path("/tmp") / f"ray_ssh_{user}" / hashlib.sha256(cluster.encode()).hexdigest()[:n]
 
 
+def head_shell(sshd: Sshd, root: Path, marker: str) -> None:
+    """The SSH head's login shell: this test's virtual environment and the mounted checkout
+    on its paths, and a ``ray`` whose ``stop`` (run by ``ray down``) stops only the
+    processes whose command line names ``marker`` (this cluster's temp dir)."""
+    bin_dir = root / "bin"
+    bin_dir.mkdir()
+    venv_bin = Path(sys.executable).parent
+    (bin_dir / "ray").write_text(
+        "#!/bin/sh\n# `ray stop` stops every Ray on the machine: stop only this cluster's.\n"
+        f'if [ "$1" = stop ]; then exec {sys.executable} {HERE / "stop_ray.py"} {marker}; fi\n'
+        f'exec {venv_bin / "ray"} "$@"\n')
+    (bin_dir / "ray").chmod(0o755)
+    (sshd.home / ".bashrc").write_text(
+        f'export PATH="{bin_dir}:{venv_bin}:$PATH"\n'
+        'export PYTHONPATH="$HOME/deepfake-search"\n')
+
+
 def _ray(args: list[str], env: dict, log: Path, timeout: int) -> None:
     """Run the ``ray`` CLI from the repo root; its output goes to ``log``, and to the
     failure message when it fails."""
@@ -291,17 +308,7 @@ def test_ray_up_submit_down_on_an_ssh_head(demo_shards: Path, tmp_path: Path):
     env.pop("RAY_ADDRESS", None)
     try:
         sshd.start()
-        bin_dir = root / "bin"
-        bin_dir.mkdir()
-        venv_bin = Path(sys.executable).parent
-        (bin_dir / "ray").write_text(
-            "#!/bin/sh\n# `ray stop` stops every Ray on the machine: stop only this head's.\n"
-            f'if [ "$1" = stop ]; then exec {sys.executable} {HERE / "stop_ray.py"} {marker}; fi\n'
-            f'exec {venv_bin / "ray"} "$@"\n')
-        (bin_dir / "ray").chmod(0o755)
-        (sshd.home / ".bashrc").write_text(
-            f'export PATH="{bin_dir}:{venv_bin}:$PATH"\n'
-            'export PYTHONPATH="$HOME/deepfake-search"\n')
+        head_shell(sshd, root, marker)
         dashboard = _free_port()
         config_file.write_text(yaml.safe_dump(_head_config(sshd, cluster, _free_port(), dashboard)))
 
