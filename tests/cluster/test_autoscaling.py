@@ -68,6 +68,7 @@ from test_launcher import (  # the launcher test's private sshd and its `ray` CL
     _ssh_control_dir,
     head_shell,
 )
+from tiny_config import tiny_search_config  # beside this file
 
 HERE = Path(__file__).resolve().parent
 UP_TIMEOUT_S = 420  # measured 47-188 s: `ray up` starts the head and its dashboard under load
@@ -208,22 +209,6 @@ class Head:
             time.sleep(3)
 
 
-def _experiment(tmp_path: Path, name: str, *, samples: int, workers: int) -> Path:
-    """A tiny one-epoch search: 32 px, custom_cnn, 1 CPU per worker and 1 for its data."""
-    cfg = {"model": {"input_size": 32},
-           "optim": {"epochs": 1, "batch_size": 32},
-           "cluster": {"num_workers": workers, "cpus_per_worker": 1, "threads": 1,
-                       "data_cpus": 1, "use_gpu": False},
-           "search": {"name": name, "num_samples": samples, "grace_period": 1,
-                      "reduction_factor": 2, "max_failures": 1,
-                      "space": {"arch": ["custom_cnn"], "ratio": ["1:1"],
-                                "lr": {"low": 1e-3, "high": 1e-2, "log": True},
-                                "conv_blocks": 2, "base_width": 8, "dense_units": 16}}}
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
-
-
 def _history(experiment: Path) -> pd.DataFrame:
     return pd.read_parquet(experiment / "history.parquet")
 
@@ -291,7 +276,8 @@ def test_autoscaled_launcher_cluster_runs_trials_and_ddp_on_added_nodes(demo_sha
             """``ray submit search/run.py`` of a tiny search, timed as ``submit_<name>``."""
             t0 = time.monotonic()
             _ray(["submit", str(config_file), "search/run.py", "--", "--config",
-                  str(_experiment(tmp_path, name, samples=samples, workers=workers)),
+                  str(tiny_search_config(tmp_path, name, epochs=1, samples=samples,
+                                         max_failures=1, num_workers=workers)),
                   f"data.shards={demo_shards}", f"cluster.storage_path={storage}",
                   f"cluster.address={head.address}"],
                  env, log, SUBMIT_TIMEOUT_S)

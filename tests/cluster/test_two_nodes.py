@@ -20,7 +20,10 @@ import local_cluster  # beside this file (tests/cluster/conftest.py puts it on s
 import pandas as pd
 import pytest
 import yaml
+from tiny_config import tiny_search_config  # beside this file
 
+from search.filenames import TRAIN_RUNS, TRIAL_PREFIX
+from search.train import history
 from search.tune.tables import read_trials_csv
 
 REPO = Path(__file__).resolve().parents[2]
@@ -39,28 +42,12 @@ def bound_after_loss(rows: list[dict], samples: int, epochs: int) -> float:
     cores kept busy), three times the epochs still to run at the pace measured before the
     loss, one at a time. The bound is there to catch a search that hangs after a lost node,
     not to time the machine."""
-    times = sorted(float(r["time_this_iter_s"]) for r in rows if r.get("time_this_iter_s"))
+    times = sorted(float(r["epoch_time_s"]) for r in rows if r.get("epoch_time_s"))
     per_epoch = times[len(times) // 2] if times else 0.0
     left = samples * epochs - len({(r["trial_dir"], r["epoch"]) for r in rows})
     return max(AFTER_LOSS_BOUND_S, 3 * per_epoch * max(left, 0))
 
 pytestmark = pytest.mark.ray  # every test here starts its own two-node cluster
-
-
-def _experiment(tmp_path: Path, name: str, *, epochs: int, samples: int, **cluster) -> Path:
-    """A small search whose trials run to the end (no early stop), one node each."""
-    cfg = {"model": {"input_size": 32},
-           "optim": {"epochs": epochs, "batch_size": 32},
-           "cluster": {"num_workers": 1, "cpus_per_worker": 1, "threads": 1, "data_cpus": 1,
-                       "use_gpu": False, **cluster},
-           "search": {"name": name, "num_samples": samples, "grace_period": epochs,
-                      "reduction_factor": 2, "max_failures": 2,
-                      "space": {"arch": ["custom_cnn"], "ratio": ["1:1"],
-                                "lr": {"low": 1e-3, "high": 1e-2, "log": True},
-                                "conv_blocks": 2, "base_width": 8, "dense_units": 16}}}
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
 
 
 class Search:
@@ -77,15 +64,14 @@ class Search:
                                      stderr=subprocess.STDOUT)
 
     def results(self) -> list[dict]:
-        """Every epoch every trial has reported so far (Tune's result.json lines)."""
-        rows = []
-        for path in self.experiment.glob("trial_*/result.json"):
-            for line in path.read_text().splitlines():
-                try:
-                    rows.append({"trial_dir": path.parent.name, **json.loads(line)})
-                except json.JSONDecodeError:
-                    pass  # a line being written
-        return rows
+        """Every epoch every trial has reported so far, from the trials' own history files
+        (written by each trial before Tune hears of the epoch; issue 21), not Tune's
+        result.json, which the driver writes later. One record per epoch: a trial retried on
+        another node overwrites the epochs it runs again."""
+        found = {p.name for p in self.experiment.glob(f"{TRIAL_PREFIX}*")}
+        found |= {p.name for p in (self.experiment / TRAIN_RUNS).glob(f"{TRIAL_PREFIX}*")}
+        return [{"trial_dir": name, **record} for name in sorted(found)
+                for record in history.read_history(self.experiment, name[len(TRIAL_PREFIX):])]
 
     def wait(self, timeout: float) -> dict:
         try:
@@ -156,7 +142,7 @@ def test_trials_spread_and_survive_a_lost_node(dashboard: bool, demo_shards: Pat
         cluster.add_node(NODE_CPUS, "node_b")
         nodes = cluster.node_ids()
         assert set(nodes) == {"node_a", "node_b"}
-        config = _experiment(tmp_path, "lost", epochs=epochs, samples=samples)
+        config = tiny_search_config(tmp_path, "lost", epochs=epochs, samples=samples, max_failures=2)
         search = Search(cluster, config, demo_shards, tmp_path / "results")
 
         def running_on_b():  # a trial on node_b with a checkpoint and epoch >= 2 reported
@@ -204,7 +190,8 @@ def test_a_second_cluster_beside_a_running_search_kills_nothing(demo_shards: Pat
     search = None
     try:
         first.start_head(2 * NODE_CPUS, "node_a")
-        config = _experiment(tmp_path, "ddp", epochs=epochs, samples=samples, num_workers=2)
+        config = tiny_search_config(tmp_path, "ddp", epochs=epochs, samples=samples,
+                                    max_failures=2, num_workers=2)
         search = Search(first, config, demo_shards, tmp_path / "results")
         _wait_for(lambda: any(r["epoch"] >= 1 for r in search.results()), SEARCH_TIMEOUT_S,
                   search, "the first epoch")
