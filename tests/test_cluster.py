@@ -83,3 +83,14 @@ def test_a_new_local_cluster_starts_without_the_token_auth_warning(tmp_path: Pat
     assert (tmp_path / ".ray" / "auth_token").is_file()
     assert "Token authentication" not in done.stderr, done.stderr
     assert "RAY_AUTH_MODE" not in done.stderr, done.stderr
+
+
+def test_the_suites_cluster_runs_workers_at_the_tests_priority(ray_cluster):
+    """Workers of the session's cluster at nice 0, not Ray's 15: beside other work on the
+    machine the suite's trials would otherwise get almost no CPU (tests/conftest.py)."""
+
+    @ray_cluster.remote(num_cpus=0)
+    def niceness() -> int:
+        return os.nice(0)
+
+    assert ray_cluster.get(niceness.remote(), timeout=120) == 0

@@ -271,7 +271,9 @@ def head_shell(sshd: Sshd, root: Path, marker: str) -> None:
     (bin_dir / "ray").chmod(0o755)
     (sshd.home / ".bashrc").write_text(
         f'export PATH="{bin_dir}:{venv_bin}:$PATH"\n'
-        'export PYTHONPATH="$HOME/deepfake-search"\n')
+        'export PYTHONPATH="$HOME/deepfake-search"\n'
+        # Workers at the tests' priority, as on the suite's other clusters (tests/conftest.py).
+        f'export RAY_worker_niceness={os.environ.get("RAY_worker_niceness", "15")}\n')
 
 
 def _ray(args: list[str], env: dict, log: Path, timeout: int) -> None:
