@@ -378,6 +378,12 @@ def _sigterm_as_sigint(*, ray: bool = False) -> Iterator[None]:
             signal.alarm(0)
             signal.signal(signal.SIGALRM, alarm_handler)
         _RECEIVED.append(signal.SIGTERM)
+        if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+            # Started with SIGINT ignored (``nohup deepfake-search run &`` in a script, a
+            # background job): raising SIGINT would do nothing and the SIGTERM would be
+            # lost. Do what the default SIGINT handler does. Inside Tune its own handler is
+            # installed, so the first SIGTERM still stops the search gracefully.
+            raise KeyboardInterrupt
         signal.raise_signal(signal.SIGINT)
 
     previous = signal.signal(signal.SIGTERM, on_sigterm)

@@ -261,3 +261,23 @@ def test_sigterm_before_tune_is_a_keyboard_interrupt_exiting_143(tmp_path: Path,
     stub_search(search)
     assert cli(["run", "search.name=early"]) == 143
     assert "deepfake-search run: terminated (SIGTERM)" in capsys.readouterr().err
+
+
+def test_sigterm_with_sigint_ignored_still_ends_the_run_with_143(tmp_path: Path, capsys,
+                                                                 stub_search) -> None:
+    """A run started with SIGINT ignored (``nohup deepfake-search run &`` in a script, a
+    background job): a SIGTERM still ends it as a Ctrl-C would, instead of being turned into
+    a SIGINT that the process ignores (the run then went on as if nothing was sent)."""
+    def search(cfg, **kw):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(10)  # interrupted
+        raise AssertionError("the SIGTERM was lost")
+
+    stub_search(search)
+    outer = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        assert cli(["run", "search.name=nohup"]) == 143
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN  # left as the user set it
+    finally:
+        signal.signal(signal.SIGINT, outer)
+    assert "deepfake-search run: terminated (SIGTERM)" in capsys.readouterr().err

@@ -67,11 +67,14 @@ def _argv(src: Path, out: Path) -> list[str]:
             "--size", "32", "--workers", "1", "--quiet"]
 
 
-def _held(where: str, argv: list[str], tmp: Path) -> tuple[subprocess.Popen, Path, Path]:
+def _held(where: str, argv: list[str], tmp: Path, *,
+          sigint_ignored: bool = False) -> tuple[subprocess.Popen, Path, Path]:
+    """``sigint_ignored``: started as ``nohup ... &`` starts it, SIGINT ignored."""
     marker, go = tmp / f"held-{where}", tmp / f"go-{where}"
+    ignore = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint_ignored else None
     proc = subprocess.Popen([sys.executable, "-c", HELD, where, str(marker), str(go), *argv],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"}, preexec_fn=ignore)
     deadline = time.time() + 120
     while not marker.exists():  # it holds the lock from before it decodes until it is done
         assert proc.poll() is None, proc.communicate()
@@ -131,16 +134,22 @@ def test_two_prepares_started_together_leave_one_consistent_set(tmp_path: Path) 
 def test_sigint_or_sigterm_while_writing_leaves_no_staging_folder(tmp_path: Path) -> None:
     """Interrupted while its shards are written (its staging folder exists): the run ends
     with 130 (SIGINT) or 143 (SIGTERM), the earlier set in --out is untouched, and neither
-    a hidden .prepare-* folder nor the lock file is left."""
+    a hidden .prepare-* folder nor the lock file is left. Also for a run started with SIGINT
+    ignored (``nohup ... &``): a SIGTERM still ends it (it used to be lost: the run waited on)."""
     src = _source(tmp_path / "src")
     out = tmp_path / "out"
     assert cli(_argv(src, out)) == 0
     before = {p.name: p.read_bytes() for p in out.iterdir()}
-    for sig, code in ((signal.SIGINT, 130), (signal.SIGTERM, 143)):
-        proc, marker, _ = _held("_write_shards", _argv(src, out), tmp_path)
+    for sig, code, ignored in ((signal.SIGINT, 130, False), (signal.SIGTERM, 143, False),
+                               (signal.SIGTERM, 143, True)):
+        proc, marker, _ = _held("_write_shards", _argv(src, out), tmp_path, sigint_ignored=ignored)
         assert [p.name for p in out.glob(f"{STAGING_PREFIX}*")], "held before its staging exists"
         proc.send_signal(sig)
-        _, err = proc.communicate(timeout=120)
+        try:
+            _, err = proc.communicate(timeout=120)
+        finally:  # a run the signal did not end is not left waiting for ever
+            if proc.poll() is None:
+                proc.kill()
         assert proc.returncode == code, err
         assert "Traceback" not in err, err
         assert not list(out.glob(f"{STAGING_PREFIX}*")) and not (out / LOCK).exists()
