@@ -43,8 +43,6 @@ from search.filenames import (
     MODEL_CARD,
     TEST_METRICS,
     TEST_PREDICTIONS,
-    TRIALS_CSV,
-    TRIALS_PARQUET,
     VAL_PREDICTIONS,
     WEIGHTS,
     checkpoint_in,
@@ -71,7 +69,7 @@ from search.train.metrics import (
     threshold_at_fpr,
     threshold_metrics,
 )
-from search.tune.tables import best_checkpoint, read_trials_csv
+from search.tune.tables import best_checkpoint, read_trials_table, trials_table_path
 
 EXPORT_DIR = "export"
 THRESHOLD_RULE = "F1-optimal on validation"
@@ -84,23 +82,18 @@ CALIBRATION_METHOD = "temperature scaling: one T minimising the NLL of sigmoid(l
 def load_trials(results_dir: Path) -> pd.DataFrame:
     """The search's trials table (parquet, else csv), with trial ids as strings; a table
     that cannot be read or lacks the columns export needs is an error naming it."""
-    for name, reader in ((TRIALS_PARQUET, pd.read_parquet), (TRIALS_CSV, read_trials_csv)):
-        path = results_dir / name
-        if path.is_file():
-            try:
-                trials = reader(path)
-            except Exception as err:  # pyarrow/pandas errors on a damaged table
-                raise ValueError(f"{path} cannot be read ({str(err)[:200]}): it is damaged; "
-                                 "re-create it by resuming the search (run --resume)") from None
-            missing = [c for c in TRIAL_COLUMNS if c not in trials.columns]
-            if missing:
-                raise ValueError(f"{path} lacks the column(s) {', '.join(missing)} that export "
-                                 "needs: it is not a trials table this version wrote; pass "
-                                 "--trial ID with a complete table, or re-run the search")
-            trials["trial_id"] = trials["trial_id"].astype(str)
-            return trials
-    raise FileNotFoundError(f"{results_dir} has no trials.parquet or trials.csv: is it the "
-                            "results folder of a finished search (results/<experiment>)?")
+    path = trials_table_path(results_dir)
+    try:
+        trials = read_trials_table(path)
+    except Exception as err:  # pyarrow/pandas errors on a damaged table
+        raise ValueError(f"{path} cannot be read ({str(err)[:200]}): it is damaged; "
+                         "re-create it by resuming the search (run --resume)") from None
+    missing = [c for c in TRIAL_COLUMNS if c not in trials.columns]
+    if missing:
+        raise ValueError(f"{path} lacks the column(s) {', '.join(missing)} that export "
+                         "needs: it is not a trials table this version wrote; pass "
+                         "--trial ID with a complete table, or re-run the search")
+    return trials
 
 
 def load_experiment(results_dir: Path) -> ExperimentConfig:

@@ -16,7 +16,7 @@ import pandas as pd
 from search import catalog, filenames
 from search.config import ConfigError, ExperimentConfig, config_from_dict, trial_param_section
 from search.tune.importance import param_importances
-from search.tune.tables import finalists, read_trials_csv, with_latency
+from search.tune.tables import finalists, read_trials_table, trials_table_path, with_latency
 
 Metrics = dict[str, dict[str, Any]]
 
@@ -53,15 +53,7 @@ class Results:
 
 def read_trials(results_dir: Path) -> pd.DataFrame:
     """The search's trials table (parquet, else csv), with trial ids as strings."""
-    for name, reader in ((filenames.TRIALS_PARQUET, pd.read_parquet),
-                         (filenames.TRIALS_CSV, read_trials_csv)):
-        if (results_dir / name).is_file():
-            trials = reader(results_dir / name)
-            trials["trial_id"] = trials["trial_id"].astype(str)
-            return trials
-    raise FileNotFoundError(f"{results_dir} has no {filenames.TRIALS_PARQUET} or "
-                            f"{filenames.TRIALS_CSV}: is it the results folder of a finished "
-                            "search (results/<experiment>)?")
+    return read_trials_table(trials_table_path(results_dir))
 
 
 def read_experiment(results_dir: Path) -> ExperimentConfig:

@@ -27,6 +27,8 @@ from search.filenames import (
     CONFIG,
     TRAIN_RUNS,
     TRIAL_PREFIX,
+    TRIALS_CSV,
+    TRIALS_PARQUET,
     checkpoint_in,
     relative_checkpoint,
     trial_dirname,
@@ -448,10 +450,27 @@ def read_trials_csv(path: str | Path) -> pd.DataFrame:
     return pd.read_csv(path, dtype={"trial_id": str})
 
 
+def trials_table_path(results_dir: str | Path) -> Path:
+    """The search's trials table in ``results_dir``: trials.parquet, else trials.csv."""
+    for name in (TRIALS_PARQUET, TRIALS_CSV):
+        if (Path(results_dir) / name).is_file():
+            return Path(results_dir) / name
+    raise FileNotFoundError(f"{results_dir} has no {TRIALS_PARQUET} or {TRIALS_CSV}: is it the "
+                            "results folder of a finished search (results/<experiment>)?")
+
+
+def read_trials_table(path: str | Path) -> pd.DataFrame:
+    """A trials table (parquet or csv, by its name) with trial ids as strings."""
+    path = Path(path)
+    trials = pd.read_parquet(path) if path.suffix == ".parquet" else read_trials_csv(path)
+    trials["trial_id"] = trials["trial_id"].astype(str)
+    return trials
+
+
 __all__ = ["BOARD_NOTE", "COST", "FINAL_LATENCY", "IMPORTANCE_NOTE", "LATENCY_NOTE", "PARETO_NOTE",
            "SOURCES_NOTE", "SPLIT_COLUMNS", "TEST_NOTE", "TRAIN_RUNS", "TRIAL_PREFIX",
            "best_checkpoint", "board_table", "collect", "finalists", "has_latency",
            "history_notes", "importance_table", "latency_of", "leaderboard", "markdown",
            "objective_column", "objective_points", "others_test_table", "pareto_front", "pareto_note",
-           "pareto_table", "read_trials_csv", "source_columns", "split_table", "status_counts",
-           "trial_checkpoints", "with_latency"]
+           "pareto_table", "read_trials_csv", "read_trials_table", "source_columns", "split_table", "status_counts",
+           "trial_checkpoints", "trials_table_path", "with_latency"]
