@@ -251,33 +251,24 @@ def test_sigterm_reaches_the_search_as_sigint_and_exits_143(tmp_path: Path, caps
     assert signal.getsignal(signal.SIGTERM) is before  # restored after the command
 
 
+@pytest.mark.parametrize("sigint", [signal.default_int_handler, signal.SIG_IGN],
+                         ids=["from-a-terminal", "sigint-ignored"])
 def test_sigterm_before_tune_is_a_keyboard_interrupt_exiting_143(tmp_path: Path, capsys,
-                                                                 stub_search) -> None:
-    def search(cfg, **kw):
-        os.kill(os.getpid(), signal.SIGTERM)
-        time.sleep(10)  # interrupted
-        raise AssertionError("not interrupted")
-
-    stub_search(search)
-    assert cli(["run", "search.name=early"]) == 143
-    assert "deepfake-search run: terminated (SIGTERM)" in capsys.readouterr().err
-
-
-def test_sigterm_with_sigint_ignored_still_ends_the_run_with_143(tmp_path: Path, capsys,
-                                                                 stub_search) -> None:
-    """A run started with SIGINT ignored (``nohup deepfake-search run &`` in a script, a
-    background job): a SIGTERM still ends it as a Ctrl-C would, instead of being turned into
-    a SIGINT that the process ignores (the run then went on as if nothing was sent)."""
+                                                                 stub_search, sigint) -> None:
+    """SIGTERM before Tune has a handler: the run ends as after a Ctrl-C, with 143. Also for
+    a run started with SIGINT ignored (``nohup deepfake-search run &`` in a script, a
+    background job): the SIGTERM used to be turned into a SIGINT that such a process
+    ignores, and the run went on as if nothing was sent."""
     def search(cfg, **kw):
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(10)  # interrupted
         raise AssertionError("the SIGTERM was lost")
 
     stub_search(search)
-    outer = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    outer = signal.signal(signal.SIGINT, sigint)
     try:
-        assert cli(["run", "search.name=nohup"]) == 143
-        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN  # left as the user set it
+        assert cli(["run", "search.name=early"]) == 143
+        assert signal.getsignal(signal.SIGINT) is sigint  # left as the user set it
     finally:
         signal.signal(signal.SIGINT, outer)
     assert "deepfake-search run: terminated (SIGTERM)" in capsys.readouterr().err

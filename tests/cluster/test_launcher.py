@@ -273,7 +273,7 @@ def head_shell(sshd: Sshd, root: Path, marker: str) -> None:
         f'export PATH="{bin_dir}:{venv_bin}:$PATH"\n'
         'export PYTHONPATH="$HOME/deepfake-search"\n'
         # Workers at the tests' priority, as on the suite's other clusters (tests/conftest.py).
-        f'export RAY_worker_niceness={os.environ.get("RAY_worker_niceness", "15")}\n')
+        f'export RAY_worker_niceness={os.environ["RAY_worker_niceness"]}\n')
 
 
 def _ray(args: list[str], env: dict, log: Path, timeout: int) -> None:
