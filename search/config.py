@@ -183,6 +183,11 @@ class ClusterConfig(_Validated):
     reuse_actors: bool = True  # a finished trial's process serves the next (imports paid once)
     storage_path: str = "results"  # local folder or pyarrow URI (s3://, gs://, NFS path)
     poll_interval_s: float = 0.5  # Ray Train controller's poll of its workers (Ray: 2 s)
+    # Trials whose weights are kept once they can no longer be a finalist: the best k of
+    # each architecture by search.metric (1 = what the finalists' stage needs), plus the
+    # latest checkpoint of every running trial (search/tune/retention.py); "all" keeps
+    # every trial's. The others keep config.json, metrics and validation predictions.
+    keep_weights: int | Literal["all"] = 1
 
 
 @dataclass(frozen=True)
@@ -213,6 +218,11 @@ class SearchConfig(_Validated):
     # default, any other value is an error): ASHA stops trials and checkpoints are kept by it,
     # so it must be a validation metric. Each one's direction is inferred like search.mode's.
     objectives: tuple[str, ...] = ()
+    # Where the Optuna study lives: "journal" (default; Optuna's JournalStorage, an append-only
+    # file optuna.journal beside the results, uploaded as appends to a URI storage_path),
+    # "sqlite" (optuna.db, the format before issue 29) or any database URL
+    # (postgresql://user@host:5432/db): several drivers may then share one study.
+    optuna_storage: str = "journal"
 
     def __post_init__(self) -> None:
         validate(self)
@@ -368,6 +378,10 @@ def _coerce(section: Any, values: Mapping[str, Any]) -> Any:
     return replace(section, **out)
 
 
+#: Words a number field also takes: ``cluster.keep_weights: all``.
+_WORDS: dict[str, tuple[str, ...]] = {"cluster.keep_weights": ("all",)}
+
+
 def _convert(where: str, value: Any, default: Any) -> Any:
     """Convert YAML/JSON values to the type of the field's default (int 3 -> 3.0 for floats)."""
     if value is None or default is None:
@@ -376,6 +390,8 @@ def _convert(where: str, value: Any, default: Any) -> Any:
         if isinstance(value, bool) or (isinstance(value, str) and not isinstance(default, str)):
             return value  # bool | str fields (pretrained) keep strings
         raise ConfigError(f"{where} must be true or false, not {value!r}." + _fix(where))
+    if value in _WORDS.get(where, ()):
+        return value  # a word this number field also takes; validate checks the rest
     if isinstance(default, int):
         try:
             whole = not isinstance(value, bool) and float(value).is_integer()
@@ -604,6 +620,17 @@ def _mappings(v: tuple) -> str | None:
 
 
 # Ranges on top of the types; a section field without an entry is type-checked only.
+def _keep_weights(v: int | str) -> str | None:
+    return None if v == "all" or (isinstance(v, int) and v >= 1) else "must be 'all' or at least 1"
+
+
+def _optuna_storage(v: str) -> str | None:
+    if v in ("journal", "sqlite") or "://" in v:
+        return None
+    return ("must be 'journal' (an append-only file beside the results), 'sqlite' (optuna.db) "
+            "or a database URL such as postgresql://user@host:5432/db")
+
+
 _RULES: dict[str, Callable[[Any], str | None]] = {
     "data.ratio": _ratio, "data.jpeg_prob": _fraction, "data.blur_prob": _fraction,
     "data.color_jitter": _below_one, "data.decode_workers": _at_least(0),
@@ -623,6 +650,7 @@ _RULES: dict[str, Callable[[Any], str | None]] = {
     "cluster.threads": _at_least(0),
     "cluster.max_concurrent_trials": _at_least(0), "cluster.poll_interval_s": _positive,
     "cluster.storage_path": _not_empty,
+    "cluster.keep_weights": _keep_weights, "search.optuna_storage": _optuna_storage,
     "search.name": _name, "search.metric": _not_empty, "search.num_samples": _at_least(1),
     "search.grace_period": _at_least(1), "search.reduction_factor": _at_least(2),
     "search.max_failures": _at_least(0), "search.startup_trials": _at_least(0),

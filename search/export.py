@@ -50,7 +50,12 @@ from search.filenames import (
     json_safe,
 )
 from search.filenames import ONNX as ONNX_FILE
-from search.model.checkpoint import Predictions, load_checkpoint_model, read_predictions
+from search.model.checkpoint import (
+    Predictions,
+    load_checkpoint_model,
+    read_predictions,
+    released_error,
+)
 from search.model.folder import (
     EXPORT_FORMAT,
     build_torch_model,
@@ -152,6 +157,9 @@ def choose_trial(results_dir: str | Path, *, trial_id: str | None = None,
         checkpoint = other or checkpoint
     if not (checkpoint / WEIGHTS).is_file():
         _fetch_from_storage(cfg, results_dir, checkpoint)
+    released = released_error(checkpoint, best["trial_id"])
+    if released:
+        raise ValueError(released)
     if not (checkpoint / WEIGHTS).is_file():
         raise FileNotFoundError(
             f"trial {best['trial_id']}'s checkpoint {checkpoint} has no {WEIGHTS}: the results "

@@ -27,6 +27,9 @@ STATE = "trainer_state.pt"
 VAL_PREDICTIONS = "val_predictions.csv"
 TEST_PREDICTIONS = "test_predictions.csv"
 CHECKPOINT_GLOB = "checkpoint_*"
+#: Written where the search released a checkpoint's weights and optimiser state (issue 29:
+#: search.tune.retention); config.json and the validation predictions stay beside it.
+RELEASED = "weights_released.json"
 
 # --- model folder (export)
 ONNX = "model.onnx"
@@ -36,7 +39,9 @@ METRICS = "metrics.json"
 # --- results folder
 EXPERIMENT = "experiment.json"  # the resolved experiment config, for --resume and export
 SPACE = "space.txt"
-OPTUNA_DB = "optuna.db"
+OPTUNA_DB = "optuna.db"  # the Optuna study in SQLite (search.optuna_storage: sqlite; the
+                         # only format before issue 29, still read)
+OPTUNA_JOURNAL = "optuna.journal"  # the study as Optuna's append-only journal (the default)
 TRIALS_PARQUET = "trials.parquet"
 TRIALS_CSV = "trials.csv"
 HISTORY = "history.parquet"
@@ -115,7 +120,7 @@ def checkpoint_in(results_dir: str | Path, recorded: Any) -> Path | None:
 
 __all__ = [
     "CHECKPOINT_GLOB", "CONFIG", "CROSS_JSON", "CROSS_MD", "EXPERIMENT", "HISTORY", "LATENCY", "LEADERBOARD",
-    "MANIFEST", "METRICS", "MODEL_CARD", "ONNX", "OPTUNA_DB", "REPORT_DIR", "REPORT_FILE", "ROBUSTNESS", "SPACE",
+    "MANIFEST", "METRICS", "MODEL_CARD", "ONNX", "OPTUNA_DB", "OPTUNA_JOURNAL", "RELEASED", "REPORT_DIR", "REPORT_FILE", "ROBUSTNESS", "SPACE",
     "STATE", "TEST_METRICS", "TEST_PREDICTIONS", "TRAIN_RUNS", "TRIALS_CSV", "TRIALS_PARQUET",
     "TRIAL_HISTORY", "TRIAL_PREFIX", "VAL_PREDICTIONS", "WEIGHTS", "checkpoint_in", "file_sha256", "json_safe",
     "relative_checkpoint", "trial_dirname",

@@ -26,13 +26,12 @@ from search.filenames import (
     CHECKPOINT_GLOB,
     LATENCY,
     LEADERBOARD,
-    OPTUNA_DB,
     TEST_PREDICTIONS,
     json_safe,
 )
 from search.storage import experiment_dir
 from search.train.driver import TrialData
-from search.tune import tables, tuner
+from search.tune import study_store, tables, tuner
 from search.tune.importance import param_importances
 
 #: The line printed when the finalists' test evaluation starts (the search's trials are done).
@@ -50,6 +49,7 @@ class SearchOutcome:
     test: dict[str, dict[str, Any]]
     remote: str = ""  # the storage URI the local folder was uploaded to, if any
     interrupted: bool = False  # Ctrl-C: the tables hold the trials so far; --resume continues
+    study: str = ""  # where the Optuna study is (study_store.describe)
 
     def summary(self) -> str:
         d = self.experiment_dir
@@ -58,7 +58,7 @@ class SearchOutcome:
         return "\n".join([
             self.leaderboard.split("## Parameter importances")[0].rstrip(), "", *lines,
             f"results:     {d}  (trials.parquet/.csv, history.parquet, leaderboard.md)",
-            f"optuna:      sqlite:///{d / OPTUNA_DB}  (optuna-dashboard, optuna.visualization)",
+            f"optuna:      {self.study}  (optuna-dashboard, optuna.visualization)",
             f"tensorboard: tensorboard --logdir {d}",
         ])
 
@@ -91,12 +91,14 @@ def finish(cfg: ExperimentConfig, results: Any, *, evaluate_test: bool = True,
     (exp_dir / LATENCY).write_text(json.dumps(json_safe(latency), indent=1))
     board = tables.leaderboard(trials, metric=cfg.search.metric, mode=cfg.search.resolved_mode(),
                                test=test,
-                               importances=param_importances(exp_dir / OPTUNA_DB, cfg.search.name),
+                               importances=param_importances(study_store.reader(exp_dir, cfg),
+                                                            cfg.search.name),
                                title=cfg.search.name, robustness=robust, latency=latency,
                                objectives=cfg.search.objectives,
                                modes=cfg.search.objective_modes())
     (exp_dir / LEADERBOARD).write_text(board + "\n")
-    outcome = SearchOutcome(exp_dir, trials, written.history, board, test)
+    outcome = SearchOutcome(exp_dir, trials, written.history, board, test,
+                            study=study_store.describe(cfg, exp_dir))
     location = experiment_dir(cfg)
     if storage.is_uri(location):
         sync_up(outcome, location)

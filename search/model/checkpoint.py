@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from search.config import ExperimentConfig
-from search.filenames import CONFIG, STATE, WEIGHTS
+from search.filenames import CONFIG, RELEASED, STATE, TRIAL_PREFIX, WEIGHTS
 from search.model.folder import ModelFolderError, ModelInfo, build_torch_model, read_model_info
 
 if TYPE_CHECKING:
@@ -82,6 +82,36 @@ def write_predictions(path: Path, ids: Sequence[str], labels: np.ndarray,
     pd.DataFrame({"id": ids, "label": labels, "p_fake": probs}).to_csv(path, index=False)
 
 
+# ------------------------------------------------------------------ released weights
+#: What the search's retention deletes from a checkpoint it no longer needs (issue 29):
+#: weights and optimiser state; config.json (metrics) and the validation predictions stay.
+RELEASABLE = (WEIGHTS, STATE)
+#: The setting that keeps every trial's weights, named by every error about released ones.
+KEEP_ALL = "cluster.keep_weights: all"
+
+
+def released_note(files: Sequence[str], reason: str) -> bytes:
+    """The :data:`~search.filenames.RELEASED` file written beside what was deleted."""
+    return json.dumps({"released": list(files), "reason": reason,
+                       "keep_them_with": KEEP_ALL}, indent=1).encode()
+
+
+def released_error(directory: str | Path, trial_id: str) -> str | None:
+    """Why a checkpoint holds no weights when the search released them, else None."""
+    path = Path(directory) / RELEASED
+    if (Path(directory) / WEIGHTS).is_file() or not path.is_file():
+        return None
+    try:
+        reason = json.loads(path.read_text()).get("reason", "")
+    except (OSError, ValueError):
+        reason = ""
+    reason = reason or "not a finalist"
+    return (f"trial {trial_id}'s weights were released during the search ({reason}; "
+            f"{path}): only the best trials' weights are kept. Export a trial that kept them "
+            f"(the best, or another in trials.csv), or set {KEEP_ALL} in the experiment YAML "
+            "(or cluster.keep_weights=all on the command line) and re-run")
+
+
 # ------------------------------------------------------------------ reading
 def load_weights(model: nn.Module, directory: str | Path) -> nn.Module:
     """Load ``model.safetensors`` from a checkpoint folder into ``model`` (strict)."""
@@ -114,6 +144,10 @@ def read_predictions(path: Path) -> Predictions | None:
 def load_checkpoint(checkpoint_dir: str | Path) -> tuple[Any, ModelInfo]:
     """A trial's model (eval mode, CPU) and its folder's description; an exported model
     folder is refused."""
+    released = released_error(checkpoint_dir,
+                              Path(checkpoint_dir).parent.name.removeprefix(TRIAL_PREFIX))
+    if released:
+        raise ModelFolderError(released)
     info = read_model_info(checkpoint_dir, fix=RETRAIN)
     if info.kind != "checkpoint":
         raise ModelFolderError(f"{info.directory / CONFIG} is an exported model's config, not "
@@ -128,7 +162,8 @@ def load_checkpoint_model(checkpoint_dir: str | Path) -> tuple[Any, dict[str, An
     return model, info.meta
 
 
-__all__ = ["RETRAIN", "Predictions", "build_model", "checkpoint_metrics", "input_spec",
-           "load_checkpoint", "load_checkpoint_model", "load_trainer_state", "load_weights",
-           "read_predictions", "save_checkpoint", "save_trainer_state", "unwrap",
+__all__ = ["KEEP_ALL", "RELEASABLE", "RETRAIN", "Predictions", "build_model",
+           "checkpoint_metrics", "input_spec", "load_checkpoint", "load_checkpoint_model",
+           "load_trainer_state", "load_weights", "read_predictions", "released_error",
+           "released_note", "save_checkpoint", "save_trainer_state", "unwrap",
            "write_predictions"]

@@ -15,6 +15,7 @@ import pandas as pd
 
 from search import catalog, filenames
 from search.config import ConfigError, ExperimentConfig, config_from_dict, trial_param_section
+from search.tune import study_store
 from search.tune.importance import param_importances
 from search.tune.tables import finalists, read_trials_table, trials_table_path, with_latency
 
@@ -111,7 +112,7 @@ def load_results(results_dir: str | Path) -> Results:
     return Results(directory=directory, cfg=cfg, trials=trials, history=history,
                    test=_json(directory / filenames.TEST_METRICS) or {}, finals=finals,
                    params=searched_params(directory, trials),
-                   importances=param_importances(directory / filenames.OPTUNA_DB,
+                   importances=param_importances(study_store.reader(directory, cfg),
                                                  cfg.search.name),
                    cross=_json(directory / filenames.CROSS_JSON),
                    robustness=_json(directory / filenames.ROBUSTNESS), latency=latency)

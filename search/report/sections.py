@@ -33,7 +33,7 @@ from search.report.markup import (
     table,
 )
 from search.report.results import Results, checkpoint_dir
-from search.tune import tables
+from search.tune import study_store, tables
 
 TOP_TRIALS = 8  # trials drawn in the learning curves
 FOLD_TRIALS = 50  # past this many trials the full table folds away ...
@@ -324,7 +324,7 @@ def files(r: Results) -> Section:
         f"Tables: `{d / filenames.TRIALS_PARQUET}` (one row per trial), "
         f"`{d / filenames.HISTORY}` (every epoch)",
         f"Optuna study `{r.cfg.search.name}`: "
-        f"`optuna-dashboard sqlite:///{d / filenames.OPTUNA_DB}`",
+        f"`optuna-dashboard {study_store.describe(r.cfg, d)}`",
         f"TensorBoard: `tensorboard --logdir {d}`",
         f"Export the best model: `deepfake-search export {d}`",
     ]))

@@ -38,6 +38,7 @@ from search.model.checkpoint import (
     input_spec,
     load_trainer_state,
     load_weights,
+    released_error,
     save_checkpoint,
     save_trainer_state,
     unwrap,
@@ -256,7 +257,12 @@ class Recipe:
         """Load the runtime's checkpoint, if any: weights, optimiser state, next epoch."""
         state = None
         with self.rt.restored() as d:
-            if d is not None:
+            if d is not None and released_error(d, ""):
+                # The trial ended (its weights released) after the driver's last save: say
+                # its last epoch again and end, as a trial past its last epoch does.
+                self.final_metrics = checkpoint_metrics(d)
+                self.start_epoch = self.cfg.optim.epochs
+            elif d is not None:
                 load_weights(self.model, d)
                 state = load_trainer_state(d)
                 self.start_epoch = int(state["epoch"])

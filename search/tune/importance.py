@@ -8,6 +8,7 @@ scored: they are scored again within each architecture's own trials.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import optuna
 from optuna.distributions import FloatDistribution, IntDistribution
@@ -17,17 +18,26 @@ ALL = "all trials"
 MIN_TRIALS = 3  # fewer completed trials of an architecture than this: no table for it
 
 
-def param_importances(db: str | Path, study_name: str, *, arch_param: str = "arch",
+def param_importances(source: str | Path | Any, study_name: str, *, arch_param: str = "arch",
                       seed: int = 0) -> dict[str, dict[str, float]] | str:
-    """``{ALL: {param: share}, arch: {param: share}, ...}`` from an Optuna SQLite study,
-    or a sentence saying why there are none. Never raises: importances are a nicety."""
-    path = Path(db)
-    if not path.is_file():
-        return f"no {path.name} in the results folder"
+    """``{ALL: {param: share}, arch: {param: share}, ...}`` from an Optuna study, or a
+    sentence saying why there are none. Never raises: importances are a nicety.
+
+    ``source``: an Optuna storage (:func:`search.tune.study_store.reader`), a study file
+    (``optuna.db``, ``optuna.journal``) or a results folder; None when there is no study."""
+    from search.tune import study_store
+
+    if isinstance(source, str | Path):
+        path = Path(source)
+        if not path.exists():
+            return f"no {path.name} in the results folder"
+        source = study_store.reader(path) if path.is_dir() else study_store.open_file(path)
+    if source is None:
+        return f"no {' or '.join(study_store.LOCAL_FILES[::-1])} in the results folder"
     try:
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        study = optuna.load_study(study_name=study_name, storage=f"sqlite:///{path}")
+        study = optuna.load_study(study_name=study_name, storage=source)
         done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
         if len(done) < 2:
             return f"{len(done)} completed trial(s) in the study; importances need at least 2"

@@ -59,8 +59,9 @@ from search.train.driver import (
     tune_signals_restored,
     worker_bundles,
 )
-from search.tune import tables
+from search.tune import study_store, tables
 from search.tune.janitor import PlacementGroupJanitor, sweep
+from search.tune.retention import retention
 from search.tune.space import Param, check_points, describe, sample, space_for
 
 
@@ -359,7 +360,7 @@ def _searcher(cfg: ExperimentConfig, space: dict[str, Param], mode: str, exp_dir
         sampler = optuna.samplers.RandomSampler(seed=seed)
     else:
         raise ConfigError(f"search.algorithm {cfg.search.algorithm!r}: choose tpe or random")
-    storage = optuna.storages.RDBStorage(f"sqlite:///{exp_dir / OPTUNA_DB}")
+    storage = study_store.open_storage(cfg, exp_dir)
     objectives = cfg.search.objectives
     return ResumableOptunaSearch(
         space=functools.partial(sample, space=space),
@@ -410,20 +411,19 @@ def build_tuner(cfg: ExperimentConfig, data: TrialData | None = None, *, resume:
     if resume:
         if not tune.Tuner.can_restore(location):
             raise ConfigError(f"nothing to resume at {location}: no interrupted experiment there")
-        if storage.is_uri(location) and not (exp_dir / OPTUNA_DB).is_file() \
-                and storage.exists(storage.join(location, OPTUNA_DB)):
-            storage.download(storage.join(location, OPTUNA_DB), exp_dir / OPTUNA_DB)
+        if storage.is_uri(location):
+            study_store.fetch(cfg, exp_dir, location)
         return tune.Tuner.restore(location, trainable=trainable, resume_unfinished=True,
                                   resume_errored=True)
     if tune.Tuner.can_restore(location):
         raise ConfigError(f"{location} already holds an experiment: pass --resume to continue it "
                           "or --name NEW to start another")
     exp_dir.mkdir(parents=True, exist_ok=True)
-    _set_aside_stale_study(exp_dir)
+    _set_aside_stale_study(cfg, exp_dir)
     (exp_dir / CONFIG_FILE).write_text(json.dumps(cfg.to_dict(), indent=1))
     (exp_dir / SPACE).write_text(describe(space) + "\n")
     if storage.is_uri(location):  # so that --resume from another machine finds the config
-        storage.upload(exp_dir, location, skip=(OPTUNA_DB, tables.TRAIN_RUNS))
+        storage.upload(exp_dir, location, skip=(*study_store.LOCAL_FILES, tables.TRAIN_RUNS))
     printer = ProgressPrinter(cfg.search.metric, mode, max_epochs, cfg.search.num_samples)
     return tune.Tuner(
         trainable,
@@ -444,23 +444,23 @@ def build_tuner(cfg: ExperimentConfig, data: TrialData | None = None, *, resume:
             checkpoint_config=tune.CheckpointConfig(
                 num_to_keep=2, checkpoint_score_attribute=cfg.search.metric,
                 checkpoint_score_order=mode),
-            callbacks=[printer.callback(), *_janitors(cfg), *_uploaders(exp_dir, location)],
+            callbacks=[printer.callback(), *_janitors(cfg), *_uploaders(cfg, exp_dir, location),
+                       *retention(cfg, location)],
             verbose=1 if verbose else 0,
         ),
     )
 
 
-def _set_aside_stale_study(exp_dir: Path) -> Path | None:
+def _set_aside_stale_study(cfg: ExperimentConfig, exp_dir: Path) -> Path | None:
     """Move an Optuna study left by a search that never got going out of the way.
 
     A driver killed before Tune saved any state leaves ``optuna.db`` behind but nothing to
     resume; OptunaSearch would load that study and mix its trials into the new search.
     """
-    db = exp_dir / OPTUNA_DB
-    if not db.is_file():
+    stale = study_store.set_aside_stale(cfg, exp_dir, time.strftime('%Y%m%d-%H%M%S'))
+    if stale is None:
         return None
-    stale = db.with_name(f"{OPTUNA_DB}.stale-{time.strftime('%Y%m%d-%H%M%S')}")
-    db.rename(stale)
+    db = stale.with_name(stale.name.split(".stale-")[0])
     print(f"note: {db} belonged to an earlier search that cannot be resumed; moved to "
           f"{stale.name}", flush=True)
     return stale
@@ -471,10 +471,15 @@ def _janitors(cfg: ExperimentConfig) -> list[Any]:
     return [PlacementGroupJanitor()] if cfg.cluster.num_workers > 1 else []
 
 
-def _uploaders(exp_dir: Path, location: str) -> list[Any]:
-    if not storage.is_uri(location):
+def _uploaders(cfg: ExperimentConfig, exp_dir: Path, location: str) -> list[Any]:
+    """The study's upload to a URI storage path: the journal's new bytes, or the whole
+    SQLite file (``search.optuna_storage: sqlite``); nothing for a database URL."""
+    path = study_store.local_file(cfg, exp_dir)
+    if not storage.is_uri(location) or path is None:
         return []
-    return [StudyUploader(str(exp_dir / OPTUNA_DB), location)]
+    if path.name == OPTUNA_DB:
+        return [StudyUploader(str(path), location)]
+    return [study_store.JournalUploader(str(path), location)]
 
 
 def _storage_root(location: str) -> str:

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from search.config import ConfigError, load_config
-from search.tune import tables
+from search.tune import study_store, tables
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -105,7 +105,7 @@ def test_the_searcher_has_one_direction_per_objective(tmp_path):
                                                "search.name=mo"])
     searcher = _searcher(cfg, space_for(cfg), "max", tmp_path)
     assert searcher.metric == ["val_auc", "latency_ms"] and searcher.mode == ["max", "min"]
-    study = optuna.load_study(study_name="mo", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    study = optuna.load_study(study_name="mo", storage=study_store.reader(tmp_path))
     assert study.directions == [optuna.study.StudyDirection.MAXIMIZE,
                                 optuna.study.StudyDirection.MINIMIZE]
     assert isinstance(study.sampler, optuna.samplers.TPESampler)
@@ -148,7 +148,7 @@ def test_the_study_holds_both_objectives_as_the_trials_reported_them(pareto_sear
     history = pd.read_parquet(pareto_search / "history.parquet")
     trials = pd.read_parquet(pareto_search / "trials.parquet")
     study = optuna.load_study(study_name="pareto",
-                              storage=f"sqlite:///{pareto_search / 'optuna.db'}")
+                              storage=study_store.reader(pareto_search))
     assert study.directions == [optuna.study.StudyDirection.MAXIMIZE,
                                 optuna.study.StudyDirection.MINIMIZE]
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
@@ -217,7 +217,7 @@ def test_a_trial_the_study_has_finished_is_not_told_again(tmp_path, monkeypatch)
     monkeypatch.setattr(optuna_search.logger, "warning", lambda msg, *a, **k: warned.append(msg))
     searcher.on_trial_complete("t1", {"val_auc": 0.8, "latency_ms": 1.5})
     assert not warned, warned
-    study = optuna.load_study(study_name="mo", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    study = optuna.load_study(study_name="mo", storage=study_store.reader(tmp_path))
     assert [(t.state, t.values) for t in study.trials] == [
         (optuna.trial.TrialState.COMPLETE, [0.8, 1.5])]
     assert "t1" in searcher._completed_trials

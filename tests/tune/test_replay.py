@@ -124,9 +124,10 @@ def test_epochs_to_reach_and_ratio():
 
 def _study(cfg) -> optuna.Study:
     from search.storage import local_experiment_dir
+    from search.tune import study_store
 
-    db = local_experiment_dir(cfg) / "optuna.db"
-    return optuna.load_study(study_name=cfg.search.name, storage=f"sqlite:///{db}")
+    return optuna.load_study(study_name=cfg.search.name,
+                             storage=study_store.reader(local_experiment_dir(cfg)))
 
 
 @pytest.mark.ray

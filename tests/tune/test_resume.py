@@ -33,6 +33,7 @@ import yaml
 
 from search.filenames import TRIAL_HISTORY, checkpoint_in, trial_dirname
 from search.study import FINALISTS_LINE
+from search.tune import study_store
 from search.tune.tables import read_trials_csv
 
 pytestmark = pytest.mark.ray  # every test here joins the session's Ray cluster
@@ -235,6 +236,16 @@ def test_resume_after_driver_killed(tmp_path, demo_shards, dff_shards, ray_clust
     assert mid.loc[1, "sources_epoch"] == 1
     done = history[history.trial_id == finished].set_index("epoch")["sources_epoch"]
     assert done.tolist() == [1, 1, 1, 4]
+    # The study is the default journal (issue 29), read back whole after the kill: one
+    # Optuna trial per Tune trial, none told twice.
+    assert (exp / "optuna.journal").is_file() and not (exp / "optuna.db").exists()
+    study = optuna.load_study(study_name="resume", storage=study_store.reader(exp))
+    assert len(study.trials) == 3 and {t.state for t in study.trials} == {
+        optuna.trial.TrialState.COMPLETE}
+    # Retention (cluster.keep_weights: 1): the best trial of each architecture keeps weights.
+    kept = {p.parent.parent.name for p in exp.glob("trial_*/checkpoint_*/model.safetensors")}
+    best = trials.drop_duplicates("arch")["trial_id"]  # sorted best first
+    assert kept == {trial_dirname(t) for t in best}, (kept, trials[["trial_id", "arch"]])
 
 
 def test_ctrl_c_ends_with_tables_and_the_resume_command(tmp_path, demo_shards, ray_cluster):
@@ -303,7 +314,7 @@ def test_resume_of_a_multi_objective_search(tmp_path, demo_shards, ray_cluster):
         assert sorted(epochs_run["epoch"]) == list(range(1, epochs + 1)), tid
         # Measured once per trial, the resumed one too: the figure it reported before the kill.
         assert epochs_run["latency_ms"].nunique() == 1, (tid, epochs_run["latency_ms"].tolist())
-    study = optuna.load_study(study_name="moresume", storage=f"sqlite:///{exp / 'optuna.db'}")
+    study = optuna.load_study(study_name="moresume", storage=study_store.reader(exp))
     assert len(study.trials) == 3, [(t.number, t.state, t.params) for t in study.trials]
     assert {t.state for t in study.trials} == {optuna.trial.TrialState.COMPLETE}
     # Each study trial is one Tune trial (the sampled lr tells them apart), told that

@@ -20,6 +20,7 @@ import torch
 from search.config import ConfigError, load_config
 from search.model.checkpoint import load_checkpoint_model
 from search.model.folder import load_model
+from search.tune import study_store
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -119,18 +120,24 @@ def test_negative_startup_trials_is_a_config_error():
 
 
 def test_a_stale_study_is_set_aside(tmp_path, capsys):
-    from search.tune.tuner import OPTUNA_DB, _set_aside_stale_study
+    from search.config import ExperimentConfig
+    from search.filenames import OPTUNA_DB, OPTUNA_JOURNAL
+    from search.tune.tuner import _set_aside_stale_study
 
-    assert _set_aside_stale_study(tmp_path) is None
-    (tmp_path / OPTUNA_DB).write_bytes(b"old")
-    moved = _set_aside_stale_study(tmp_path)
-    assert moved is not None and moved.read_bytes() == b"old" and not (tmp_path / OPTUNA_DB).exists()
+    journal = ExperimentConfig()  # the default: search.optuna_storage journal
+    sqlite = load_config(None, ["search.optuna_storage=sqlite"])
+    for cfg, name in ((journal, OPTUNA_JOURNAL), (sqlite, OPTUNA_DB)):
+        assert _set_aside_stale_study(cfg, tmp_path) is None
+        (tmp_path / name).write_bytes(b"old")
+        moved = _set_aside_stale_study(cfg, tmp_path)
+        assert moved is not None and moved.read_bytes() == b"old"
+        assert not (tmp_path / name).exists()
     assert "cannot be resumed" in capsys.readouterr().out
 
 
 # ------------------------------------------------------------------ one real search
 def test_optuna_study_persisted(tiny_search):
-    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tiny_search / 'optuna.db'}")
+    study = optuna.load_study(study_name="tiny", storage=study_store.reader(tiny_search))
     assert len(study.trials) == 4
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(done) == 4 and all(0 <= t.value <= 1 for t in done)
