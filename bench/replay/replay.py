@@ -20,6 +20,10 @@ log scale for ``lr``).
 A search's budget is counted in epochs reported, over all trials (:class:`EpochBudget`
 ends the experiment there). :class:`Ledger` keeps, in the driver, every report in the
 order Tune received it: with one trial at a time that is the order of epochs spent.
+
+The replay takes any :class:`Source` of curves: a recorded grid (:class:`Curves`) or a peer's
+tabular benchmark (:class:`bench.replay.tables.TableSource`: HPOLib, NAS-Bench-201,
+HPOBench, one value per configuration and its training time).
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pandas as pd
 
@@ -40,6 +44,21 @@ from bench.replay.record import read_recording
 VIRTUAL_TIME = "virtual_time_s"
 #: The numeric grid keys whose nearest recorded value is taken in log scale.
 LOG_KEYS = ("lr", "weight_decay")
+
+
+class Source(Protocol):
+    """What the replay needs of a table of results: a sampled configuration's grid point and
+    curve, the experiment settings that make the search's space, and that space."""
+
+    keys: tuple[str, ...]
+
+    def key(self, config: Mapping[str, Any]) -> tuple[Any, ...]: ...
+
+    def curve(self, config: Mapping[str, Any]) -> list[dict[str, Any]]: ...
+
+    def settings(self, lr_range: bool = False) -> list[str]: ...
+
+    def space(self, cfg: Any) -> dict[str, Any]: ...
 
 
 def _norm(value: Any) -> Any:
@@ -114,13 +133,32 @@ class Curves:
     def curve(self, config: Mapping[str, Any]) -> list[dict[str, Any]]:
         return self.table[self.key(config)]
 
+    def settings(self, lr_range: bool = False) -> list[str]:
+        """The experiment settings of a replayed search: the recording's space, input size
+        and epochs; with ``lr_range`` the learning rate a log range (the project's kind),
+        each value mapped to the nearest grid one."""
+        from bench.replay.record import flow_yaml
+
+        space = dict(self.meta["space"])
+        if lr_range:
+            lrs = self.values("lr")
+            space["lr"] = {"low": float(min(lrs)), "high": float(max(lrs)), "log": True}
+        return [f"model.input_size={self.meta['size']}", "model.pretrained=false",
+                f"optim.epochs={self.meta['epochs']}", "search.space=" + flow_yaml(space)]
+
+    def space(self, cfg: Any) -> dict[str, Any]:
+        """The project's own space for the experiment (``search.tune.space.space_for``)."""
+        from search.tune.space import space_for
+
+        return space_for(cfg)
+
     def frame(self) -> pd.DataFrame:
         """Back to one row per grid point and epoch."""
         rows = [{**dict(zip(self.keys, k)), **r} for k, rows in self.table.items() for r in rows]
         return pd.DataFrame(rows)
 
 
-def replay_trial(config: dict[str, Any], curves: Curves, metric: str, extra: Sequence[str] = (),
+def replay_trial(config: dict[str, Any], curves: Source, metric: str, extra: Sequence[str] = (),
                  history: bool = False, checkpoints: bool = False,
                  best_so_far: bool = False) -> None:
     """Tune function trainable: the recorded curve of ``config``, one report per epoch.
@@ -137,9 +175,8 @@ def replay_trial(config: dict[str, Any], curves: Curves, metric: str, extra: Seq
     from ray import tune
 
     writer = _history_writer() if history else None
-    key = curves.key(config)
     best = None
-    for row in curves.table[key]:
+    for row in curves.curve(config):
         value = row[metric]
         if best_so_far:  # mode max: the search metrics replayed here are AUCs
             best = value = value if best is None else max(best, value)
@@ -211,7 +248,7 @@ class Ledger:
     """A Tune callback that keeps every report as Tune receives it: (order, trial id, the
     trial's grid point, epoch, metric, virtual time)."""
 
-    def __new__(cls, curves: Curves, metric: str) -> Any:
+    def __new__(cls, curves: Source, metric: str) -> Any:
         from ray.tune import Callback
 
         class _Ledger(Callback):
@@ -234,25 +271,19 @@ class Ledger:
         return _Ledger()
 
 
-def replay_config(curves: Curves, overrides: Sequence[str] = (), *, storage: str | Path,
+def replay_config(curves: Source, overrides: Sequence[str] = (), *, storage: str | Path,
                   name: str, lr_range: bool = False) -> Any:
-    """The experiment config of a replayed search: the recording's space, input size and
-    epochs, and the search settings in ``overrides`` (``search.algorithm=tpe``, ...)."""
-    from bench.replay.record import flow_yaml
+    """The experiment config of a replayed search: the source's settings (see
+    :meth:`Curves.settings`), and the search settings in ``overrides``
+    (``search.algorithm=tpe``, ...)."""
     from search.config import load_config
 
-    meta = curves.meta
-    space = dict(meta["space"])
-    if lr_range:  # the project's kind of lr: a log range, mapped to the nearest grid value
-        lrs = curves.values("lr")
-        space["lr"] = {"low": float(min(lrs)), "high": float(max(lrs)), "log": True}
     return load_config(None, [
-        f"model.input_size={meta['size']}", "model.pretrained=false",
-        f"optim.epochs={meta['epochs']}", f"cluster.storage_path={Path(storage).resolve()}",
-        f"search.name={name}", "search.space=" + flow_yaml(space), *overrides])
+        *curves.settings(lr_range=lr_range), f"cluster.storage_path={Path(storage).resolve()}",
+        f"search.name={name}", *overrides])
 
 
-def build_replay_tuner(cfg: Any, curves: Curves, *, budget: int = 0,
+def build_replay_tuner(cfg: Any, curves: Source, *, budget: int = 0,
                        callbacks: Sequence[Any] = (), extra: Sequence[str] = (),
                        history: bool = False, checkpoints: bool = False, cpus: float = 0.05,
                        logs: bool = False, best_so_far: bool = False) -> Any:
@@ -260,22 +291,21 @@ def build_replay_tuner(cfg: Any, curves: Curves, *, budget: int = 0,
 
     ``budget``: epochs after which the experiment ends (0: ``num_samples`` trials).
     ``history``, ``checkpoints``: see :func:`replay_trial` (checkpoints kept as the
-    project keeps them: the best two by the metric and the latest). ``logs``: keep Tune's JSON/CSV/TensorBoard logger callbacks (off: the replay's trials
-    write nothing Tune's loggers would add to). ``cpus``: each trial's reservation.
+    project keeps them: the best two by the metric and the latest). ``logs``: keep Tune's
+    JSON/CSV/TensorBoard logger callbacks; off, only the JSON one is kept (see
+    :func:`_loggers`). ``cpus``: each trial's reservation. Every objective of
+    ``search.objectives`` is reported besides the metric (a Pareto search needs them all).
     """
     from ray import tune
 
     from search.filenames import EXPERIMENT, SPACE
     from search.storage import local_experiment_dir
     from search.tune import tuner as project
-    from search.tune.space import describe, space_for
+    from search.tune.space import describe
 
-    if not logs:
-        os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
-    else:
-        os.environ.pop("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", None)
+    extra = tuple(dict.fromkeys([*extra, *cfg.search.objectives[1:]]))
     mode = cfg.search.resolved_mode()
-    space = space_for(cfg)
+    space = curves.space(cfg)
     exp_dir = local_experiment_dir(cfg)
     exp_dir.mkdir(parents=True, exist_ok=True)
     # What build_tuner writes first, so that the project's readers (report, export) take
@@ -301,9 +331,33 @@ def build_replay_tuner(cfg: Any, curves: Curves, *, budget: int = 0,
             reuse_actors=cfg.cluster.reuse_actors),
         run_config=tune.RunConfig(
             name=cfg.search.name, storage_path=str(Path(cfg.cluster.storage_path).resolve()),
-            stop=EpochBudget(budget) if budget else None, callbacks=list(callbacks),
+            stop=EpochBudget(budget) if budget else None,
+            callbacks=[*callbacks, *_loggers(logs)],
             failure_config=tune.FailureConfig(max_failures=0), checkpoint_config=keep,
             verbose=0))
+
+
+def _loggers(logs: bool) -> list[Any]:
+    """Tune's logger callbacks for a replay: its defaults, or with ``logs`` off only the JSON
+    logger (each trial's ``result.json``, one line per report).
+
+    Why not none: the ``ExperimentAnalysis`` that ``Tuner.fit`` returns reads every trial's
+    ``result.json`` (else ``progress.csv``) when the run ends
+    (``ray.tune.analysis.experiment_analysis._fetch_trial_dataframes``) and logs "Failed to
+    fetch metrics ... FileNotFoundError" for each trial that has neither: a warning per trial
+    of every replayed search, and an expected one. The JSON logger alone writes the file it
+    reads and nothing else (no CSV, no TensorBoard events). Tune adds its default loggers
+    when ``TUNE_DISABLE_AUTO_CALLBACK_LOGGERS`` is not ``1``
+    (``ray.tune.utils.callback._create_default_callbacks``), so it is set for the process,
+    as before, when the loggers are off.
+    """
+    if logs:
+        os.environ.pop("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", None)
+        return []
+    from ray.tune.logger import JsonLoggerCallback
+
+    os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
+    return [JsonLoggerCallback()]
 
 
 @dataclass
@@ -315,7 +369,7 @@ class Replayed:
     trials: int
 
 
-def run_replay(curves: Curves, overrides: Sequence[str], *, storage: str | Path, name: str,
+def run_replay(curves: Source, overrides: Sequence[str], *, storage: str | Path, name: str,
                budget: int = 0, lr_range: bool = False, best_so_far: bool = False) -> Replayed:
     """One replayed search, one trial at a time, ``budget`` epochs; Ray must be running."""
     import time
@@ -338,5 +392,5 @@ def run_replay(curves: Curves, overrides: Sequence[str], *, storage: str | Path,
     return Replayed(frame, time.monotonic() - t0, frame["trial_id"].nunique())
 
 
-__all__ = ["Curves", "EpochBudget", "Ledger", "Replayed", "VIRTUAL_TIME", "build_replay_tuner",
-           "replay_config", "replay_trial", "run_replay"]
+__all__ = ["Curves", "EpochBudget", "Ledger", "Replayed", "Source", "VIRTUAL_TIME",
+           "build_replay_tuner", "replay_config", "replay_trial", "run_replay"]

@@ -348,18 +348,6 @@ def _searcher(cfg: ExperimentConfig, space: dict[str, Param], mode: str, exp_dir
     Tune's own metric and mode (TuneConfig) stay the first objective's, for ASHA and
     the checkpoints: with the space given here Tune never hands them to the searcher.
     """
-    seed = cfg.seed
-    if cfg.search.algorithm == "tpe":
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            # multivariate + group: TPE's recommended setting for conditional spaces.
-            sampler = optuna.samplers.TPESampler(
-                seed=seed, n_startup_trials=cfg.search.resolved_startup_trials(),
-                multivariate=True, group=True, constant_liar=True)
-    elif cfg.search.algorithm == "random":
-        sampler = optuna.samplers.RandomSampler(seed=seed)
-    else:
-        raise ConfigError(f"search.algorithm {cfg.search.algorithm!r}: choose tpe or random")
     storage = study_store.open_storage(cfg, exp_dir)
     objectives = cfg.search.objectives
     return ResumableOptunaSearch(
@@ -367,7 +355,22 @@ def _searcher(cfg: ExperimentConfig, space: dict[str, Param], mode: str, exp_dir
         metric=list(objectives) if objectives else cfg.search.metric,
         mode=list(cfg.search.objective_modes()) if objectives else mode,
         points_to_evaluate=[dict(p) for p in cfg.search.points_to_evaluate] or None,
-        sampler=sampler, study_name=cfg.search.name, storage=storage)
+        sampler=_sampler(cfg), study_name=cfg.search.name, storage=storage)
+
+
+def _sampler(cfg: ExperimentConfig) -> optuna.samplers.BaseSampler:
+    """The search's Optuna sampler, seeded by the experiment (also what the peer benchmark,
+    ``bench.peer``, drives outside Tune to show the same draws at 50 seeds)."""
+    if cfg.search.algorithm == "tpe":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            # multivariate + group: TPE's recommended setting for conditional spaces.
+            return optuna.samplers.TPESampler(
+                seed=cfg.seed, n_startup_trials=cfg.search.resolved_startup_trials(),
+                multivariate=True, group=True, constant_liar=True)
+    if cfg.search.algorithm == "random":
+        return optuna.samplers.RandomSampler(seed=cfg.seed)
+    raise ConfigError(f"search.algorithm {cfg.search.algorithm!r}: choose tpe or random")
 
 
 def _scheduler(cfg: ExperimentConfig, max_epochs: int) -> Any:

@@ -204,3 +204,19 @@ def test_space_is_the_recordings(recording, tmp_path):
     lr_range = space_for(replay_config(curves, storage=tmp_path, name="x", lr_range=True))["lr"]
     assert (lr_range.low, lr_range.high, lr_range.log) == (1e-4, 1e-2, True)
     assert list(itertools.chain(curves.values("lr"))) == list(LRS)
+
+
+@pytest.mark.ray
+def test_a_replayed_search_prints_no_expected_warning(recording, ray_cluster, tmp_path, capfd):
+    """The replay keeps only Tune's JSON logger: the ExperimentAnalysis that ``fit`` builds
+    at the end reads each trial's result.json, and without it logged "Failed to fetch
+    metrics ... FileNotFoundError" for every trial (12 lines a search of the comparison)."""
+    curves = Curves.load(recording)
+    capfd.readouterr()
+    out = run_replay(curves, ["search.algorithm=tpe", "search.scheduler=asha", "seed=3",
+                              "search.num_samples=4"], storage=tmp_path, name="quiet")
+    assert out.trials == 4
+    printed = capfd.readouterr()
+    text = printed.out + printed.err
+    assert "Failed to fetch metrics" not in text and "FileNotFoundError" not in text
+    assert "WARNING" not in text.upper(), text
