@@ -32,6 +32,7 @@ from search import catalog
 class _Loader(yaml.SafeLoader):
     """YAML without YAML 1.1's base-60 integers, so ``ratio: 1:2`` stays the string '1:2'.
 
+    Strict: a key written twice in one mapping is refused (see :meth:`construct_mapping`).
     Bounded: anchors and aliases (``&a``, ``*a``, ``<<: *a``) are refused, so a few hundred
     bytes of nested aliases (a "billion laughs") cannot expand into gigabytes, and nesting
     deeper than :attr:`MAX_DEPTH` is refused before Python's recursion limit is reached.
@@ -60,6 +61,22 @@ class _Loader(yaml.SafeLoader):
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> Any:
+        """A mapping whose every key is written once: YAML keeps only the last of a
+        repeated key (a second ``optim:`` drops the first), and a config is a user's record
+        of an experiment, so a repeat is refused, naming the key and both lines."""
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                continue
+            key, line = self.construct_object(key_node), key_node.start_mark.line + 1
+            if key in seen:
+                raise _Loader.Refused(problem=(
+                    f"key {key!r} is written twice in one mapping (lines {seen[key]} and "
+                    f"{line}): YAML would keep only the last one; merge them into one"))
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
 
 
 _Loader.yaml_implicit_resolvers = {
@@ -156,6 +173,12 @@ class OptimConfig(_Validated):
     momentum: float = 0.9  # sgd only
     schedule: Literal["cosine", "step", "constant"] = "cosine"
     warmup_epochs: int = 0
+    # linear warm-up over the first optimiser steps, on top of the schedule (a fine-tuned
+    # pretrained backbone is wrecked by full-LR steps through its random head's gradients)
+    warmup_steps: int = 0
+    # the backbone's LR as a fraction of lr (the head keeps lr): a pretrained backbone wants
+    # a smaller step than the new head (0.1-0.3); 1 = one LR for every parameter
+    backbone_lr_scale: float = 1.0
     step_size: int = 3  # step schedule: decay every this many epochs
     gamma: float = 0.1  # step schedule: decay factor
     epochs: int = 10
@@ -350,6 +373,19 @@ def check_source_metric(metric: str, sources: Mapping[str, str],
                           f"{did_you_mean(metric, valid)} {fix}")
 
 
+#: The most characters of a value an error message quotes (a 900 KB value is cut, once).
+QUOTE_MAX = 80
+
+
+def short_repr(value: Any) -> str:
+    """``repr(value)``, cut to :data:`QUOTE_MAX` characters with its full length said: an
+    error message names the value, never prints megabytes of it."""
+    text = repr(value)
+    if len(text) <= QUOTE_MAX:
+        return text
+    return f"{text[:QUOTE_MAX - 20]}... ({len(text)} characters)"
+
+
 def did_you_mean(key: str, valid: Iterable[str], n: int = 3) -> str:
     """`` Did you mean 'a', 'b'?`` for the close matches of a mistyped ``key``, else ``""``."""
     close = difflib.get_close_matches(key, list(valid), n=n)
@@ -389,7 +425,7 @@ def _convert(where: str, value: Any, default: Any) -> Any:
     if isinstance(default, bool):
         if isinstance(value, bool) or (isinstance(value, str) and not isinstance(default, str)):
             return value  # bool | str fields (pretrained) keep strings
-        raise ConfigError(f"{where} must be true or false, not {value!r}." + _fix(where))
+        raise ConfigError(f"{where} must be true or false, not {short_repr(value)}." + _fix(where))
     if value in _WORDS.get(where, ()):
         return value  # a word this number field also takes; validate checks the rest
     if isinstance(default, int):
@@ -398,24 +434,24 @@ def _convert(where: str, value: Any, default: Any) -> Any:
         except (TypeError, ValueError, OverflowError):
             whole = False
         if not whole:
-            raise ConfigError(f"{where} must be a whole number, not {value!r}." + _fix(where))
+            raise ConfigError(f"{where} must be a whole number, not {short_repr(value)}." + _fix(where))
         return int(float(value))
     if isinstance(default, float):
         try:
             return value if isinstance(value, bool) else float(value)  # validate names a bool
         except (TypeError, ValueError):
-            raise ConfigError(f"{where} must be a number, not {value!r}." + _fix(where)) from None
+            raise ConfigError(f"{where} must be a number, not {short_repr(value)}." + _fix(where)) from None
     if isinstance(default, str):
         if isinstance(value, (dict, list)):
-            raise ConfigError(f"{where} must be a string, not {value!r}." + _fix(where))
+            raise ConfigError(f"{where} must be a string, not {short_repr(value)}." + _fix(where))
         return str(value)
     if isinstance(default, tuple):
         if isinstance(value, (str, Mapping)):  # tuple("val_auc") would be its letters
-            raise ConfigError(f"{where} must be a list, not {value!r}." + _fix(where))
+            raise ConfigError(f"{where} must be a list, not {short_repr(value)}." + _fix(where))
         return tuple(value)
     if isinstance(default, Mapping):
         if not isinstance(value, Mapping):
-            raise ConfigError(f"{where} must be a mapping, not {value!r}." + _fix(where))
+            raise ConfigError(f"{where} must be a mapping, not {short_repr(value)}." + _fix(where))
         return dict(value)
     return value
 
@@ -446,7 +482,7 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
 
         path = resolve_user_path(path)
         if not path.is_file():  # also refuses a FIFO or a device: never read one
-            raise ConfigError(f"config file {path} does not exist")
+            raise ConfigError(f"--config {path} {_not_a_file(path)}")
         with path.open("rb") as fh:
             data = fh.read(_Loader.MAX_BYTES + 1)
         if len(data) > _Loader.MAX_BYTES:
@@ -481,6 +517,15 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
         return config_from_dict(tree).with_overrides(overrides)
     except ConfigError as err:
         raise ConfigError(f"{path or 'config'}: {err}") from None
+
+
+def _not_a_file(path: Path) -> str:
+    """Why ``path`` cannot be read as a config file, and the fix."""
+    if path.is_dir():
+        return "is a folder: name the experiment YAML in it, e.g. --config examples/study.yaml"
+    if path.exists():
+        return "is not a regular file (a FIFO or a device): name an experiment YAML file"
+    return "does not exist"
 
 
 # ----------------------------------------------------------------- validation when built
@@ -578,6 +623,16 @@ def _not_empty(v: str) -> str | None:
     return None if v.strip() else "must not be empty"
 
 
+ARCH_MAX = 200  # timm's longest names, pretrained tag included, are about 60 characters
+
+
+def _arch(v: str) -> str | None:
+    if len(v) > ARCH_MAX:
+        return (f"must be an architecture name of at most {ARCH_MAX} characters (custom_cnn, "
+                "resnet50 or a timm.list_models() name)")
+    return _not_empty(v)
+
+
 def _sources(v: Mapping) -> str | None:
     for name, folder in v.items():
         if not isinstance(name, str) or not re.fullmatch(r"[a-z0-9_]+", name):
@@ -637,13 +692,14 @@ _RULES: dict[str, Callable[[Any], str | None]] = {
     "data.prefetch_batches": _at_least(0), "data.extra_sources": _sources,
     "data.extra_every": _at_least(1), "data.downup_prob": _fraction,
     "data.synthetic": _fraction, "data.blend_ratios": _blend_ratios,
-    "model.arch": _not_empty, "model.input_size": _at_least(16), "model.conv_blocks": _at_least(1),
+    "model.arch": _arch, "model.input_size": _at_least(16), "model.conv_blocks": _at_least(1),
     "model.base_width": _at_least(1), "model.kernel_size": _at_least(1),
     "model.dense_units": _at_least(1), "model.dropout": _below_one,
     "model.frozen_stages": _at_least(0), "model.head_dropout": _below_one,
     "model.head_hidden": _at_least(0),
     "optim.lr": _positive, "optim.weight_decay": _at_least(0), "optim.momentum": _fraction,
-    "optim.warmup_epochs": _at_least(0), "optim.step_size": _at_least(1), "optim.gamma": _positive,
+    "optim.warmup_epochs": _at_least(0), "optim.warmup_steps": _at_least(0),
+    "optim.backbone_lr_scale": _positive, "optim.step_size": _at_least(1), "optim.gamma": _positive,
     "optim.epochs": _at_least(1), "optim.batch_size": _at_least(1), "optim.grad_clip": _at_least(0),
     "cluster.num_workers": _at_least(1), "cluster.cpus_per_worker": _positive,
     "cluster.gpus_per_worker": _at_least(0), "cluster.data_cpus": _at_least(1),  # a data task takes 1 CPU of the trial's own
@@ -682,12 +738,12 @@ def validate(section: Any) -> None:
             quoted = " (a quoted string: drop the quotes)" if _unquoted_fits(value, hint) else ""
             hint_text = did_you_mean(value, typing.get_args(hint)) if isinstance(value, str) and (
                 typing.get_origin(hint) is Literal) else ""
-            raise ConfigError(f"{key} must be {_describe(hint)}, not {value!r}{quoted}.{hint_text}"
+            raise ConfigError(f"{key} must be {_describe(hint)}, not {short_repr(value)}{quoted}.{hint_text}"
                               + _fix(key))
         rule = _RULES.get(key)
         problem = rule(value) if rule else None
         if problem:
-            raise ConfigError(f"{key} {problem}, not {value!r}." + _fix(key))
+            raise ConfigError(f"{key} {problem}, not {short_repr(value)}." + _fix(key))
 
 
 def parse_ratio(ratio: str) -> tuple[float, float] | None:
@@ -734,6 +790,7 @@ __all__ = [
     "config_from_dict",
     "did_you_mean",
     "load_config",
+    "short_repr",
     "parse_blend_ratios",
     "parse_ratio",
     "trial_param_section",

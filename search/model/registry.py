@@ -27,8 +27,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from search.config import ModelConfig, did_you_mean
+from search.config import ModelConfig, did_you_mean, short_repr
 from search.model.transforms import create_input_transform, with_input_transform
+from search.model.weights import (
+    PretrainedWeightsUnavailable,
+    load_package_weights,
+    package_weights,
+)
 
 # timm (and the torchvision and torch._dynamo it pulls in) costs ~1.4 s per process: it is
 # imported where a timm model is touched, so a custom-CNN trial's workers never pay for it.
@@ -85,10 +90,6 @@ _IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 _IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 
-class PretrainedWeightsUnavailable(RuntimeError):
-    """Pretrained weights were requested but cannot be fetched (no network / hub offline)."""
-
-
 class UnknownModelError(ValueError):
     """The architecture name is neither registered here nor a timm model."""
 
@@ -143,7 +144,7 @@ def _unknown(arch: str) -> UnknownModelError:
 
     candidates = list_models() + [m for m in timm.list_models() if m not in _REGISTRY]
     return UnknownModelError(
-        f"unknown model {arch!r}.{did_you_mean(arch, candidates, n=5)} Registered: "
+        f"unknown model {short_repr(arch)}.{did_you_mean(arch, candidates, n=5)} Registered: "
         f"{', '.join(list_models())}; "
         "any timm.list_models() name also works."
     )
@@ -176,7 +177,8 @@ def create_model(
 ) -> nn.Module:
     """Build ``arch`` with a ``num_classes``-logit head (1 = binary, BCE-with-logits).
 
-    ``pretrained``: ``False`` random init; ``True`` timm's hub weights (needs network);
+    ``pretrained``: ``False`` random init; ``True`` the weights an installed package ships
+    (:mod:`search.model.weights`, offline) or else timm's hub weights (needs network);
     a path to ``.safetensors``/``.pth``/``.pt``/``.bin`` loads a local state_dict offline.
     ``layer_cfg`` must be a subset of :func:`model_params` for ``arch``; its
     ``input_transform`` (default ``rgb``: none) is put in front of the network
@@ -219,8 +221,11 @@ def data_config(arch: str, *, input_size: int | None = None) -> dict[str, Any]:
         timm_name = arch
     else:
         raise _unknown(arch)
+    packaged = package_weights(timm_name) if timm_name else None
     pretrained_cfg = _pretrained_cfg_dict(timm_name) if timm_name else {}
-    if not pretrained_cfg:  # custom_cnn (or a timm arch without a cfg): ImageNet defaults
+    if packaged is not None:  # the weights' own normalisation (search/model/weights.py)
+        mean, std, native = packaged.mean, packaged.std, packaged.native_input_size
+    elif not pretrained_cfg:  # custom_cnn (or a timm arch without a cfg): ImageNet defaults
         mean, std, native = _IMAGENET_MEAN, _IMAGENET_STD, 224
     else:
         import timm.data
@@ -426,6 +431,12 @@ def _create_backbone(
 
     if pretrained is False or pretrained is None:
         return timm.create_model(timm_name, pretrained=False, **kwargs)
+    if pretrained is True and package_weights(timm_name) is not None:
+        # Offline: the ImageNet weights an installed package ships, loaded strictly into
+        # the full model (classifier included, so no tensor is left out), then headless.
+        model = load_package_weights(timm.create_model(timm_name, pretrained=False), timm_name)
+        model.reset_classifier(0)
+        return model
     if pretrained is True:
         try:
             return timm.create_model(timm_name, pretrained=True, **kwargs)

@@ -14,6 +14,7 @@ the driver.
 from __future__ import annotations
 
 import math
+import re
 import tempfile
 import time
 import warnings
@@ -55,18 +56,37 @@ warnings.filterwarnings("ignore", message="The given NumPy array is not writable
 
 
 def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
-    """AdamW or SGD over the trainable parameters; no weight decay on norms and biases."""
-    decay, no_decay = [], []
-    for p in model.parameters():
+    """AdamW or SGD over the trainable parameters; no weight decay on norms and biases.
+
+    With ``backbone_lr_scale`` != 1 the backbone's parameters (a timm model's ``backbone``)
+    get ``lr * backbone_lr_scale`` and the head keeps ``lr``: the head's groups come first,
+    so ``param_groups[0]``'s lr is the trial's ``optim.lr``.
+    """
+    split = cfg.backbone_lr_scale != 1.0
+    buckets: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    for name, p in model.named_parameters():
         if p.requires_grad:
-            (no_decay if p.ndim <= 1 else decay).append(p)
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
+            in_backbone = split and _BACKBONE.search(name) is not None
+            buckets.setdefault((in_backbone, p.ndim <= 1), []).append(p)
+    groups = [{"params": buckets.get((backbone, no_decay), []),
+               "weight_decay": 0.0 if no_decay else cfg.weight_decay,
+               "lr": cfg.lr * (cfg.backbone_lr_scale if backbone else 1.0)}
+              for backbone in (False, True) for no_decay in (False, True)
+              if (backbone, no_decay) in buckets or not backbone]
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=cfg.lr)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
     raise ValueError(f"optim.optimizer {cfg.optimizer!r}: choose adamw or sgd")
+
+
+#: A parameter of a pretrained backbone (TimmBinaryClassifier.backbone, under any wrapper).
+_BACKBONE = re.compile(r"(^|\.)backbone\.")
+
+
+def warmup_factor(cfg: OptimConfig, step: int) -> float:
+    """Linear warm-up over the first ``warmup_steps`` optimiser steps (``step`` 0-based)."""
+    return min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0
 
 
 def lr_factor(cfg: OptimConfig, epoch: int) -> float:
@@ -211,6 +231,7 @@ class Recipe:
         self.source_scores: dict[str, Any] = {}  # the extra sources' last figures
         self.started = time.time()  # this process's start on the trial (see elapsed())
         self.time_before = 0.0  # the trial's running time before its checkpoint was restored
+        self.step = 0  # optimiser steps taken (warm-up), restored from the checkpoint's metrics
         self.history: Any = None  # rank 0's HistoryWriter (None: nowhere to write)
 
     # ------------------------------------------------------------------ set-up
@@ -269,6 +290,8 @@ class Recipe:
                 self.final_metrics = checkpoint_metrics(d)
                 before = (self.final_metrics or {}).get("time_total_s")
                 self.time_before = float(before) if isinstance(before, int | float) else 0.0
+                # A checkpoint from before warm-up steps were counted: warm-up is over.
+                self.step = int((self.final_metrics or {}).get("optim_steps", 2**31))
         self.latency = self.measure_latency()  # the bare model, before DDP or channels_last
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -283,8 +306,7 @@ class Recipe:
         """One pass over this epoch's undersampled train split; ``None`` if told to stop."""
         cfg, rt = self.cfg, self.rt
         factor = lr_factor(cfg.optim, epoch)
-        for group, lr in zip(self.optimizer.param_groups, self.base_lrs):
-            group["lr"] = lr * factor
+        self.set_lr(factor)
         self.model.train()
         loss_sum = torch.zeros((), device=self.device)
         seen = 0
@@ -301,6 +323,9 @@ class Recipe:
                 logits = self.model(x).float().squeeze(1)
             loss = F.binary_cross_entropy_with_logits(logits, y)
             self.optimizer.zero_grad(set_to_none=True)
+            if self.step < cfg.optim.warmup_steps:
+                self.set_lr(factor * warmup_factor(cfg.optim, self.step))
+            self.step += 1
             loss.backward()
             if cfg.optim.grad_clip > 0:
                 nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)
@@ -312,11 +337,16 @@ class Recipe:
         totals = _gather([(float(loss_sum), seen)])
         n_train = sum(n for _, n in totals)
         return {"epoch": epoch + 1, "train_loss": sum(s for s, _ in totals) / max(n_train, 1),
-                "train_images": n_train, "lr": self.base_lrs[0] * factor,
+                "train_images": n_train, "lr": self.base_lrs[0] * factor, "optim_steps": self.step,
                 "train_time_s": time.perf_counter() - t0,
                 # Where an epoch's time goes: waiting on the data stream (first batch = the
                 # pipeline's start-up) vs evaluation.
                 "data_wait_s": batches.wait, "data_first_batch_s": batches.first}
+
+    def set_lr(self, factor: float) -> None:
+        """Every parameter group at its base LR times ``factor``."""
+        for group, lr in zip(self.optimizer.param_groups, self.base_lrs):
+            group["lr"] = lr * factor
 
     def validate(self) -> tuple[dict[str, Any], tuple[list[str], np.ndarray, np.ndarray]]:
         """Metrics over every validation image (gathered from every worker first)."""
@@ -444,4 +474,4 @@ class _timed:
 
 __all__ = ["SOURCE_SPLIT", "NormalizeCollate", "Recipe", "build_optimizer", "cpu_threads",
            "lr_factor", "predict_split", "score_batch", "scores_sources", "source_metrics",
-           "train_loop", "training_batches"]
+           "train_loop", "training_batches", "warmup_factor"]

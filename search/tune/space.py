@@ -96,6 +96,9 @@ DEFAULT_SPACE: dict[str, Param] = {p.name: p for p in (
     # at 0 for random init) and how to regularise the head
     Param("frozen_stages", low=0, high=4, integer=True, when=TIMM),
     Param("head_dropout", low=0.0, high=0.5, when=TIMM),
+    # the fine-tuning recipe (search/train/worker.py): the backbone's LR relative to the
+    # head's; fixed at 1 unless searched, and only for timm families (custom_cnn is all head)
+    Param("backbone_lr_scale", value=1.0, when=TIMM),
 )}
 
 _SPEC_KEYS = {"choices", "low", "high", "log", "step", "value"}
