@@ -48,6 +48,9 @@ from search.filenames import (
     checkpoint_in,
     file_sha256,
     json_safe,
+    portable_experiment,
+    portable_path,
+    write_problem,
 )
 from search.filenames import ONNX as ONNX_FILE
 from search.model.checkpoint import (
@@ -66,6 +69,7 @@ from search.model.folder import (
 from search.model.latency import onnx_latency
 from search.model.onnx import ONNX_OPSET, ONNX_TOLERANCE, ExportError, export_onnx
 from search.model.registry import layer_kwargs
+from search.model.weights import describe_weights
 from search.train.metrics import (
     calibration,
     detector_metrics,
@@ -179,7 +183,8 @@ def _fetch_from_storage(cfg: ExperimentConfig, results_dir: Path, checkpoint: Pa
 def _training_data(cfg: ExperimentConfig) -> dict[str, Any]:
     """What the model was trained on, from the shards' manifest (best effort)."""
     shards = cfg.data.shards
-    info: dict[str, Any] = {"shards": shards, "name": dataset_name(shards) if shards else "unknown"}
+    info: dict[str, Any] = {"shards": portable_path(shards),
+                            "name": dataset_name(shards) if shards else "unknown"}
     try:
         manifest = load_manifest(shards)
     except Exception as err:  # shards on another machine: export anyway, say so
@@ -188,7 +193,7 @@ def _training_data(cfg: ExperimentConfig) -> dict[str, Any]:
     opts = manifest.get("options", {})
     info.update({
         "manifest_hash": manifest_hash(shards), "layout": manifest.get("layout"),
-        "source": opts.get("source"), "image_size": manifest.get("image_size"),
+        "source": portable_path(opts.get("source") or ""), "image_size": manifest.get("image_size"),
         "counts": manifest.get("counts"), "groups": manifest.get("groups"),
         "skipped": len(manifest.get("skipped", [])), "splits": opts.get("splits"),
         "seed": opts.get("seed"), "ratio": cfg.data.ratio,
@@ -380,9 +385,21 @@ def _card_model(config: dict[str, Any]) -> list[str]:
         f"- Input: `float32[batch, 3, {spec['input_size']}, {spec['input_size']}]`, "
         f"RGB scaled to [0, 1] then normalised with mean {spec['mean']} and std "
         f"{spec['std']}",
+        _card_weights(config.get("pretrained_weights")),
         f"- Checkpoint: epoch {config['epoch']} of trial {config['trial_id']}, chosen by "
         f"validation `{chosen['metric']}` ({chosen['mode']}) = {_fmt(chosen['value'], 4)}",
         *_card_latency(config.get("latency")), ""]
+
+
+def _card_weights(weights: dict[str, Any] | None) -> str:
+    """Where the training started: random init, or which pretrained weights."""
+    if not weights:
+        return "- Starting weights: random initialisation (trained from scratch)"
+    if weights.get("kind") == "package":
+        return (f"- Starting weights: {weights['source']}, from the package "
+                f"`{weights['package']}` {weights['version']} (sha256 "
+                f"`{weights['sha256'][:12]}...`, licence {weights['licence']})")
+    return f"- Starting weights: {weights.get('source') or weights.get('file')}"
 
 
 def _card_latency(latency: dict[str, Any] | None) -> list[str]:
@@ -526,9 +543,16 @@ def model_card(config: dict[str, Any], metrics: dict[str, Any], files: dict[str,
 OWNED = (WEIGHTS, ONNX_FILE, METRICS_FILE, CARD, CONFIG)
 
 
-def _check_out(out: Path) -> None:
-    """Refuse an ``--out`` that is a file, or a folder with files that are not an export's:
-    an earlier export there is updated file by file, and anything else in it is kept."""
+def _check_out(out: Path, *, given: bool) -> None:
+    """Refuse an ``--out`` that cannot be written, is a file, or a folder with files that
+    are not an export's: an earlier export there is updated file by file, and anything else
+    in it is kept. Asked before the model is loaded: no work is lost to the write."""
+    problem = write_problem(out)
+    if problem and given:
+        raise ValueError(f"--out {out}: {problem}; choose another folder")
+    if problem:
+        raise ValueError(f"cannot write the export to {out}: {problem}; pass --out DIR, a "
+                         "folder you can write to")
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file: give a folder (new, empty, or an earlier "
                          "export)")
@@ -575,6 +599,7 @@ def _folder_config(cfg: ExperimentConfig, meta: dict[str, Any], row: pd.Series, 
         "arch": cfg.model.arch,
         "layers": layer_kwargs(cfg.model),
         "model": dataclasses.asdict(cfg.model),
+        "pretrained_weights": describe_weights(cfg.model.arch, cfg.model.pretrained),
         "input": meta["input"],
         "output": "one logit per image; p_fake = sigmoid(logit); FAKE when p_fake >= threshold; "
                   "p_calibrated = sigmoid(logit / calibration.temperature)",
@@ -594,9 +619,9 @@ def _folder_config(cfg: ExperimentConfig, meta: dict[str, Any], row: pd.Series, 
         "onnx": {"file": ONNX_FILE, "opset": ONNX_OPSET, "max_abs_diff": onnx_diff,
                  "inputs": ["image"], "outputs": ["logit", "p_fake"]},
         "latency": latency,  # of model.onnx on the exporting machine (search.model.latency)
-        "source_checkpoint": str(checkpoint),
-        "results_dir": str(results_dir),
-        "experiment_config": cfg.to_dict(),
+        "source_checkpoint": portable_path(checkpoint, results_dir),  # in results_dir
+        "results_dir": portable_path(results_dir),
+        "experiment_config": portable_experiment(cfg.to_dict()),
     }
 
 
@@ -630,9 +655,10 @@ def export_model(results_dir: str | Path, *, trial_id: str | None = None,
     results_dir = Path(results_dir).expanduser().resolve()
     if not results_dir.is_dir():
         raise FileNotFoundError(f"results folder {results_dir} does not exist")
-    row, checkpoint, metric, mode = choose_trial(results_dir, trial_id=trial_id, metric=metric)
+    given = bool(out)
     out = Path(out).expanduser().resolve() if out else results_dir / EXPORT_DIR
-    _check_out(out)
+    _check_out(out, given=given)  # first: nothing is read or made for an output that fails
+    row, checkpoint, metric, mode = choose_trial(results_dir, trial_id=trial_id, metric=metric)
     model, meta = load_checkpoint_model(checkpoint)
     cfg = config_from_dict(meta["experiment"])
     epoch_metrics = meta.get("metrics", {})
@@ -645,10 +671,12 @@ def export_model(results_dir: str | Path, *, trial_id: str | None = None,
     size = int(meta["input"]["input_size"])
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    # A short name: out's own name plus a prefix could pass the file system's limit.
+    staging = Path(tempfile.mkdtemp(prefix=".export-", dir=out.parent))
     try:
         shutil.copyfile(checkpoint / WEIGHTS, staging / WEIGHTS)
-        diff, latency = _onnx(model, size, staging / ONNX_FILE, verbose=verbose)
+        diff, latency = _onnx(model, size, staging / ONNX_FILE, verbose=verbose,
+                              spec=meta["input"])
         config = _folder_config(
             cfg, meta, row, threshold=threshold, rule=rule,
             selected_by={"metric": metric, "mode": mode,
@@ -669,10 +697,11 @@ def export_model(results_dir: str | Path, *, trial_id: str | None = None,
     return out
 
 
-def _onnx(model: Any, size: int, path: Path, *, verbose: bool) -> tuple[float, dict[str, Any]]:
+def _onnx(model: Any, size: int, path: Path, *, verbose: bool,
+          spec: dict[str, Any] | None = None) -> tuple[float, dict[str, Any]]:
     """Export ``model`` to ``path`` (parity-checked) and time that very file
     (:func:`search.model.latency.onnx_latency`): (max abs logit difference, latency)."""
-    diff = export_onnx(model, size, path)
+    diff = export_onnx(model, size, path, metadata={"input": spec} if spec else None)
     latency = onnx_latency(path, size)
     if verbose:
         print(f"ONNX parity: max abs logit difference to PyTorch {diff:.3g} "

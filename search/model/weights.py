@@ -37,6 +37,7 @@ __all__ = [
     "weights_file",
     "load_package_weights",
     "efficientnet_lite_keys",
+    "describe_weights",
 ]
 
 
@@ -153,6 +154,28 @@ def load_package_weights(model: nn.Module, arch: str) -> nn.Module:
     source = torch.load(path, map_location="cpu", weights_only=True)
     model.load_state_dict(entry.key_map(source, model), strict=True)
     return model
+
+
+def describe_weights(arch: str, pretrained: bool | str | None) -> dict[str, str] | None:
+    """Where a model's starting weights came from, for its model folder and card: the
+    package, version, file, sha256, licence and source of packaged weights; the hub or the
+    file's name otherwise; None for random init."""
+    if pretrained is False or pretrained is None or pretrained == "":
+        return None
+    entry = package_weights(arch)
+    if pretrained is True and entry is not None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            installed = version(entry.package)
+        except PackageNotFoundError:
+            installed = "not installed here"
+        return {"kind": "package", "package": entry.package, "version": installed,
+                "file": entry.file, "sha256": entry.sha256, "licence": entry.licence,
+                "source": entry.source}
+    if pretrained is True:
+        return {"kind": "hub", "source": f"timm's pretrained {arch}"}
+    return {"kind": "file", "file": Path(str(pretrained)).name}
 
 
 # --------------------------------------------------------------------------- EfficientNet-Lite

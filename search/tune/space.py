@@ -39,6 +39,7 @@ from search.config import (
     trial_param_section,
 )
 from search.model.registry import STUDY_ARCHS, model_params
+from search.model.weights import package_weights, weights_file
 
 CUSTOM = "custom"  # condition: only when arch == custom_cnn
 TIMM = "timm"  # condition: only for timm families
@@ -200,6 +201,11 @@ def _values(param: Param) -> tuple[Any, ...]:
 def _fit_weights(space: dict[str, Param], pretrained: bool | str | None, *, user: bool) -> None:
     """Freezing only where weights are pretrained; custom_cnn trials never take weights."""
     if uses_weights(pretrained):
+        if pretrained is True:  # a packaged backbone whose package is missing: say so now
+            for arch in _values(space["arch"]):
+                entry = package_weights(arch)
+                if entry is not None:
+                    weights_file(entry, verify=False)
         # Carried by arch, not as a parameter of its own: the trials table would get a column
         # mixing False (custom_cnn) and file paths, which Parquet cannot store.
         space["arch"] = replace(space["arch"], weights=pretrained)
