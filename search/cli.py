@@ -148,16 +148,21 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.name is not None:
         check_folder_name(args.name, "--name")
     from search.data.demo import ensure_demo_shards
-    from search.train.driver import init_ray, train_one
+    from search.model.registry import model_params
+    from search.train.driver import default_run_name, init_ray, train_one
 
     cfg = _load(args)
-    storage.check_storage(cfg, args.name or "")
+    model_params(cfg.model.arch)  # an unknown architecture: now, as run refuses it, not in Ray
+    # The default name is a folder under storage_path too: the same rule as --name.
+    name = args.name or check_folder_name(default_run_name(cfg),
+                                          "the run name train-<model.arch>-<time> (set --name)")
+    storage.check_storage(cfg, name)
     cfg = ensure_demo_shards(cfg)
     print(cfg)
     check_shards(cfg)
     with _sigterm_as_sigint(ray=True):
         init_ray(cfg)
-        result = train_one(cfg, name=args.name)
+        result = train_one(cfg, name=name)
     cols = ["epoch", "train_loss", *(catalog.val(m) for m in (
         "accuracy", "precision", "recall", "f1", "auc", "eer", "tp", "tn", "fp", "fn")),
             "epoch_time_s"]
@@ -201,9 +206,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     cfg = replace(cfg, search=search)
     storage.check_storage(cfg)  # a file in the way: now, not inside Ray
     if args.resume:
-        cfg = _saved_experiment(cfg)
+        saved = _saved_experiment(cfg)
+        if _gives_settings(args):
+            check_resume_settings(cfg, saved)
+        cfg = saved
     if cfg.data.shards:  # the embedded demo set is made (and so checked) by run_search
-        check_shards(cfg)
+        check_shards(cfg, ("train", "val") if args.no_test else ("train", "val", "test"))
     with _sigterm_as_sigint(ray=True):
         outcome = run_search(cfg, resume=args.resume, verbose=args.verbose,
                              evaluate_test=not args.no_test)
@@ -268,12 +276,15 @@ def resume_command(argv: Sequence[str]) -> str:
     return shlex.join(["deepfake-search", "run", *args, "--resume"])
 
 
-def check_shards(cfg: ExperimentConfig) -> None:
-    """A missing, truncated or changed shard is an error now, naming it, not inside Ray."""
+def check_shards(cfg: ExperimentConfig, splits: Sequence[str] = ("train", "val")) -> None:
+    """A missing, truncated or changed shard, or a needed split with no image, is an error
+    now, naming it, not inside Ray."""
     from search.data.prepare import verify_shards
+    from search.data.sets import PreparedSet
     from search.train.driver import resolve_shards
 
-    verify_shards(resolve_shards(cfg))
+    where = resolve_shards(cfg)
+    PreparedSet(where, verify_shards(where)).check_splits(splits)
 
 
 def demo_experiment(cfg: ExperimentConfig) -> ExperimentConfig:
@@ -319,6 +330,71 @@ def _saved_experiment(cfg: ExperimentConfig) -> ExperimentConfig:
     return config_from_dict(json.loads(storage.read_text(path)))
 
 
+#: Overrides that say where an experiment is, not how it searches: ``--resume`` with only
+#: these (and --name) continues the saved settings without comparing them.
+LOCATING = ("search.name", "cluster.storage_path", "cluster.address")
+
+
+def _gives_settings(args: argparse.Namespace) -> bool:
+    """Whether ``run`` was given settings of its own (a config, --data, --num-samples or an
+    override other than :data:`LOCATING`), which ``--resume`` must compare with the saved."""
+    keys = [item.split("=", 1)[0].strip() for item in args.overrides]
+    return bool(args.config or args.data or args.num_samples
+                or any(key not in LOCATING for key in keys))
+
+
+def _flat(tree: dict[str, Any]) -> dict[str, Any]:
+    """``{"optim.lr": 0.001, ...}``: a config tree's settings by their dotted keys."""
+    return {f"{section}.{key}" if isinstance(values, dict) else section: value
+            for section, values in tree.items()
+            for key, value in (values.items() if isinstance(values, dict) else [(None, values)])}
+
+
+def _same_setting(key: str, given: Any, saved: Any) -> bool:
+    """Whether a given setting equals the saved one: folders compared where they resolve
+    (the saved config records them relative to the project), and ``cluster.use_gpu`` left
+    at None (decide from the cluster) matching what the search decided."""
+    from search import storage
+    from search.paths import default_shards_dir, resolve_user_path
+
+    def where(path: Any) -> Any:
+        if not isinstance(path, str) or not path or storage.is_uri(path):
+            return path
+        return resolve_user_path(path)
+
+    if key == "cluster.use_gpu" and given is None:
+        return True
+    if key == "data.shards":  # "" is the embedded demo set, made where the search made it
+        demo = str(default_shards_dir("demo"))
+        return where(given or demo) == where(saved or demo)
+    if key == "cluster.storage_path":
+        return where(given) == where(saved)
+    if key == "data.extra_sources" and isinstance(given, dict) and isinstance(saved, dict):
+        return given.keys() == saved.keys() and all(where(given[k]) == where(saved[k])
+                                                    for k in given)
+    return given == saved
+
+
+def check_resume_settings(given: ExperimentConfig, saved: ExperimentConfig) -> None:
+    """``run --resume`` with a config, overrides, --data or --num-samples: each must equal
+    what the experiment was started with, or a ConfigError naming every key that differs.
+    Tune's restore continues the saved search (its space, trial count, budget): it cannot
+    apply a change, which would otherwise be dropped without a word."""
+    from search.config import ConfigError, short_repr
+
+    mine, theirs = _flat(given.to_dict()), _flat(saved.to_dict())
+    differ = [f"{key} (saved {short_repr(theirs.get(key))}, given {short_repr(mine.get(key))})"
+              for key in sorted(set(mine) | set(theirs))
+              if not _same_setting(key, mine.get(key), theirs.get(key))]
+    if differ:
+        raise ConfigError(
+            f"--resume continues experiment {saved.search.name!r} with the settings it was "
+            f"started with, and the given ones differ: {'; '.join(differ)}. Tune's restore "
+            "cannot change a search's space, trials or budget: drop those changes (or run "
+            "--resume with only --name to continue as saved), or start a new experiment "
+            "with --name NEW")
+
+
 COMMANDS.update({"train": _cmd_train, "run": _cmd_run})
 _PARSERS: list[Callable[[argparse._SubParsersAction], None]] = [_add_prepare, _add_train, _add_run]
 
@@ -336,6 +412,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_tools.add_parsers(sub)
     COMMANDS.update(cli_tools.COMMANDS)
+    plain = parser.error  # "unrecognized arguments: -x.jpg" is the top parser's
+    parser.error = lambda message: plain(message + cli_tools.dash_hint(message))  # type: ignore[method-assign]
     return parser
 
 
@@ -389,7 +467,7 @@ def _sigterm_as_sigint(*, ray: bool = False) -> Iterator[None]:
     previous = signal.signal(signal.SIGTERM, on_sigterm)
     with contextlib.ExitStack() as stack:
         if ray:
-            stack.enter_context(_ray_keeps_our_sigterm())
+            stack.enter_context(_ray_keeps_our_sigterm(on_sigterm))
         try:
             yield
         finally:
@@ -403,23 +481,39 @@ def _ray_is_initialized() -> bool:
 
 
 @contextlib.contextmanager
-def _ray_keeps_our_sigterm() -> Iterator[None]:
+def _ray_keeps_our_sigterm(handler: Callable[[int, Any], None]) -> Iterator[None]:
     """Within: ``ray.init`` leaves the SIGTERM handler as it is (Ray sets it through
-    ``ray._private.utils.set_sigterm_handler``; absent in another Ray, nothing is done)."""
+    ``ray._private.utils.set_sigterm_handler``), and once it has connected, ``handler`` is
+    installed again: the driver's core worker installs Abseil's failure signal handler for
+    SIGTERM too (its "*** SIGTERM received" stack dump, then a 3-second abort alarm), and
+    installing a Python handler again replaces it for SIGTERM alone (SIGSEGV and the others
+    keep Ray's dump). Absent in another Ray, nothing is patched."""
     try:
         import ray._private.utils as ray_utils
+        import ray._private.worker as ray_worker
     except ImportError:  # pragma: no cover - Ray is a dependency
         yield
         return
     original = getattr(ray_utils, "set_sigterm_handler", None)
-    if original is None:
+    connect = getattr(ray_worker, "connect", None)
+    if original is None or connect is None:
         yield
         return
+
+    def connect_then_ours(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return connect(*args, **kwargs)
+        finally:
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGTERM, handler)  # over Abseil's, at the C level
+
     ray_utils.set_sigterm_handler = lambda handler: None
+    ray_worker.connect = connect_then_ours
     try:
         yield
     finally:
         ray_utils.set_sigterm_handler = original
+        ray_worker.connect = connect
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -81,6 +81,17 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", choices=("torch", "onnx"), default="torch",
                    help="torch (safetensors) or onnx (onnxruntime on model.onnx)")
     p.add_argument("--quiet", action="store_true", help="no table and no progress bar")
+    plain = p.error
+    p.error = lambda message: plain(message + dash_hint(message))  # type: ignore[method-assign]
+
+
+def dash_hint(message: str) -> str:
+    """For argparse's "arguments are required: PATHS" or "unrecognized arguments: -x.jpg"
+    (a file name starting with '-' is read as an option): how to pass such a file."""
+    if "PATHS" not in message and "unrecognized arguments: -" not in message:
+        return ""
+    return ("; a file name that starts with '-' is read as an option: put -- before the "
+            "paths (predict MODEL -- -rf.jpg) or write the file as ./-rf.jpg")
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
@@ -123,6 +134,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from search.data.prepare import verify_shards
+    from search.data.sets import PreparedSet
     from search.data.stream import quiet_ray_data
     from search.evaluate import cross_dataset, evaluate_model, format_metrics
     from search.model.folder import build_torch_model, read_model_info
@@ -131,8 +143,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     info = read_model_info(args.model)
     threshold, rule = choose_threshold(info, args.threshold, args.target_fpr)
     build_torch_model(info)  # a broken weights file: a clear error now, not after Ray starts
-    for shards in [args.data, *args.cross]:
-        verify_shards(shards)
+    for shards in [args.data, *args.cross]:  # a split with no image: named now
+        PreparedSet(str(shards), verify_shards(shards)).check_splits([args.split])
     print(f"model: {info.directory} ({info.arch}, {info.kind}; trained on {info.train_name})")
     quiet_ray_data(logging.ERROR)  # not even "execution finished" lines
     if args.cross:
@@ -174,12 +186,14 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
                                    "matrices, ROC/PR and learning curves, parameter "
                                    "importances and the cross-dataset matrix (opens offline).")
     p.add_argument("results", metavar="RESULTS_DIR", help="a finished search's results folder")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="output folder (default RESULTS_DIR/report; for a read-only results folder)")
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from search.report import write_report
 
-    path = write_report(args.results)
+    path = write_report(args.results, out=args.out)
     print(f"wrote {path}  (open file://{path})")
     return 0
 
@@ -197,4 +211,4 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "report": _cmd_report,
 }
 
-__all__ = ["COMMANDS", "add_parsers"]
+__all__ = ["COMMANDS", "add_parsers", "dash_hint"]

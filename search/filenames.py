@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -118,10 +120,70 @@ def checkpoint_in(results_dir: str | Path, recorded: Any) -> Path | None:
     return Path(results_dir).joinpath(*parts[-keep:])
 
 
+#: The longest name of one path component on the usual file systems (ext4, xfs, APFS).
+NAME_MAX = 255
+
+
+def write_problem(target: str | Path) -> str | None:
+    """Why ``target`` (a file or folder to be written, made if missing) cannot be written,
+    else None: a name over :data:`NAME_MAX` bytes, or a nearest existing folder where a file
+    cannot be made. Probed with a real temporary file, since ``os.access`` does not see a
+    read-only mount; asked before the work, so the work is never lost to the write."""
+    target = Path(target).expanduser()
+    long = next((part for part in target.parts if len(part.encode()) > NAME_MAX), None)
+    if long is not None:
+        return f"the name {long[:40]}... is longer than {NAME_MAX} bytes"
+    folder = target if target.is_dir() else target.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        return f"{folder} is not a folder"
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".write-check-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)  # the probe made just now, nothing else
+    except OSError as err:
+        return f"cannot write in {folder} ({err.strerror or err})"
+    return None
+
+
+def portable_path(path: str | Path, base: str | Path | None = None) -> str:
+    """``path`` as a results folder records it: relative to ``base`` (the results folder)
+    when inside it, else to the project root (the repository) when inside that or beside it
+    (``../shared/data/...``), else as given (a URI, or a folder elsewhere). A results folder
+    is read and re-run from other clones: the machine that made it must not be named in it."""
+    from search.paths import project_root
+
+    text = str(path)
+    if not text or "://" in text or not Path(text).is_absolute():
+        return text
+    resolved, root = Path(text).resolve(), project_root()
+    if base is not None and resolved.is_relative_to(Path(base).resolve()):
+        return Path(os.path.relpath(resolved, Path(base).resolve())).as_posix()
+    if resolved.is_relative_to(root.parent) and root.parent != root.parent.parent:
+        return Path(os.path.relpath(resolved, root)).as_posix()
+    return text
+
+
+def portable_experiment(tree: dict[str, Any]) -> dict[str, Any]:
+    """An experiment config (``ExperimentConfig.to_dict()``) as ``experiment.json`` and an
+    export's config.json record it: its folders (shards, extra sources, storage path)
+    through :func:`portable_path`; ``--resume`` and ``export`` resolve them from the project
+    root again (``search.paths.resolve_user_path``)."""
+    data, cluster = dict(tree.get("data", {})), dict(tree.get("cluster", {}))
+    if "shards" in data:
+        data["shards"] = portable_path(data["shards"])
+    if isinstance(data.get("extra_sources"), dict):
+        data["extra_sources"] = {k: portable_path(v) for k, v in data["extra_sources"].items()}
+    if "storage_path" in cluster:
+        cluster["storage_path"] = portable_path(cluster["storage_path"])
+    return {**tree, "data": data, "cluster": cluster}
+
+
 __all__ = [
     "CHECKPOINT_GLOB", "CONFIG", "CROSS_JSON", "CROSS_MD", "EXPERIMENT", "HISTORY", "LATENCY", "LEADERBOARD",
     "MANIFEST", "METRICS", "MODEL_CARD", "ONNX", "OPTUNA_DB", "OPTUNA_JOURNAL", "RELEASED", "REPORT_DIR", "REPORT_FILE", "ROBUSTNESS", "SPACE",
     "STATE", "TEST_METRICS", "TEST_PREDICTIONS", "TRAIN_RUNS", "TRIALS_CSV", "TRIALS_PARQUET",
     "TRIAL_HISTORY", "TRIAL_PREFIX", "VAL_PREDICTIONS", "WEIGHTS", "checkpoint_in", "file_sha256", "json_safe",
-    "relative_checkpoint", "trial_dirname",
+    "NAME_MAX", "portable_experiment", "portable_path", "relative_checkpoint", "trial_dirname", "write_problem",
 ]

@@ -21,6 +21,7 @@ torch nor Ray, and each backend only its own runtime.
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import json
 import math
@@ -37,10 +38,10 @@ import pandas as pd
 from tqdm import tqdm
 
 from search.data.images import ImageError, prepare_image, read_regular, safe_name
-from search.data.layouts import FAKE, LABEL_NAMES
+from search.data.layouts import FAKE, LABEL_NAMES, SYMLINK_LOOP
 from search.data.stream import DecodeBatch
+from search.filenames import NAME_MAX, json_safe, write_problem
 from search.filenames import ONNX as ONNX_FILE
-from search.filenames import json_safe
 from search.model.folder import (
     GIVEN_RULE,
     REEXPORT,
@@ -237,6 +238,8 @@ def _load_one(path: str, pre: Preprocessor) -> tuple[np.ndarray | None, str | No
     except ImageError as err:
         return None, str(err)
     except OSError as err:
+        if err.errno == errno.ELOOP:  # not "broken": a cycle of links
+            return None, SYMLINK_LOOP
         if os.path.islink(path) and not os.path.exists(path):
             return None, "broken symlink: its target does not exist"
         return None, f"unreadable file: {err.strerror or err}"
@@ -333,24 +336,16 @@ def check_out(out: str | Path) -> Path:
     system takes, in a folder that exists (or can be made) and is writable; a ValueError
     naming it and the fix otherwise. The scoring is never lost to a bad output path."""
     out = Path(out).expanduser()
-    if len(out.name.encode()) > 255:
-        raise ValueError(f"--out {out.name[:40]}...: the file name is longer than 255 bytes")
+    if len(out.name.encode()) > NAME_MAX:
+        raise ValueError(f"--out {out.name[:40]}...: the file name is longer than {NAME_MAX} bytes")
     if out.is_dir():
         raise ValueError(f"--out {out} is a folder: give a file name such as {out / 'scores.csv'}")
     if out.suffix.lower() not in (".csv", ".json"):
         raise ValueError(f"--out {out}: use a .csv or .json file name")
-    folder = out.parent
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
-        raise ValueError(f"--out {out}: {folder} is not a writable folder; write the "
-                         "predictions somewhere you can write to")
-    try:  # what os.access cannot see (a read-only or pseudo file system such as /proc)
-        fd, probe = tempfile.mkstemp(prefix=".predict-check-", dir=folder)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as err:
-        raise ValueError(f"--out {out}: cannot write in {folder} ({err.strerror or err})") from None
+    problem = write_problem(out)
+    if problem:
+        raise ValueError(f"--out {out}: {problem}; write the predictions somewhere you can "
+                         "write to")
     return out
 
 
@@ -364,7 +359,8 @@ def write_predictions(frame: pd.DataFrame, out: str | Path) -> Path:
     out = check_out(out)
     suffix = out.suffix.lower()
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}-", dir=out.parent)
+    # A short temporary name: out's own name plus a prefix could pass the file system's limit.
+    fd, tmp = tempfile.mkstemp(prefix=".predict-", suffix=".tmp", dir=out.parent)
     os.close(fd)
     try:
         if suffix == ".csv":

@@ -197,7 +197,9 @@ def _trial(results: Path, base, tid: str, params: dict, skill: float, seed: int)
         for name, p in ((filenames.VAL_PREDICTIONS, val_p), (filenames.TEST_PREDICTIONS, test_p)):
             pd.DataFrame({"id": range(len(y)), "label": y, "p_fake": p}).to_csv(ckpt / name,
                                                                                index=False)
-    result = SimpleNamespace(config=params, metrics={"trial_id": tid}, error=None,
+    # Tune's last result: the last epoch's report, the one the scheduler decided on.
+    result = SimpleNamespace(config=params, metrics={"trial_id": tid, "epoch": epochs[-1]["epoch"]},
+                             error=None,
                              metrics_dataframe=pd.DataFrame(epochs),
                              path=str(results / filenames.trial_dirname(tid)))
     return result, test

@@ -1,12 +1,20 @@
-"""Bad input, second round (issue 22), before any cluster starts: bounded YAML, seeds,
+"""Bad input, before any cluster starts. Second round (issue 22): bounded YAML, seeds,
 folder names, a storage path that is a file, and the exit status of ``run`` when nothing
 finished or when the driver is sent SIGTERM (the search itself stubbed here; the real
-searches are in tests/test_exit_codes.py)."""
+searches are in tests/test_exit_codes.py). Third round (issue 28, at the end): duplicate
+YAML keys, a folder given as --config, train's own run name, --resume with changed
+settings, splits that round to no image, names too long for the file system, read-only
+results folders, an oversized model input, a file name starting with '-' and a symlink
+cycle: each refused before any work with one message naming the file, key or flag."""
 
 from __future__ import annotations
 
+import errno
+import json
 import os
+import shutil
 import signal
+import tempfile
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -14,8 +22,9 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
+from bench.robustness import make_model_folder
 from search.cli import main as cli
-from search.config import ConfigError, check_folder_name, load_config
+from search.config import ConfigError, ExperimentConfig, check_folder_name, load_config
 from search.paths import FOLDER_NAME_RULE
 
 # 405 bytes: nine levels of ten aliases each, 10**9 strings once expanded.
@@ -272,3 +281,254 @@ def test_sigterm_before_tune_is_a_keyboard_interrupt_exiting_143(tmp_path: Path,
     finally:
         signal.signal(signal.SIGINT, outer)
     assert "deepfake-search run: terminated (SIGTERM)" in capsys.readouterr().err
+
+
+# ================================================================== third round (issue 28)
+# ------------------------------------------------------------------ YAML
+@pytest.mark.parametrize(("text", "key", "lines"), [
+    ("optim:\n  lr: 0.1\n  epochs: 3\n  lr: 0.2\n", "lr", (2, 4)),
+    ("optim:\n  lr: 0.1\nmodel:\n  arch: resnet50\noptim:\n  epochs: 3\n", "optim", (1, 5)),
+])
+def test_a_key_written_twice_is_refused_naming_both_lines(tmp_path: Path, capsys, no_ray,
+                                                          text: str, key: str,
+                                                          lines: tuple[int, int]) -> None:
+    path = tmp_path / "twice.yaml"
+    path.write_text(text)
+    err = _user_error(["run", "--config", str(path)], capsys)
+    assert f"{path}: key '{key}' is written twice in one mapping (lines {lines[0]} and " \
+           f"{lines[1]})" in err and "merge them into one" in err
+    assert not no_ray
+
+
+def test_the_same_key_in_two_sections_is_fine(tmp_path: Path) -> None:
+    path = tmp_path / "ok.yaml"
+    path.write_text("optim:\n  epochs: 3\nsearch:\n  space:\n    epochs: [2, 3]\n")
+    assert load_config(path).optim.epochs == 3
+
+
+def test_config_naming_a_folder_says_it_is_a_folder(tmp_path: Path, capsys) -> None:
+    err = _user_error(["run", "--config", str(tmp_path)], capsys)
+    assert f"--config {tmp_path} is a folder: name the experiment YAML in it" in err
+    assert "does not exist" not in err
+
+
+# ------------------------------------------------------------------ train's run name
+def test_train_refuses_an_unknown_or_escaping_arch_before_ray(tmp_path: Path, capsys,
+                                                              no_ray) -> None:
+    storage = tmp_path / "S" / "deep" / "er"
+    t0 = time.perf_counter()
+    err = _user_error(["train", "--data", str(tmp_path / "shards"), "model.arch=../../escaped",
+                       f"cluster.storage_path={storage}"], capsys)
+    assert "unknown model '../../escaped'" in err
+    assert time.perf_counter() - t0 < 20 and not no_ray
+    assert not (tmp_path / "S").exists()  # nothing written anywhere
+
+
+def test_the_default_run_name_goes_through_the_folder_name_rule() -> None:
+    from search.config import check_folder_name
+    from search.train.driver import default_run_name
+
+    cfg = load_config(None, ["model.arch=resnet50"])
+    assert check_folder_name(default_run_name(cfg), "name").startswith("train-resnet50-")
+    with pytest.raises(ConfigError, match="must be a folder name"):
+        check_folder_name(default_run_name(load_config(None, ["model.arch=../x"])), "name")
+
+
+@pytest.mark.parametrize("command", ["train", "run"])
+def test_a_900kb_arch_is_refused_at_load_quoted_once_and_cut(command: str, tmp_path: Path,
+                                                             capsys, no_ray) -> None:
+    huge = "a" * 900_000
+    err = _user_error([command, "--data", str(tmp_path), f"model.arch={huge}"], capsys)
+    assert "model.arch must be an architecture name of at most 200 characters" in err
+    assert len(err) < 600 and err.count("'aaaa") == 1 and "(900002 characters)" in err
+
+
+# ------------------------------------------------------------------ --resume
+def _saved(tmp_path: Path, name: str) -> None:
+    cfg = load_config(None, [f"search.name={name}", f"cluster.storage_path={tmp_path}",
+                             "search.num_samples=3", "optim.epochs=2"])
+    (tmp_path / name).mkdir()
+    (tmp_path / name / "experiment.json").write_text(json.dumps(cfg.to_dict()))
+
+
+def test_resume_with_changed_settings_names_each_and_starts_nothing(tmp_path: Path, capsys,
+                                                                    monkeypatch) -> None:
+    import search.study as study
+
+    _saved(tmp_path, "exp")
+    monkeypatch.setattr(study, "run_search", lambda *a, **k: pytest.fail("the search ran"))
+    err = _user_error(["run", "search.name=exp", f"cluster.storage_path={tmp_path}",
+                       "optim.epochs=5", "search.space={lr: [0.1, 0.2]}", "--num-samples",
+                       "5", "--resume"], capsys)
+    assert "--resume continues experiment 'exp' with the settings it was started with" in err
+    assert "optim.epochs (saved 2, given 5)" in err
+    assert "search.num_samples (saved 3, given 5)" in err and "search.space (saved {}" in err
+    assert "Tune's restore cannot change a search's space" in err and "--name NEW" in err
+
+
+def test_resume_with_the_same_settings_or_none_runs_the_saved_config(tmp_path: Path,
+                                                                     monkeypatch) -> None:
+    import search.report as report
+    import search.study as study
+
+    _saved(tmp_path, "same")
+    ran: list[ExperimentConfig] = []
+
+    def search(cfg, **kw):
+        ran.append(cfg)
+        return _outcome(tmp_path, ["COMPLETED"])
+
+    monkeypatch.setattr(study, "run_search", search)
+    monkeypatch.setattr(report, "write_report", lambda d, out=None: Path(d) / "report.html")
+    monkeypatch.setattr("search.cli.check_shards", lambda *a, **k: None)
+    same = ["search.name=same", f"cluster.storage_path={tmp_path}", "optim.epochs=2",
+            "search.num_samples=3"]
+    assert cli(["run", *same, "--resume"]) == 0
+    assert cli(["run", "--name", "same", f"cluster.storage_path={tmp_path}", "--resume"]) == 0
+    assert [c.optim.epochs for c in ran] == [2, 2] and ran[0].search.num_samples == 3
+
+
+# ------------------------------------------------------------------ splits that round to none
+def _source(root: Path, n: int) -> Path:
+    from PIL import Image
+
+    for green, label in ((9, "real"), (200, "fake")):
+        (root / label).mkdir(parents=True)
+        for i in range(n):
+            Image.new("RGB", (24, 24), (i * 5 % 255, green, 9)).save(root / label / f"{i}.png")
+    return root
+
+
+def test_prepare_refuses_splits_that_round_to_no_image_before_decoding(tmp_path: Path, capsys,
+                                                                      monkeypatch) -> None:
+    import search.data.prepare as prep
+
+    src = _source(tmp_path / "src", 20)
+    monkeypatch.setattr(prep, "_decode_all", lambda *a, **k: pytest.fail("decoded first"))
+    err = _user_error(["prepare", "--layout", "folders", "--source", str(src), "--out",
+                       str(tmp_path / "out"), "--size", "16", "--splits", "0.98,0.01,0.01",
+                       "--quiet"], capsys)
+    assert "--splits 0.98,0.01,0.01 on 40 images" in err
+    assert "leaves the validation and the test split with no image" in err
+    assert not (tmp_path / "out" / "manifest.json").exists()
+
+
+def _shards_without(tmp_path: Path, split: str) -> Path:
+    """Prepared shards whose manifest lists no image in ``split`` (as older versions wrote)."""
+    from search.data.prepare import PrepareOptions, prepare
+
+    out = tmp_path / "shards"
+    prepare(PrepareOptions(layout="folders", source=str(_source(tmp_path / "src", 6)),
+                           out=str(out), size=16, splits=(0.34, 0.33, 0.33)), progress=False)
+    manifest = json.loads((out / "manifest.json").read_text())
+    for shard in [s for s in manifest["shards"] if s["split"] == split]:
+        (out / shard["file"]).unlink()
+    manifest["shards"] = [s for s in manifest["shards"] if s["split"] != split]
+    manifest["counts"][split] = {"REAL": 0, "FAKE": 0}
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    return out
+
+
+def test_run_checks_its_splits_before_ray(tmp_path: Path, capsys, no_ray) -> None:
+    shards = _shards_without(tmp_path, "test")
+    err = _user_error(["run", "--data", str(shards), f"cluster.storage_path={tmp_path}"], capsys)
+    assert f"{shards} has no image in its 'test' split" in err and "--splits" in err
+    assert "non-zero" not in err and not no_ray
+
+
+def test_evaluate_does_not_claim_the_fractions_were_zero(tmp_path: Path, capsys) -> None:
+    shards = _shards_without(tmp_path, "test")
+    model = make_model_folder(tmp_path / "model")
+    err = _user_error(["evaluate", str(model), "--data", str(shards)], capsys)
+    assert "has no image in its 'test' split" in err and "non-zero" not in err
+
+
+# ------------------------------------------------------------------ writes
+@pytest.mark.parametrize("length", [246, 251, 255])
+def test_predict_out_names_up_to_255_bytes_are_written(tmp_path: Path, length: int) -> None:
+    from search.predict import write_predictions
+
+    frame = pd.DataFrame({"path": ["a.jpg"], "p_fake": [0.5], "error": [None]})
+    out = tmp_path / ("x" * (length - 4) + ".csv")
+    assert write_predictions(frame, out) == out and out.read_text().startswith("path")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [out.name]
+
+
+@pytest.fixture()
+def read_only(monkeypatch: pytest.MonkeyPatch):
+    """``folder`` behaves as a read-only mount for the write check (the tests run as root,
+    which permission bits do not stop): making a file in it fails with EROFS."""
+    def install(folder: Path) -> None:
+        real = tempfile.mkstemp
+
+        def mkstemp(*args, dir=None, **kwargs):
+            if dir is not None and Path(dir).resolve().is_relative_to(folder.resolve()):
+                raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+            return real(*args, dir=dir, **kwargs)
+        monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    return install
+
+
+def test_export_names_long_out_and_read_only_results(model_results: Path, tmp_path: Path,
+                                                     capsys, read_only) -> None:
+    out = tmp_path / ("e" * 256)
+    err = _user_error(["export", str(model_results), "--out", str(out)], capsys)
+    assert "--out" in err and "the name eeeeeeee" in err and "longer than 255 bytes" in err
+    copy = shutil.copytree(model_results, tmp_path / "ro", ignore=shutil.ignore_patterns(
+        "export"))
+    read_only(copy)
+    err = _user_error(["export", str(copy)], capsys)
+    assert f"cannot write the export to {copy / 'export'}" in err and "pass --out DIR" in err
+
+
+def test_export_with_a_250_byte_out_name_writes_it(model_results: Path, tmp_path: Path) -> None:
+    from search.export import export_model
+
+    out = export_model(model_results, out=tmp_path / ("e" * 250), verbose=False)
+    assert (out / "config.json").is_file()
+    assert [p.name for p in tmp_path.iterdir()] == [out.name]  # no staging folder left
+
+
+def test_report_on_a_read_only_results_folder_names_it_and_out(model_results: Path,
+                                                               tmp_path: Path, capsys,
+                                                               read_only) -> None:
+    copy = shutil.copytree(model_results, tmp_path / "ro")
+    read_only(copy)
+    err = _user_error(["report", str(copy)], capsys)
+    assert f"cannot write the report to {copy / 'report'}" in err and "--out DIR" in err
+    assert not (copy / "report").exists()
+
+
+# ------------------------------------------------------------------ model folders, predict
+def test_a_model_folder_with_a_huge_input_size_is_refused_when_read(tmp_path: Path,
+                                                                   capsys) -> None:
+    model = make_model_folder(tmp_path / "model")
+    meta = json.loads((model / "config.json").read_text())
+    meta["input"]["input_size"] = 100_000
+    (model / "config.json").write_text(json.dumps(meta))
+    (tmp_path / "a.jpg").write_bytes(b"")
+    for backend in ("torch", "onnx"):
+        err = _user_error(["predict", str(model), str(tmp_path / "a.jpg"), "--backend", backend],
+                          capsys)
+        assert "input.input_size 100000 is above the maximum of 4096 px" in err
+
+
+def test_a_file_name_starting_with_a_dash_points_to_the_fix(tmp_path: Path, capsys) -> None:
+    for argv in (["predict", str(tmp_path), "-rf.jpg"],
+                 ["predict", str(tmp_path), "a.jpg", "-rf.jpg"]):
+        with pytest.raises(SystemExit) as done:
+            cli(argv)
+        assert done.value.code == 2
+        err = capsys.readouterr().err
+        assert "put -- before the paths (predict MODEL -- -rf.jpg)" in err and "./-rf.jpg" in err
+
+
+def test_a_symlink_cycle_is_not_called_broken(tmp_path: Path) -> None:
+    from search.predict import predict_paths
+
+    model = make_model_folder(tmp_path / "model")
+    os.symlink(tmp_path / "b.jpg", tmp_path / "a.jpg")
+    os.symlink(tmp_path / "a.jpg", tmp_path / "b.jpg")
+    frame = predict_paths(model, [str(tmp_path / "a.jpg")])
+    assert frame["error"].tolist() == [
+        "symlink loop: the link leads back to itself through other links (no file)"]

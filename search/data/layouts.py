@@ -8,6 +8,7 @@ reason, so nothing is dropped silently.
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import os
 import re
@@ -82,6 +83,10 @@ def _files(root: Path, scan: Scan, report_root: Path) -> list[Path]:
     return sorted(found)
 
 
+#: The reason given for a link that leads, through other links, back to itself (ELOOP).
+SYMLINK_LOOP = "symlink loop: the link leads back to itself through other links (no file)"
+
+
 def _not_a_file(path: Path) -> str | None:
     """Why ``path`` is not a regular file (following a symlink to its target), else None."""
     try:
@@ -89,7 +94,7 @@ def _not_a_file(path: Path) -> str | None:
     except FileNotFoundError:
         return "broken symlink: its target does not exist"
     except OSError as err:
-        return f"unreadable file: {err.strerror or err}"
+        return SYMLINK_LOOP if err.errno == errno.ELOOP else f"unreadable file: {err.strerror or err}"
     if stat.S_ISREG(mode):
         return None
     kind = ("a FIFO" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)

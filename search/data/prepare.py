@@ -592,12 +592,36 @@ def prepare(options: PrepareOptions, *, progress: bool = True) -> PrepareResult:
         return _prepare_locked(opts, out, progress, t0)
 
 
+def check_split_sizes(records: Sequence[Record], splits: Sequence[str],
+                      opts: PrepareOptions) -> None:
+    """Every split with a share holds images, or a SourceError naming the split, its size
+    and the fix: fractions that are not zero can still round a split to no image (whole
+    identity groups are placed; 0.01 of 40 images is none)."""
+    sizes = Counter(splits)
+    empty = [word for word, split, f in zip(SPLIT_WORDS, SPLITS, opts.splits, strict=True)
+             if f > 0 and sizes[split] == 0]
+    if empty:
+        shown = ",".join(f"{f:g}" for f in opts.splits)
+        groups = len({r.group for r in records})
+        raise SourceError(
+            f"--splits {shown} on {len(records)} images ({groups} identity groups) leaves the "
+            f"{' and the '.join(empty)} split with no image (train {sizes['train']}, validation "
+            f"{sizes['val']}, test {sizes['test']}): whole groups are placed, so each split "
+            "needs a share of at least one group; give it a larger fraction (e.g. --splits "
+            "0.6,0.2,0.2) or prepare more images")
+
+
 def _prepare_locked(opts: PrepareOptions, out: Path, progress: bool, t0: float) -> PrepareResult:
     """prepare(), while this process holds ``out``'s lock."""
     layout = _paint_demo(opts) if opts.layout == "demo" else opts.layout
     scan = scan_source(layout, opts.source, group_regex=opts.group_regex, class_map=opts.class_map)
     skipped = list(scan.skipped)
     records = select(scan.records, opts.limit, opts.max_per_class, opts.seed)
+    # Before decoding: the split the fractions give the scanned images (checked again on
+    # the images that decode, below), so an empty split costs no decoding. A class with no
+    # image at all is named after decoding, as such.
+    if len({r.label for r in records}) == len(LABEL_NAMES):
+        check_split_sizes(records, assign_splits(records, opts.splits, opts.seed), opts)
     t_scan = time.perf_counter()
 
     images: dict[int, object] = {}
@@ -623,6 +647,7 @@ def _prepare_locked(opts: PrepareOptions, out: Path, progress: bool, t0: float) 
                 "or the metadata labels"
             )
     splits = assign_splits(kept, opts.splits, opts.seed)
+    check_split_sizes(kept, splits, opts)
     rows = []
     for rec, split, idx in zip(kept, splits, sorted(images)):
         img = images[idx]
@@ -796,4 +821,5 @@ def manifest_hash(shards: str | Path) -> str:
 
 
 __all__ = ["MANIFEST", "SCHEMA", "PrepareOptions", "PrepareResult", "assign_splits",
+           "check_split_sizes",
            "load_manifest", "manifest_hash", "prepare", "select", "verify_shards"]

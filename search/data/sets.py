@@ -7,7 +7,7 @@ remote one, and a search runs hundreds of trials.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,9 +56,23 @@ class PreparedSet:
         files = [storage.join(self.location, s["file"]) for s in self.manifest["shards"]
                  if s["split"] == split]
         if not files:
-            raise FileNotFoundError(f"{self.location} has no '{split}' shards; re-run prepare "
-                                    "with non-zero split fractions")
+            raise FileNotFoundError(self.empty_split(split))
         return files
+
+    def empty_split(self, split: str) -> str:
+        """Why ``split`` cannot be read, and the fix: its manifest lists no image there (the
+        fractions may have been non-zero and still have rounded it to no image)."""
+        return (f"{self.location} has no image in its '{split}' split (its manifest counts "
+                f"{self.rows(split)}; prepared with --splits "
+                f"{self.manifest.get('options', {}).get('splits')}): prepare it again with a "
+                "larger share for that split (e.g. --splits 0.6,0.2,0.2) or more images")
+
+    def check_splits(self, splits: Sequence[str]) -> None:
+        """Each of ``splits`` holds images, or a FileNotFoundError naming the first that
+        holds none (before a cluster starts, not inside a trial)."""
+        for split in splits:
+            if not self.rows(split):
+                raise FileNotFoundError(self.empty_split(split))
 
     @property
     def name(self) -> str:

@@ -15,7 +15,15 @@ from typing import Any
 from search.display import markdown_table, number
 from search.evaluate.matrix import DETAIL_COLUMNS, NOTE, detail_table, matrix_table, models
 from search.evaluate.scoring import evaluate_model
-from search.filenames import CROSS_JSON, CROSS_MD, EXPERIMENT, TRIALS_CSV, TRIALS_PARQUET, json_safe
+from search.filenames import (
+    CROSS_JSON,
+    CROSS_MD,
+    EXPERIMENT,
+    TRIALS_CSV,
+    TRIALS_PARQUET,
+    json_safe,
+    portable_path,
+)
 from search.model.folder import ModelInfo, read_model_info
 
 
@@ -86,12 +94,24 @@ def cross_dataset(model_dir: str | Path, sets: Sequence[str | Path], split: str 
         metrics, _ = evaluate_model(info.directory, shards, split, threshold=threshold,
                                     threshold_rule=threshold_rule)
         row["cells"][metrics["data"]] = json_safe(metrics)
+    return matrix, write_matrix(out_dir, matrix)
+
+
+def write_matrix(out_dir: Path, matrix: dict[str, Any]) -> Path:
+    """``cross_dataset.json`` and ``.md`` in ``out_dir`` (the one writer of both), every
+    model and shard folder recorded by :func:`search.filenames.portable_path`: relative to
+    ``out_dir`` or the project, so the files name no machine. Returns the ``.md``'s path."""
+    for row in matrix.get("rows", {}).values():
+        row["model"] = portable_path(row.get("model", ""), out_dir)
+        for cell in row.get("cells", {}).values():
+            if isinstance(cell, dict) and "shards" in cell:
+                cell["shards"] = portable_path(cell["shards"])
     out_dir.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(matrix, indent=1) + "\n")
+    (out_dir / CROSS_JSON).write_text(json.dumps(matrix, indent=1) + "\n")
     md_path = out_dir / CROSS_MD
     md_path.write_text(cross_dataset_markdown(matrix))
-    return matrix, md_path
+    return md_path
 
 
 
-__all__ = ["cross_dataset", "cross_dataset_markdown", "find_results_dir"]
+__all__ = ["cross_dataset", "cross_dataset_markdown", "find_results_dir", "write_matrix"]

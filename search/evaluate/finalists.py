@@ -18,11 +18,9 @@ from typing import Any
 import pandas as pd
 
 from search.config import ExperimentConfig
-from search.evaluate.cross import cross_dataset_markdown
+from search.evaluate.cross import write_matrix
 from search.evaluate.scoring import evaluate_remote, finalist_remote
 from search.filenames import (
-    CROSS_JSON,
-    CROSS_MD,
     ROBUSTNESS,
     TEST_METRICS,
     TEST_PREDICTIONS,
@@ -96,8 +94,7 @@ def source_matrix(data: TrialData, finalists: pd.DataFrame,
 
 def write_source_matrix(exp_dir: Path, matrix: dict[str, Any]) -> None:
     """``cross_dataset.json`` and ``.md`` in the results folder."""
-    (exp_dir / CROSS_JSON).write_text(json.dumps(matrix, indent=1) + "\n")
-    (exp_dir / CROSS_MD).write_text(cross_dataset_markdown(matrix))
+    write_matrix(exp_dir, matrix)
 
 
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from search import catalog
 from search.config import ConfigError, config_from_dict
-from search.data.prepare import load_manifest, manifest_hash
+from search.data.prepare import MAX_SIZE, load_manifest, manifest_hash
 from search.data.sets import dataset_name
 from search.filenames import CONFIG, WEIGHTS
 from search.filenames import ONNX as ONNX_FILE
@@ -116,6 +116,9 @@ def _input_spec(meta: dict[str, Any], where: Path,
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise ModelFolderError(f"{where} input.input_size must be a positive integer, not "
                                f"{size!r}: {fix}")
+    if size > MAX_SIZE:  # bounded as prepare bounds --size: 100000 px would be terabytes
+        raise ModelFolderError(f"{where} input.input_size {size} is above the maximum of "
+                               f"{MAX_SIZE} px (the largest square prepare makes): {fix}")
     values = {}
     for key in ("mean", "std"):
         v = spec.get(key)

@@ -40,8 +40,17 @@ def _figure(width: float, height: float) -> Figure:
     return fig
 
 
+#: Every figure the report draws: the only files of the report folder it ever replaces or
+#: removes (a user's own PNG saved there is left alone).
+FIGURES = ("confusion.png", "curves.png", "learning.png", "importances.png", "search.png",
+           "cross_dataset.png", "pareto.png")
+
+
 def _save(fig: Figure, out: Path, name: str) -> str:
-    """Write ``fig`` as ``out/name`` (PNG) and return the name the page links to."""
+    """Write ``fig`` as ``out/name`` (PNG, one of :data:`FIGURES`) and return the name the
+    page links to."""
+    if name not in FIGURES:
+        raise AssertionError(f"{name} is not among the report's FIGURES: add it there")
     fig.savefig(out / name, format="png", dpi=DPI, facecolor="white")
     return name
 

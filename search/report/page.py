@@ -1,6 +1,6 @@
 """The page: sections assembled into one static HTML file, its style sheet inlined.
 
-``write_report`` clears the report folder's old figures, runs every section builder and
+``write_report`` removes the report folder's old figures (its own, :data:`FIGURES`), runs every section builder and
 writes ``report.html`` beside the PNGs they drew. The page has no script and loads nothing
 from the network, so the folder can be zipped, mailed and opened offline.
 """
@@ -10,11 +10,13 @@ from __future__ import annotations
 import html
 import logging
 import time
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 
 from search import filenames
 from search.display import missing
+from search.report.figures import FIGURES
 from search.report.markup import Section, esc
 from search.report.results import Results, load_results
 from search.report.sections import BUILDERS
@@ -50,12 +52,22 @@ def _subtitle(r: Results) -> str:
             f"{time.strftime('%Y-%m-%d %H:%M')}")
 
 
-def write_report(results_dir: str | Path) -> Path:
-    """Write ``<results_dir>/report/report.html`` (+ its PNGs) and return its path."""
+def write_report(results_dir: str | Path, out: str | Path | None = None) -> Path:
+    """Write ``report.html`` (+ its PNGs) to ``out`` (default ``<results_dir>/report``) and
+    return its path. Only the report's own files there are replaced; a figure of an earlier
+    report that is not drawn again is removed, anything else is left as it was."""
     r = load_results(results_dir)
-    r.out.mkdir(exist_ok=True)
-    for old in r.out.glob("*.png"):
-        old.unlink()  # figures of an earlier report that may not be drawn again
+    if out is not None:
+        r = replace(r, report_dir=Path(out).expanduser().resolve())
+    problem = filenames.write_problem(r.out)
+    if problem:  # before any figure is drawn
+        flag = "--out" if out is not None else "the results folder"
+        raise ValueError(f"cannot write the report to {r.out} ({flag}): {problem}; "
+                         + ("choose another --out" if out is not None else
+                            "pass --out DIR, a folder you can write to"))
+    r.out.mkdir(parents=True, exist_ok=True)
+    for name in FIGURES:
+        (r.out / name).unlink(missing_ok=True)  # an earlier report's, maybe not drawn again
     sections = [s for s in (build(r) for build in BUILDERS) if s is not None]
     path = r.out / filenames.REPORT_FILE
     path.write_text(render(f"Search report: {r.cfg.search.name}", _subtitle(r), sections),

@@ -37,6 +37,7 @@ class Results:
     cross: dict[str, Any] | None  # the cross-dataset matrix, when evaluate --cross wrote one
     robustness: Metrics | None = None  # trial id -> AUC under perturbations, when scored
     latency: Metrics | None = None  # trial id -> the finalists' ONNX latency (latency.json)
+    report_dir: Path | None = None  # where the report goes (report --out); None: <directory>/report
 
     @property
     def metric(self) -> str:
@@ -49,7 +50,8 @@ class Results:
 
     @property
     def out(self) -> Path:
-        return self.directory / filenames.REPORT_DIR
+        """The report's folder: ``report --out``, else ``<results folder>/report``."""
+        return self.report_dir or self.directory / filenames.REPORT_DIR
 
 
 def read_trials(results_dir: Path) -> pd.DataFrame:

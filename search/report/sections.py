@@ -76,10 +76,10 @@ def overview(r: Results) -> Section:
             cards.append(_card("test AUC / accuracy",
                                f"{number(t.get('auc'))} / {number(t.get('accuracy_at_threshold'))}",
                                f"at threshold {number(t.get('threshold'))}, n = {t.get('n')}"))
-    data = r.cfg.data.shards or "embedded demo set"
+    data = filenames.portable_path(r.cfg.data.shards) or "embedded demo set"
     meta = (f'<p class="meta">Search metric <code>{esc(r.metric)}</code> '
             f"({esc(r.cfg.search.resolved_mode())}), data <code>{esc(data)}</code>, results "
-            f"<code>{esc(r.directory)}</code>. FAKE is the positive class.</p>")
+            f"<code>{esc(filenames.portable_path(r.directory))}</code>. FAKE is the positive class.</p>")
     return Section("overview", "Overview").add(f'<div class="cards">{"".join(cards)}</div>', meta)
 
 
@@ -319,10 +319,10 @@ def selection(r: Results) -> Section | None:
 
 def files(r: Results) -> Section:
     """Where the tables, the study and the curves are, and the next command."""
-    d = r.directory
+    d = filenames.portable_path(r.directory)  # the page names no machine
     return Section("files", "Files").add(bullets([
-        f"Tables: `{d / filenames.TRIALS_PARQUET}` (one row per trial), "
-        f"`{d / filenames.HISTORY}` (every epoch)",
+        f"Tables: `{d}/{filenames.TRIALS_PARQUET}` (one row per trial), "
+        f"`{d}/{filenames.HISTORY}` (every epoch)",
         f"Optuna study `{r.cfg.search.name}`: "
         f"`optuna-dashboard {study_store.describe(r.cfg, d)}`",
         f"TensorBoard: `tensorboard --logdir {d}`",

@@ -351,13 +351,19 @@ def tune_signals_restored() -> Iterator[None]:
                 signal.signal(getattr(signal, name), handler)
 
 
+def default_run_name(cfg: ExperimentConfig) -> str:
+    """``train-<arch>-<time>``: the folder ``train`` writes to when not given ``--name``
+    (the CLI checks it as a folder name before Ray starts, as it checks ``--name``)."""
+    return f"train-{cfg.model.arch}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
 def train_one(cfg: ExperimentConfig, *, name: str | None = None) -> Any:
     """Train one configuration through the search's own runtime; returns Tune's ``Result``.
 
     Without ``name`` every call is a new run (``train-<arch>-<timestamp>``); an existing
     run's name resumes it from its last checkpoint.
     """
-    name = name or f"train-{cfg.model.arch}-{time.strftime('%Y%m%d-%H%M%S')}"
+    name = name or default_run_name(cfg)
     data = resolve_data(cfg)
     cfg = resolve_runtime(cfg, data)
     location = storage.join(storage.storage_root(cfg), name)

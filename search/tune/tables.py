@@ -99,13 +99,14 @@ def collect(results: Sequence[Any], *, experiment_dir: str | Path, metric: str, 
     for result in results:
         tid = _trial_id(result)
         frame, gap, note = _epochs(result, where, tid)
-        if len(frame):
-            history.append(frame.assign(trial_id=tid))
         epochs = int(frame["epoch"].max()) if len(frame) else 0
+        seen = tune_epochs(result)
+        if len(frame):  # which epochs the scheduler saw (a DDP trial may train one more)
+            history.append(frame.assign(trial_id=tid, seen_by_tune=frame["epoch"] <= seen))
         config = result.config or {}  # None for a trial restored before it reported
-        row = {"trial_id": tid, "status": _status(result, tid, epochs, max_epochs, unfinished),
+        row = {"trial_id": tid, "status": _status(result, tid, seen, max_epochs, unfinished),
                **{k: config.get(k) for k in param_names if k in config},
-               "epochs": epochs,
+               "epochs": epochs, "tune_epochs": seen,
                "wall_time_s": float(frame["time_total_s"].max())
                if "time_total_s" in frame else float("nan"),
                **_scores(frame, metric, mode),
@@ -120,7 +121,7 @@ def collect(results: Sequence[Any], *, experiment_dir: str | Path, metric: str, 
         trials = trials.sort_values(catalog.best(metric), ascending=(mode == "min"),
                                     na_position="last", ignore_index=True)
     hist = pd.concat(history, ignore_index=True) if history else pd.DataFrame()
-    keep = ["trial_id", "epoch", "train_loss", "lr", "train_images", "epoch_time_s",
+    keep = ["trial_id", "epoch", "seen_by_tune", "train_loss", "lr", "train_images", "epoch_time_s",
             "train_time_s", "data_wait_s", "data_first_batch_s", "eval_time_s", "sources_epoch",
             "sources_time_s", "time_total_s", "timestamp", *PLACEMENT, *COST,
             *sorted(catalog.metric_columns(hist.columns))]
@@ -148,8 +149,7 @@ def _epochs(result: Any, location: str | Path, tid: str) -> tuple[pd.DataFrame, 
         frame, source = pd.DataFrame(records), "history"
     else:
         frame, source = _tune_log(result), "tune"
-    last = (result.metrics or {}).get("epoch")
-    last = int(last) if isinstance(last, int | float) and last == last else 0
+    last = tune_epochs(result)
     gap = missing_epochs(frame["epoch"] if len(frame) else [], last)
     note = ""
     if gap:
@@ -177,17 +177,25 @@ def _tune_log(result: Any) -> pd.DataFrame:
     return frame.drop_duplicates("epoch", keep="last").sort_values("epoch", ignore_index=True)
 
 
-def _status(result: Any, tid: str, epochs: int, max_epochs: int,
+def tune_epochs(result: Any) -> int:
+    """The last epoch the trial reported to Tune: the report the scheduler decided on (a
+    trial ASHA stopped may have trained further before the stop reached it)."""
+    last = (result.metrics or {}).get("epoch")
+    return int(last) if isinstance(last, int | float) and last == last else 0
+
+
+def _status(result: Any, tid: str, seen: int, max_epochs: int,
             unfinished: Collection[str]) -> str:
-    """ERROR, INTERRUPTED, STOPPED_EARLY (by the scheduler) or COMPLETED, for a trial that
-    reported ``epochs`` epochs."""
+    """ERROR, INTERRUPTED, STOPPED_EARLY (by the scheduler) or COMPLETED, from what Tune
+    decided: a trial Tune ended before its budget's last report was stopped by the
+    scheduler, whatever its history files hold (``seen``: :func:`tune_epochs`)."""
     # A trial's own budget when the space searches ``epochs``, else the experiment's.
     budget = int((result.config or {}).get("epochs", max_epochs))
     if result.error is not None:
         return "ERROR"
     if tid in unfinished:
         return "INTERRUPTED"
-    return "STOPPED_EARLY" if epochs < budget else "COMPLETED"
+    return "STOPPED_EARLY" if seen < budget else "COMPLETED"
 
 
 def _scores(frame: pd.DataFrame, metric: str, mode: str) -> dict[str, Any]:

@@ -46,6 +46,7 @@ from search.filenames import (
     SPACE,
     TRIALS_CSV,
     TRIALS_PARQUET,
+    portable_experiment,
     trial_dirname,
 )
 from search.storage import experiment_dir, local_experiment_dir
@@ -423,7 +424,7 @@ def build_tuner(cfg: ExperimentConfig, data: TrialData | None = None, *, resume:
                           "or --name NEW to start another")
     exp_dir.mkdir(parents=True, exist_ok=True)
     _set_aside_stale_study(cfg, exp_dir)
-    (exp_dir / CONFIG_FILE).write_text(json.dumps(cfg.to_dict(), indent=1))
+    (exp_dir / CONFIG_FILE).write_text(json.dumps(portable_experiment(cfg.to_dict()), indent=1))
     (exp_dir / SPACE).write_text(describe(space) + "\n")
     if storage.is_uri(location):  # so that --resume from another machine finds the config
         storage.upload(exp_dir, location, skip=(*study_store.LOCAL_FILES, tables.TRAIN_RUNS))

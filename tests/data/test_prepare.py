@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from search.cli import main as cli
-from search.data.layouts import SourceError
+from search.data.layouts import SourceError, scan_source
 from search.data.prepare import PrepareOptions, assign_splits, load_manifest, prepare, select
 
 
@@ -140,16 +140,18 @@ def test_folders_with_class_map(tmp_path, frames):
     with pytest.raises(SourceError, match="no usable FAKE"):
         prepare(PrepareOptions(layout="folders", source=str(src), out=str(tmp_path / "x"), size=64),
                 progress=False)
-    res = prepare(PrepareOptions(layout="folders", source=str(src), out=str(tmp_path / "o"),
-                                 size=64, class_map={"manipulated": "fake"},
-                                 group_regex=r"/(\w+?)_"), progress=False)
-    counts = res.manifest["counts"]
-    assert sum(c["REAL"] for c in counts.values()) == 12
-    assert sum(c["FAKE"] for c in counts.values()) == 20
-    rows = _rows(tmp_path / "o")
+    # Two groups cannot fill three splits: refused (issue 28), not written with an empty one.
+    with pytest.raises(SourceError, match="leaves the validation split with no image"):
+        prepare(PrepareOptions(layout="folders", source=str(src), out=str(tmp_path / "o"),
+                               size=64, class_map={"manipulated": "fake"},
+                               group_regex=r"/(\w+?)_"), progress=False)
+    scan = scan_source("folders", str(src), group_regex=r"/(\w+?)_",
+                       class_map={"manipulated": "fake"})
+    assert sum(r.label == 0 for r in scan.records) == 12
+    assert sum(r.label == 1 for r in scan.records) == 20
     groups = {}
-    for r in rows:  # the regex grouped frames by source prefix (FF, CDFv2), never split
-        groups.setdefault(r["group"], set()).add(r["split"])
+    for r, split in zip(scan.records, assign_splits(scan.records, (0.6, 0.2, 0.2), 0)):
+        groups.setdefault(r.group, set()).add(split)  # by source prefix (FF, CDFv2), never split
     assert set(groups) == {"FF", "CDFv2"} and all(len(v) == 1 for v in groups.values())
 
 

@@ -96,15 +96,16 @@ def test_the_leaderboard_and_the_cross_matrix_come_from_the_search(source_search
     test = json.loads((source_search / "test_metrics.json").read_text())
     assert matrix["split"] == "test" and len(matrix["rows"]) == len(test) == 1  # one arch
     (row,) = matrix["rows"].values()
+    assert not Path(row["model"]).is_absolute()  # relative to the results folder (issue 28)
     own = [name for name, cell in row["cells"].items() if cell["in_domain"]]
     assert len(own) == 1 and set(row["cells"]) == {own[0], "dff", "frames"}
     (tid,) = test
     assert row["cells"][own[0]]["auc"] == pytest.approx(test[tid]["auc"])
-    _, preds = evaluate_checkpoint(row["model"], dff_shards, "test")  # the finalist, by hand
+    _, preds = evaluate_checkpoint(source_search / row["model"], dff_shards, "test")  # the finalist, by hand
     assert row["cells"]["dff"]["n"] == len(preds) > 0
     assert row["cells"]["dff"]["auc"] == pytest.approx(
         _auc_by_hand(preds["label"].to_numpy(), preds["p_fake"].to_numpy()), abs=1e-9)
-    _, preds = evaluate_checkpoint(row["model"], frames_source, "test")  # the real frames
+    _, preds = evaluate_checkpoint(source_search / row["model"], frames_source, "test")  # the real frames
     assert row["cells"]["frames"]["n"] == len(preds) > 0
     assert row["cells"]["frames"]["auc"] == pytest.approx(
         _auc_by_hand(preds["label"].to_numpy(), preds["p_fake"].to_numpy()), abs=1e-9)

@@ -27,18 +27,36 @@ def _manifest_counts(experiment_dir: Path) -> dict:
 def test_trial_status_uses_the_trials_own_epoch_budget(tmp_path):
     """With ``epochs`` in the space, a trial that ran its own (smaller) budget is COMPLETED,
     one that ASHA cut short of it is STOPPED_EARLY."""
-    def result(tid, budget, ran):
-        frame = pd.DataFrame({"epoch": range(1, ran + 1), "val_auc": [0.6] * ran,
-                              "time_total_s": [float(e) for e in range(1, ran + 1)]})
-        return SimpleNamespace(config={"epochs": budget, "arch": "custom_cnn"}, metrics={"trial_id": tid},
-                               metrics_dataframe=frame, error=None, path=str(tmp_path / tid))
-
     trials, history = tables.collect(
-        [result("a", 2, 2), result("b", 4, 2), result("c", 4, 4)], experiment_dir=tmp_path,
+        [_result(tmp_path, "a", 2, 2), _result(tmp_path, "b", 4, 2),
+         _result(tmp_path, "c", 4, 4)], experiment_dir=tmp_path,
         metric="val_auc", mode="max", max_epochs=4, param_names=["arch", "epochs"])
     status = dict(zip(trials["trial_id"], trials["status"]))
     assert status == {"a": "COMPLETED", "b": "STOPPED_EARLY", "c": "COMPLETED"}
-    assert len(history) == 8
+    assert len(history) == 8 and history["seen_by_tune"].all()
+
+
+def _result(tmp_path: Path, tid: str, budget: int, ran: int, seen: int | None = None):
+    """A Tune result of a trial that trained ``ran`` epochs and reported ``seen`` of them
+    to Tune (its last report, the one the scheduler decided on)."""
+    frame = pd.DataFrame({"epoch": range(1, ran + 1), "val_auc": [0.6] * ran,
+                          "time_total_s": [float(e) for e in range(1, ran + 1)]})
+    return SimpleNamespace(config={"epochs": budget, "arch": "custom_cnn"},
+                           metrics={"trial_id": tid, "epoch": ran if seen is None else seen},
+                           metrics_dataframe=frame, error=None, path=str(tmp_path / tid))
+
+
+def test_a_trial_asha_stopped_is_stopped_early_though_it_trained_its_budget(tmp_path):
+    """Issue 28: a two-worker trial ASHA stopped after epoch 1 trained and wrote epoch 2
+    before the stop reached it. Its status is the scheduler's decision (STOPPED_EARLY after
+    the 1 epoch Tune saw), not its history's length; the history marks the epoch Tune never
+    saw."""
+    trials, history = tables.collect(
+        [_result(tmp_path, "d", 2, 2, seen=1)], experiment_dir=tmp_path, metric="val_auc",
+        mode="max", max_epochs=2, param_names=["arch"])
+    assert trials[["status", "epochs", "tune_epochs"]].values.tolist() == [
+        ["STOPPED_EARLY", 2, 1]]
+    assert history[["epoch", "seen_by_tune"]].values.tolist() == [[1, True], [2, False]]
 
 
 def test_a_trial_that_never_reported_gets_a_row(tmp_path):
