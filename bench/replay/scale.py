@@ -44,27 +44,84 @@ TABLE = RESULTS / "driver_memory.md"
 
 
 def _sample(counter: dict, out: list, stop: threading.Event, trace: Sequence[int] = (),
-            traced: list | None = None) -> None:
+            traced: dict | None = None, weights: Path | None = None) -> None:
     """RSS every 0.2 s beside trials ended; with ``trace`` (two trial counts), a tracemalloc
-    snapshot at each, compared by file into ``traced`` (KB per trial between them)."""
+    snapshot and gc's live objects by type at each, compared into ``traced`` (KB and
+    objects per trial between them, by file and by traceback); with ``weights`` (the
+    experiment folder), the bytes of weights and optimiser state on disk every 5 s."""
     import psutil
 
     me = psutil.Process()
     snaps: list = []
+    last_du = 0.0
     while not stop.is_set():
         out.append((counter["ended"], me.memory_info().rss))
         if trace and len(snaps) < 2 and counter["ended"] >= trace[len(snaps)]:
-            import tracemalloc
-
-            if not snaps:  # traced from here on: what is still held at the second snapshot
-                tracemalloc.start(1)
-            snaps.append((counter["ended"], tracemalloc.take_snapshot()))
+            snaps.append(_snapshot(counter["ended"], first=not snaps))
             if len(snaps) == 2 and traced is not None:
-                (n0, a), (n1, b) = snaps
-                for stat in b.compare_to(a, "filename")[:15]:
-                    traced.append((stat.traceback[0].filename.split("site-packages/")[-1],
-                                   stat.size_diff / 1024 / max(1, n1 - n0)))
+                traced.update(_compare(*snaps))
+        if weights is not None and time.monotonic() - last_du > 5:
+            last_du = time.monotonic()
+            counter["weights"].append((counter["ended"], counter["running"], _weight_bytes(weights)))
         stop.wait(0.2)
+
+
+def _snapshot(ended: int, first: bool) -> tuple:
+    """(trials ended, tracemalloc snapshot, live objects by type)."""
+    import gc
+    import tracemalloc
+    from collections import Counter
+
+    if first:  # traced from here on: what is still held at the second snapshot
+        tracemalloc.start(12)
+    gc.collect()
+    return ended, tracemalloc.take_snapshot(), Counter(type(o).__name__ for o in gc.get_objects())
+
+
+def _compare(a: tuple, b: tuple) -> dict:
+    """Growth per trial between two snapshots: by file, by traceback (the allocating frame
+    and the project's or Tune's frames above it) and gc objects by type."""
+    (n0, s0, g0), (n1, s1, g1) = a, b
+    per = max(1, n1 - n0)
+
+    def where(frames) -> str:
+        keep = [f"{f.filename.split('site-packages/')[-1]}:{f.lineno}" for f in frames
+                if "tracemalloc" not in f.filename][:4]
+        return " < ".join(keep)
+
+    return {
+        "trials": [n0, n1],
+        "by_file": [(s.traceback[0].filename.split("site-packages/")[-1], s.size_diff / 1024 / per)
+                    for s in s1.compare_to(s0, "filename")[:15]],
+        "by_traceback": [(where(reversed(s.traceback)), s.size_diff / 1024 / per,
+                          s.count_diff / per) for s in s1.compare_to(s0, "traceback")[:25]],
+        "gc_by_type": [(k, (g1[k] - g0.get(k, 0)) / per)
+                       for k, _ in (g1 - g0).most_common(20)],
+    }
+
+
+def _weight_bytes(exp_dir: Path) -> int:
+    """Bytes of weights and optimiser state under the experiment's checkpoint folders."""
+    from search.filenames import STATE, WEIGHTS
+
+    total = 0
+    if not exp_dir.is_dir():
+        return 0
+    for trial in os.scandir(exp_dir):
+        if not trial.name.startswith("trial_"):
+            continue
+        try:
+            folders = list(os.scandir(trial.path))
+        except OSError:  # a trial folder being made or removed
+            continue
+        for ckpt in folders:
+            if ckpt.name.startswith("checkpoint_"):
+                for name in (WEIGHTS, STATE):
+                    try:
+                        total += os.stat(os.path.join(ckpt.path, name)).st_size
+                    except OSError:
+                        pass
+    return total
 
 
 def _du(path: Path) -> int:
@@ -77,49 +134,68 @@ def child(args: argparse.Namespace) -> None:
     from ray.tune import Callback
 
     from bench.replay.replay import Curves, build_replay_tuner, replay_config
+    from search import storage
     from search.cluster import connect
-    from search.filenames import OPTUNA_DB, TRIAL_HISTORY
+    from search.filenames import TRIAL_HISTORY
+    from search.tune import study_store
+    from search.tune.retention import retention
+    from search.tune.tuner import ProgressPrinter
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     curves = Curves.load(args.recording)
     cfg = replay_config(curves, ["search.algorithm=tpe", "search.scheduler=asha",
                                  f"search.num_samples={args.trials}", "seed=0",
-                                 "cluster.max_concurrent_trials=0"],
+                                 "cluster.max_concurrent_trials=0",
+                                 f"cluster.keep_weights={args.keep_weights}",
+                                 f"search.optuna_storage={args.optuna}"],
                         storage=args.storage, name="scale")
-    counter = {"ended": 0, "starts": [], "results": 0}
+    counter = {"ended": 0, "starts": [], "results": 0, "running": 0, "weights": []}
+    profiles: dict[str, str] = {}
+    windows = [int(v) for v in args.profile.split(",")] if args.profile else []
+    profiler: list = []
 
     class Count(Callback):
         def on_trial_start(self, iteration, trials, trial, **info):
             counter["starts"].append(time.monotonic())
+            counter["running"] += 1
+            _profile_window(len(counter["starts"]), windows, profiler, profiles)
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
             counter["results"] += 1
 
         def on_trial_complete(self, iteration, trials, trial, **info):
             counter["ended"] += 1
+            counter["running"] -= 1
 
         def on_trial_error(self, iteration, trials, trial, **info):
             counter["ended"] += 1
+            counter["running"] -= 1
 
     connect("local", num_cpus=args.cpus)
     samples: list = []
-    traced: list = []
+    traced: dict = {}
     trace = [int(v) for v in args.trace.split(",")] if args.trace else []
     stop = threading.Event()
-    thread = threading.Thread(target=_sample, args=(counter, samples, stop, trace, traced),
-                              daemon=True)
+    exp_dir = Path(args.storage) / "scale"
+    thread = threading.Thread(target=_sample, daemon=True, args=(
+        counter, samples, stop, trace, traced, exp_dir if args.weights_kb else None))
     thread.start()
     t0 = time.monotonic()
-    tuner = build_replay_tuner(cfg, curves, callbacks=[Count()], history=True, checkpoints=True,
-                               cpus=args.trial_cpus, logs=args.loggers == "on")
+    printer = ProgressPrinter(cfg.search.metric, cfg.search.resolved_mode(), cfg.optim.epochs,
+                              args.trials)
+    project = [printer.callback(), *retention(cfg, storage.experiment_dir(cfg))]
+    tuner = build_replay_tuner(cfg, curves, callbacks=[Count(), *project], history=True,
+                               checkpoints=True, cpus=args.trial_cpus, logs=args.loggers == "on",
+                               weights_bytes=args.weights_kb * 1024)
     results = tuner.fit()
     wall = time.monotonic() - t0
     stop.set()
     thread.join()
     out = {"samples": samples, "wall_s": wall, "results": counter["results"], "traced": traced,
-           "starts": [s - t0 for s in counter["starts"]], "errors": 0, "timings": {}}
+           "starts": [s - t0 for s in counter["starts"]], "errors": 0, "timings": {},
+           "weights": counter["weights"], "profiles": profiles,
+           "checkpoint_bytes_each": 3 * args.weights_kb * 1024}
     out["errors"] = sum(1 for r in results if r.error is not None)
-    exp_dir = Path(args.storage) / "scale"
     timings = out["timings"]
     try:
         from search.study import finish
@@ -130,7 +206,7 @@ def child(args: argparse.Namespace) -> None:
         written = tuner.write_tables(cfg, results)
         timings["tables"] = time.monotonic() - t
         t = time.monotonic()
-        imp = param_importances(exp_dir / OPTUNA_DB, cfg.search.name)
+        imp = param_importances(study_store.reader(exp_dir, cfg), cfg.search.name)
         timings["importances"] = time.monotonic() - t
         t = time.monotonic()
         tables.leaderboard(written.trials, metric=cfg.search.metric,
@@ -157,11 +233,36 @@ def child(args: argparse.Namespace) -> None:
         "checkpoint_bytes": sum(_du(c) for d in trial_dirs for c in d.glob("checkpoint_*")),
         "checkpoints": sum(1 for d in trial_dirs for _ in d.glob("checkpoint_*")),
         "history_bytes": sum(_du(d / TRIAL_HISTORY) for d in trial_dirs),
-        "optuna_db_bytes": (exp_dir / OPTUNA_DB).stat().st_size,
+        "optuna_db_bytes": sum((exp_dir / n).stat().st_size for n in study_store.LOCAL_FILES
+                               if (exp_dir / n).is_file()),
+        "weight_bytes": _weight_bytes(exp_dir),
         "experiment_state_bytes": sum(p.stat().st_size
                                       for p in exp_dir.glob("experiment_state-*.json")),
     }
     Path(args.out).write_text(json.dumps(out))
+
+
+def _profile_window(started: int, windows: Sequence[int], profiler: list,
+                    profiles: dict[str, str], width: int = 50) -> None:
+    """cProfile of the driver's main thread (Tune's loop and every callback) over ``width``
+    trial starts from each count in ``windows``: what a trial start costs at that size."""
+    import cProfile
+    import io
+    import pstats
+
+    if started in windows and not profiler:  # windows do not overlap
+        profiler[:] = [cProfile.Profile(), started, time.monotonic()]
+        profiler[0].enable()
+    elif profiler and started == profiler[1] + width:
+        prof, first, t = profiler
+        prof.disable()
+        text = io.StringIO()
+        stats = pstats.Stats(prof, stream=text)
+        stats.sort_stats("tottime").print_stats(25)
+        stats.sort_stats("cumulative").print_stats(35)
+        profiles[f"{first}-{started}"] = (f"{width} starts in {time.monotonic() - t:.1f} s\n"
+                                         + text.getvalue())
+        profiler.clear()
 
 
 def tpe_cost(curves_path: str, sizes: Sequence[int], asks: int = 20) -> list[dict]:
@@ -242,6 +343,12 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="only time TPE's ask over studies of these many trials")
     parser.add_argument("--trace", default="", help="N0,N1: tracemalloc from N0 trials ended to "
                         "N1, by file (slows the driver then; RSS then includes its own)")
+    parser.add_argument("--weights-kb", type=int, default=0, help="dummy weights per checkpoint "
+                        "(KB; optimiser state twice that): storage under retention")
+    parser.add_argument("--keep-weights", default="1", help="cluster.keep_weights")
+    parser.add_argument("--optuna", default="journal", help="search.optuna_storage")
+    parser.add_argument("--profile", default="", help="N0,N1: cProfile of the driver over 50 "
+                        "trial starts from each")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--storage", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
@@ -264,9 +371,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         cmd = [sys.executable, "-m", "bench.replay", "scale", "--child", f"--trials={args.trials}",
                f"--cpus={args.cpus}", f"--trial-cpus={args.trial_cpus}",
                f"--recording={args.recording}", f"--storage={storage}", f"--out={out}",
-               f"--trace={args.trace}", "--loggers", loggers]
+               f"--trace={args.trace}", f"--weights-kb={args.weights_kb}", f"--keep-weights={args.keep_weights}",
+               f"--optuna={args.optuna}", f"--profile={args.profile}", "--loggers", loggers]
         if not (args.reuse and out.is_file()):
-            subprocess.run(cmd, cwd=REPO, env=env, check=True)
+            base.mkdir(parents=True, exist_ok=True)
+            with open(base / f"scale-{loggers}.log", "w") as log:  # the progress lines
+                subprocess.run(cmd, cwd=REPO, env=env, check=True, stdout=log)
         res = json.loads(out.read_text())
         kb, start, end = growth(res["samples"], args.trials, args.warmup)
         starts = sorted(res["starts"])
@@ -291,11 +401,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             f"weights, num_to_keep=2; history files "
             f"{st['history_bytes'] / max(1, st['trials']) / 1024:.1f} KB); whole experiment "
             f"folder {st['experiment_bytes'] / 2**20:.0f} MB.")
-        if res.get("traced"):
-            notes.append(f"  - where it grows (tracemalloc, trials {args.trace}, KB per trial by "
-                         "file): " + "; ".join(f"{f} {kb:.1f}" for f, kb in res["traced"]
-                                               if abs(kb) >= 0.5))
-        print(rows[-1], notes[-1], flush=True)
+        notes += _scale_notes(res, args)
+        print(rows[-1], *notes, sep="\n", flush=True)
+        (RESULTS / f"driver_scale-{args.trials}-{loggers}.txt").write_text(_details(res, cmd))
     if args.no_write:
         return
     shown = " ".join(argv if argv is not None else sys.argv[2:])
@@ -304,6 +412,65 @@ def main(argv: Sequence[str] | None = None) -> None:
     add_rows(rows, [
         f"Replayed rows ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
         f"{machine()}): `{cmd}` ({bench_doc()})", *notes])
+
+
+def start_rates(starts: Sequence[float], window: int = 100) -> tuple[float, float]:
+    """Trials started per second over the first and the last ``window`` starts."""
+    starts = sorted(starts)
+    first, last = starts[:window], starts[-window:]
+    def rate(s: Sequence[float]) -> float:
+        return (len(s) - 1) / (s[-1] - s[0]) if len(s) > 1 and s[-1] > s[0] else float("nan")
+
+    return rate(first), rate(last)
+
+
+def _scale_notes(res: dict, args: argparse.Namespace) -> list[str]:
+    """Issue 29's figures of one run: the start rate's fall, weights under retention, and
+    where the driver's memory goes."""
+    first, last = start_rates(res["starts"])
+    n = len(res["starts"])
+    notes = [f"  - start rate: {first:.2f}/s over trials 0-100, {last:.2f}/s over trials "
+             f"{n - 100}-{n} ({last / first:.0%} of the first; goal >= 80%); optuna storage "
+             f"{args.optuna}, Tune's num_to_keep: {_keep_folders()}"]
+    one = res.get("checkpoint_bytes_each") or 0
+    if one and res["weights"]:
+        peak = max(w for _, _, w in res["weights"])
+        running = max(r for _, r, _ in res["weights"])
+        notes.append(f"  - weights + optimiser state on disk (keep_weights {args.keep_weights} per "
+                     f"architecture): peak {peak / one:.1f} checkpoints, at the end "
+                     f"{res['storage']['weight_bytes'] / one:.1f} (one checkpoint = "
+                     f"{one / 1024:.0f} KB of dummy bytes, {running} trials running at most; "
+                     f"{res['storage']['checkpoints']} checkpoint folders at the end, each of "
+                     "which would hold one without retention)")
+    traced = res.get("traced") or {}
+    if traced:
+        notes.append(f"  - where it grows (tracemalloc, trials {traced['trials']}, KB per trial "
+                     "by file): " + "; ".join(f"{f} {kb:.1f}" for f, kb in traced["by_file"]
+                                             if abs(kb) >= 0.5))
+    return notes
+
+
+def _keep_folders() -> str:
+    import inspect
+
+    from search.tune import tuner
+
+    return ("a trial's epochs" if "max_epochs" in inspect.signature(tuner.checkpoint_config).parameters
+            else "2")
+
+
+def _details(res: dict, cmd: list[str]) -> str:
+    """The profiles, tracebacks and gc counts of one run, as text."""
+    out = [f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {machine()}",
+           " ".join(cmd), ""]
+    traced = res.get("traced") or {}
+    for key in ("by_traceback", "gc_by_type"):
+        out.append(f"== {key} (per trial, trials {traced.get('trials')})")
+        out += [" | ".join(str(round(v, 2)) if isinstance(v, float) else str(v) for v in row)
+                for row in traced.get(key, [])]
+    for window, text in (res.get("profiles") or {}).items():
+        out += [f"== cProfile, trial starts {window}", text]
+    return "\n".join(out) + "\n"
 
 
 def bench_doc() -> str:

@@ -41,7 +41,7 @@ from search.data.stream import eval_dataset, train_dataset
 from search.filenames import MANIFEST, TRAIN_RUNS, trial_dirname
 from search.model.checkpoint import input_spec
 from search.paths import default_shards_dir, resolve_user_path
-from search.train.runtime import TuneRuntime
+from search.train.runtime import TuneRuntime, search_keys
 from search.train.worker import SOURCE_SPLIT, Recipe, train_loop
 
 EVAL_SPLITS = ("val", "test")
@@ -417,7 +417,10 @@ def run_trial(params: dict[str, Any], base: dict[str, Any], data: TrialData,
     pin_data_to_trial()
     if cfg.cluster.num_workers == 1:
         datasets = build_datasets(cfg, data)
-        Recipe(cfg, TuneRuntime(datasets, use_gpu=bool(cfg.cluster.use_gpu))).run()
+        # A search's trial tells Tune only what the search reads (issue 29: Tune keeps
+        # per-key statistics of every trial in the driver); ``train`` (no metric) tells all.
+        keys = search_keys(metric, cfg.search.objectives) if metric else None
+        Recipe(cfg, TuneRuntime(datasets, use_gpu=bool(cfg.cluster.use_gpu), keys=keys)).run()
         return
 
     trial_id = tune.get_context().get_trial_id()

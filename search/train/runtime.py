@@ -18,13 +18,15 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import torch
 from torch import nn
 
+from search import catalog
+from search.catalog import COSTS, LATENCY_MS
 from search.filenames import TRIAL_HISTORY
 from search.train.history import HistoryWriter
 
@@ -58,6 +60,13 @@ class Runtime(Protocol):
         folder in its trial folder on the storage path; ``None`` where there is none."""
 
 
+def search_keys(metric: str, objectives: Sequence[str] = ()) -> tuple[str, ...]:
+    """What a search's trial reports to Tune: what ASHA (``epoch``), Optuna (the metric and
+    objectives) and the progress lines read; the tables read the trials' history files."""
+    return ("epoch", metric, *objectives, catalog.val("f1"), "train_loss", "time_total_s",
+            *(COSTS if LATENCY_MS in objectives else ()))
+
+
 def placement() -> dict[str, Any]:
     """Where this process runs: node id, hostname and pid (recorded with every epoch)."""
     import ray
@@ -80,12 +89,17 @@ class TuneRuntime:
 
     ``datasets`` are the trial's own Ray datasets, built in this process (their tasks run in
     the trial's placement group, see :func:`search.train.driver.pin_data_to_trial`).
+    ``keys``: the only metrics Tune is told (a search's: :func:`search_keys`); every epoch's
+    full record goes to the trial's history files and checkpoint anyway. Tune keeps
+    statistics of every numeric key of every trial in the driver (issue 29).
     """
 
     rank = 0
     world_size = 1
 
-    def __init__(self, datasets: Mapping[str, Any], *, use_gpu: bool) -> None:
+    def __init__(self, datasets: Mapping[str, Any], *, use_gpu: bool,
+                 keys: Collection[str] | None = None) -> None:
+        self._keys = None if keys is None else frozenset(keys)
         self._datasets = dict(datasets)
         self._device = torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu")
 
@@ -107,7 +121,8 @@ class TuneRuntime:
         from ray import tune
 
         ckpt = tune.Checkpoint.from_directory(str(checkpoint)) if checkpoint else None
-        tune.report(dict(metrics), checkpoint=ckpt)
+        told = {k: v for k, v in metrics.items() if self._keys is None or k in self._keys}
+        tune.report(told, checkpoint=ckpt)
 
     def should_stop(self) -> bool:
         # Tune sets this event when the scheduler stops the trial. Leaving between batches

@@ -43,8 +43,13 @@ def test_progress_lines_say_done_of_total_best_and_elapsed(capsys):
     printer.t0 -= 3725  # 1 h 2 min 5 s ago
     printer.line(trials, trials[2], "epoch 2/4", latest=0.74)
     assert capsys.readouterr().out == "[1:02:05  2/24 done  best 0.7400] c  epoch 2/4\n"
-    printer.line(trials, trials[2], "finished", ended=trials[2])
-    assert capsys.readouterr().out.startswith("[1:02:05  3/24 done  best 0.7100] c")
+    printer.line(trials, trials[2], "finished", ended=trials[2])  # the 0.74 it reported stays
+    assert capsys.readouterr().out.startswith("[1:02:05  3/24 done  best 0.7400] c")
+    # Kept per event, not read from every trial per line (issue 29): a trial Tune ended
+    # without an event to this printer is not counted again.
+    trials.append(_trial("d", "TERMINATED", 0.99))
+    printer.line(trials, trials[2], "x")
+    assert capsys.readouterr().out.startswith("[1:02:05  3/24 done  best 0.7400] c")
     assert ProgressPrinter("val_auc", "min", 4, 2).best(trials) == 0.325  # mode min
     assert printer.best([_trial("x", "RUNNING")], latest=float("nan")) is None
     # Unpickled in a resumed driver: the old process's clock is dropped, not carried on.
