@@ -125,6 +125,11 @@ class DataConfig(_Validated):
     blend_mask: Literal["ellipse"] = "ellipse"
     blend_ratios: str = "0.25,0.5,0.75,1,1,1"
     blend_transform: Literal["sbi", "colour", "quality", "none"] = "sbi"
+    # What the synthetic FAKEs are: self_blend (SBI: a face blended with itself), or a
+    # cross-face part splice (search/data/splice.py: the eyes, nose, mouth or face of
+    # another train-split identity pasted in with a feathered mask, as CIPLAB's fakes were
+    # made), with its own colours (splice) or colour-matched (splice_matched)
+    synthetic_kind: Literal["self_blend", "splice", "splice_matched"] = "self_blend"
     # Paired batches: each FAKE next to the REAL image it was made from (the shards' group),
     # so a batch holds both sides of a pair and no shortcut between people pays (GenD);
     # the training loop's shuffle buffer is off then (it would part them again).

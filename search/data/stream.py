@@ -35,6 +35,7 @@ import pandas as pd
 from search.config import DataConfig, parse_ratio
 from search.data.images import decode_batch, down_up
 from search.data.sets import PreparedSet, as_set
+from search.data.splice import part_splice, pick_donor
 from search.data.synthetic import BlendSpec, self_blend
 
 # Columns the training path reads; the others (source, width, height) stay on disk.
@@ -248,8 +249,9 @@ class DecodeBatch:
         return result
 
     def _blend(self, out: np.ndarray, batch: dict[str, np.ndarray]) -> None:
-        """Self-blend, in place, the decoded rows whose ``synthetic`` number is not 0, each
-        with a generator keyed by its id, that number, the seed and the epoch."""
+        """Make, in place, the synthetic FAKE of every decoded row whose ``synthetic`` number
+        is not 0 (a self-blend, or a splice with a donor of this batch), each with a generator
+        keyed by its id, that number, the seed and the epoch."""
         number = np.asarray(batch["synthetic"])
         marked = np.flatnonzero(number > 0)
         if not len(marked):
@@ -257,10 +259,19 @@ class DecodeBatch:
         ids = np.asarray(batch["id"], dtype=object)[marked]
         words = pd.util.hash_array(ids, hash_key=f"{self.seed & 0xFFFFFFFF:08x}sbi00000")
         epoch = _execution_index()
+        # Donors: the batch's REAL images as read (before any synthetic row is made).
+        sources = out.copy() if self.blend.splices else out
+        real = (np.asarray(batch["label"]) == 0) & (number == 0)
         for i, word in zip(marked, words):
             rng = np.random.default_rng([int(word & 0xFFFFFFFF), int(word >> 32), epoch,
                                          int(number[i])])
-            out[i] = self_blend(out[i], rng, self.blend)
+            donor = (pick_donor(i, np.asarray(batch["group"], dtype=object), real, rng)
+                     if self.blend.splices else None)
+            if donor is None:  # self-blends, or a batch of one identity: blend with itself
+                out[i] = self_blend(sources[i], rng, self.blend)
+            else:
+                out[i] = part_splice(sources[i], sources[donor], rng,
+                                     match=self.blend.kind == "splice_matched")
 
 
 def _without_rows(batch: dict[str, np.ndarray], drop: Sequence[int]) -> dict[str, np.ndarray]:
@@ -332,6 +343,7 @@ class ReadShards:
     files: tuple[str, ...]
     seed: int | None = None
     paired: bool = False  # each group's rows together, REAL first (data.paired)
+    groups: bool = False  # read the group column too (splices pick donors of other groups)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> Any:
         import pyarrow.parquet as pq
@@ -340,7 +352,7 @@ class ReadShards:
         order = np.arange(len(self.files))
         if self.seed is not None:
             order = np.random.default_rng([self.seed, epoch, 0x5EED]).permutation(len(self.files))
-        columns = [*_TRAIN_COLUMNS, "group"] if self.paired else _TRAIN_COLUMNS
+        columns = [*_TRAIN_COLUMNS, "group"] if self.paired or self.groups else _TRAIN_COLUMNS
         for index in np.asarray(batch["shard"], dtype=np.int64):
             table = pq.read_table(self.files[order[index]], columns=columns)
             if self.seed is not None:
@@ -364,14 +376,14 @@ def paired_order(groups: np.ndarray, labels: np.ndarray, rng: np.random.Generato
 
 
 def _read(shards: PreparedSet, split: str, *, shuffle_seed: int | None,
-          paired: bool = False) -> Any:
+          paired: bool = False, groups: bool = False) -> Any:
     """One block per shard; a read task per shard, fused with what follows it."""
     import ray.data
 
     files = tuple(shards.files(split))
     index = ray.data.from_items([{"shard": i} for i in range(len(files))],
                                 override_num_blocks=len(files))
-    return index.map_batches(ReadShards(files, shuffle_seed, paired), batch_size=1,
+    return index.map_batches(ReadShards(files, shuffle_seed, paired, groups), batch_size=1,
                              batch_format="numpy", num_cpus=1)
 
 
@@ -415,7 +427,8 @@ def train_dataset(shards: str | Path | PreparedSet, cfg: DataConfig, *, size: in
     """The train split: shuffled files, undersampled to the ratio, decoded and augmented.
     ``shards`` is a resolved :class:`PreparedSet` (a location is opened here)."""
     shards = as_set(shards)
-    ds = _read(shards, "train", shuffle_seed=seed, paired=cfg.paired)
+    ds = _read(shards, "train", shuffle_seed=seed, paired=cfg.paired,
+               groups=cfg.synthetic > 0 and cfg.synthetic_kind != "self_blend")
     for step in train_steps(shards.counts("train"), cfg, seed=seed):
         ds = ds.map_batches(step, batch_format="numpy", batch_size=None, zero_copy_batch=True,
                             num_cpus=1)

@@ -60,6 +60,8 @@ from search.config import SBI_BLEND_RATIOS, parse_blend_ratios
 MASKS: tuple[str, ...] = ("ellipse",)
 #: The source/target transform sets (``data.blend_transform``).
 TRANSFORMS: tuple[str, ...] = ("sbi", "colour", "quality", "none")
+#: What a synthetic FAKE is (``data.synthetic_kind``): a self-blend, or a cross-face splice.
+KINDS: tuple[str, ...] = ("self_blend", "splice", "splice_matched")
 
 _INNER_SHARE = 0.25  # SBI: 25% of its masks leave the forehead out (68 of 81 landmarks)
 _REFERENCE = 224.0  # the size SBI's blur kernels are given for (its masks are 192-256 px)
@@ -76,6 +78,7 @@ class BlendSpec:
     mask: str = "ellipse"
     ratios: tuple[float, ...] = SBI_BLEND_RATIOS
     transform: str = "sbi"
+    kind: str = "self_blend"  # or a cross-face splice (search/data/splice.py)
 
     def __post_init__(self) -> None:
         if self.mask not in MASKS:
@@ -83,14 +86,22 @@ class BlendSpec:
         if self.transform not in TRANSFORMS:
             raise ValueError(f"blend transform {self.transform!r}: choose one of "
                              f"{', '.join(TRANSFORMS)}")
+        if self.kind not in KINDS:
+            raise ValueError(f"synthetic kind {self.kind!r}: choose one of {', '.join(KINDS)}")
         if not self.ratios or not all(0 < r <= 1 for r in self.ratios):
             raise ValueError(f"blend ratios must be in (0, 1], not {self.ratios!r}")
 
     @classmethod
     def from_config(cls, cfg: object) -> BlendSpec:
         """From a :class:`~search.config.DataConfig` (``blend_mask``, ``blend_ratios``,
-        ``blend_transform``)."""
-        return cls(cfg.blend_mask, parse_blend_ratios(cfg.blend_ratios), cfg.blend_transform)
+        ``blend_transform``, ``synthetic_kind``)."""
+        return cls(cfg.blend_mask, parse_blend_ratios(cfg.blend_ratios), cfg.blend_transform,
+                   cfg.synthetic_kind)
+
+    @property
+    def splices(self) -> bool:
+        """True when the synthetic FAKEs are cross-face splices (they need donors)."""
+        return self.kind != "self_blend"
 
 
 # ------------------------------------------------------------------ the mask
@@ -249,5 +260,5 @@ def self_blend(img: np.ndarray, rng: np.random.Generator,
     return np.clip(np.rint(out, out=out), 0, 255).astype(np.uint8)
 
 
-__all__ = ["MASKS", "TRANSFORMS", "BlendSpec", "blend_mask", "ellipse_mask", "self_blend",
+__all__ = ["KINDS", "MASKS", "TRANSFORMS", "BlendSpec", "blend_mask", "ellipse_mask", "self_blend",
            "shift_scale", "soften", "source_transform"]
