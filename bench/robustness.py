@@ -186,6 +186,7 @@ FILES: list[tuple[str, str | bytes, Callable[[Path], None], str, str]] = [
     ("non-UTF-8 file name", b"caf\xe9.jpg", _bytes(lambda: _encode(_rgb(9), "JPEG")), "skipped", "scored"),
     ("symlink loop (folder linked to its parent)", "loop", _link("."), "skipped", "skipped"),
     ("HEIC photo (an iPhone's)", "photo.heic", _bytes(lambda: HEIC), "skipped", "skipped"),
+    ("symlink cycle (a link to itself)", "cycle.jpg", _link("cycle.jpg"), "skipped", "skipped"),
 ]
 
 
@@ -469,6 +470,7 @@ def _out_race_cases(tmp: Path, source: Path, prepared: Path) -> list[Outcome]:
 # ----------------------------------------------------------------- shards
 def _shard_cases(tmp: Path, good: Path) -> list[Outcome]:
     """Damaged prepared folders: refused before any cluster starts, naming the file."""
+    import search.train.driver  # noqa: F401 - torch and Ray imported once, outside a deadline
     from search.cli import check_shards
     from search.config import load_config
 
@@ -559,6 +561,7 @@ CONFIGS: list[tuple[str, list[str]]] = [
     ("seed: 2**32 (above numpy's range)", [f"seed={2**32}"]),
     ("override value that is not YAML (optim.lr=[)", ["optim.lr=["]),
     ("YAML alias in an override (optim.lr=*x)", ["optim.lr=*x"]),
+    ("model.arch of 900 KB", [f"model.arch={'a' * 900_000}"]),
 ]
 
 # 405 bytes: nine levels of ten aliases, 10**9 strings once expanded ("billion laughs").
@@ -572,6 +575,9 @@ CONFIG_FILES: list[tuple[str, str, bytes]] = [
      b"search:\n  space:\n    arch: " + b"[" * 5000 + b"]" * 5000 + b"\n"),
     ("config file over 1 MiB", "huge.yaml", b"# " + b"x" * (1024 * 1024) + b"\n"),
     ("Latin-1 config file", "latin1.yaml", "search:\n  name: caf\xe9\n".encode("latin-1")),
+    ("YAML key written twice in a section (lr)", "twice.yaml", b"optim:\n  lr: 0.1\n  lr: 0.2\n"),
+    ("YAML section written twice (optim:)", "sections.yaml",
+     b"optim:\n  lr: 0.1\nmodel:\n  arch: resnet50\noptim:\n  epochs: 3\n"),
 ]
 
 
@@ -745,6 +751,8 @@ def _model_cases(tmp: Path, good: Path) -> list[Outcome]:
     broken("mean with one value", edit(lambda m: m["input"].update(mean=[0.5])))
     broken("non-numeric threshold", edit(lambda m: m.update(threshold="high")))
     broken("missing model.safetensors", lambda f: (f / WEIGHTS).unlink())
+    broken("config.json input_size 100000 (2.5 TB a batch)",
+           edit(lambda m: m["input"].update(input_size=100_000)))
     folder = tmp / "all_broken"
     _write(folder / "a.jpg", b"")
     _write(folder / "b.jpg", b"text")
@@ -815,6 +823,125 @@ def _output_cases(tmp: Path, model: Path) -> list[Outcome]:
     return outcomes
 
 
+# ----------------------------------------------------------------- third round (issue 28)
+def _argparse_error(argv: list[str]) -> tuple[str, str]:
+    """("error", stderr) when argparse refuses ``argv`` with exit 2, else what happened."""
+    from search.cli import main
+
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            main(argv)
+    except SystemExit as done:
+        return ("error" if done.code == 2 else f"exit {done.code}"), err.getvalue().splitlines()[-1]
+    return "no error", err.getvalue()
+
+
+def _without(shards: Path, split: str) -> Path:
+    """A copy of prepared ``shards`` whose manifest lists no image in ``split``."""
+    out = shutil.copytree(shards, shards.parent / f"{shards.name}_no_{split}")
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["shards"] = [s for s in manifest["shards"] if s["split"] != split]
+    manifest["counts"][split] = {"REAL": 0, "FAKE": 0}
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    return out
+
+
+def _third_round_cases(tmp: Path, model: Path) -> list[Outcome]:
+    """Issue 28: train's own run name, --resume with changed settings, splits that round to
+    no image, --config naming a folder, a file name starting with '-'."""
+    from search.config import load_config
+
+    outcomes = []
+    storage = tmp / "S" / "deep" / "er"
+    code, err = _cli(["train", "--data", str(tmp / "folders_out"), "model.arch=../../../../escaped",
+                      f"cluster.storage_path={storage}"])
+    escaped = (tmp / "S").exists()
+    outcomes.append(Outcome("train model.arch=../../../../escaped (its run name)",
+                            "train (before Ray)", "error",
+                            "WROTE outside storage" if escaped else _error_of(code, err), err))
+    saved = load_config(None, ["search.name=resumed", f"cluster.storage_path={tmp}"])
+    _write(tmp / "resumed" / "experiment.json", json.dumps(saved.to_dict()).encode())
+    code, err = _cli(["run", "search.name=resumed", f"cluster.storage_path={tmp}",
+                      "optim.epochs=5", "--num-samples", "5", "--resume"])
+    outcomes.append(Outcome("run --resume with a changed config and --num-samples",
+                            "run --resume (before Ray)", "error", _error_of(code, err), err))
+    code, err = _cli(["run", "--config", str(tmp)])
+    outcomes.append(Outcome("--config naming a folder", "train, run (config file, before Ray)",
+                            "error", _error_of(code, err), err))
+    src = tmp / "forty"
+    _good(src / "real", 20, 50)
+    _good(src / "fake", 20, 60)
+    code, err = _cli(["prepare", "--layout", "folders", "--source", str(src), "--out",
+                      str(tmp / "forty_out"), "--splits", "0.98,0.01,0.01", "--quiet"])
+    outcomes.append(Outcome("--splits 0.98,0.01,0.01 on 40 images (rounds val and test to 0)",
+                            "prepare (options)", "error", _error_of(code, err), err))
+    no_test = _without(tmp / "folders_out", "test")
+    for entry, argv in (("run (before Ray)", ["run", "--data", str(no_test),
+                                              f"cluster.storage_path={tmp}"]),
+                        ("evaluate", ["evaluate", str(model), "--data", str(no_test)])):
+        code, err = _cli(argv)
+        outcomes.append(Outcome("prepared shards with no image in the test split", entry,
+                                "error", _error_of(code, err), err))
+    outcomes.append(Outcome("file name starting with '-' (predict MODEL -rf.jpg)", "predict",
+                            "error", *_argparse_error(["predict", str(model), "-rf.jpg"])))
+    return outcomes
+
+
+@contextlib.contextmanager
+def _read_only(folder: Path) -> Iterator[None]:
+    """``folder`` as a read-only mount (EROFS) for every file made in it through tempfile
+    (the corpus may run as root, whom permission bits do not stop)."""
+    import tempfile
+
+    real = tempfile.mkstemp
+
+    def mkstemp(*args: Any, dir: Any = None, **kwargs: Any) -> Any:
+        if dir is not None and Path(dir).resolve().is_relative_to(folder.resolve()):
+            raise OSError(30, os.strerror(30))
+        return real(*args, dir=dir, **kwargs)
+
+    tempfile.mkstemp = mkstemp
+    try:
+        yield
+    finally:
+        tempfile.mkstemp = real
+
+
+def _third_round_writes(tmp: Path, model: Path) -> list[Outcome]:
+    """Issue 28: names at the file system's limit, read-only results folders, and a
+    report over a user's own PNG in the report folder."""
+    import pandas as pd
+
+    from search.config import ExperimentConfig
+    from search.filenames import EXPERIMENT, TRIALS_PARQUET
+
+    image = tmp / "out_one.jpg"
+    out = tmp / ("p" * 246 + ".csv")  # 250 bytes: its temporary name must fit too
+    code, err = _cli(["predict", str(model), str(image), "--out", str(out), "--quiet"])
+    outcomes = [Outcome("predict --out name of 250 bytes", "predict", "scored",
+                        "scored" if code == 0 and out.is_file() else _error_of(code, err), err)]
+    results = tmp / "results_read_only"
+    _write(results / EXPERIMENT, json.dumps(ExperimentConfig().to_dict()).encode())
+    pd.DataFrame({"trial_id": ["a"], "status": ["COMPLETED"], "arch": ["custom_cnn"],
+                  "best_val_auc": [0.9], "checkpoint": [""]}).to_parquet(results / TRIALS_PARQUET)
+    code, err = _cli(["export", str(results), "--out", str(tmp / ("e" * 256))])
+    outcomes.append(Outcome("export --out name of 256 bytes", "export", "error",
+                            _error_of(code, err), err))
+    _write(results / "report" / "my_roc_for_the_paper.png", b"the user's figure")
+    code, err = _cli(["report", str(results)])
+    kept = (results / "report" / "my_roc_for_the_paper.png").read_bytes() == b"the user's figure"
+    outcomes.append(Outcome("report over a user's PNG in the report folder", "report", "kept",
+                            ("kept" if code == 0 else _error_of(code, err)) if kept
+                            else "DELETED the user's file", ""))
+    with _read_only(results):
+        for kind, argv in (("report on a read-only results folder", ["report", str(results)]),
+                           ("export on a read-only results folder", ["export", str(results)])):
+            code, err = _cli(argv)
+            outcomes.append(Outcome(kind, argv[0], "error", _error_of(code, err), err))
+    return outcomes
+
+
 # ----------------------------------------------------------------- all of it
 def run_corpus(tmp: Path) -> list[Outcome]:
     """Build the corpus under ``tmp`` and feed every kind to its entry points."""
@@ -833,6 +960,8 @@ def run_corpus(tmp: Path) -> list[Outcome]:
     outcomes += _model_cases(tmp, model)
     outcomes += _export_cases(tmp)
     outcomes += _output_cases(tmp, model)
+    outcomes += _third_round_cases(tmp, model)
+    outcomes += _third_round_writes(tmp, model)
     return [Outcome(o.kind, o.entry, o.expect, o.got, _clean(o.message, tmp)) for o in outcomes]
 
 

@@ -189,6 +189,28 @@ def test_partial_results_get_notes_not_errors(synthetic: Path, tmp_path: Path) -
     assert _figures(page) == ["confusion.png", "search.png"]
 
 
+def test_the_report_replaces_only_its_own_figures(synthetic: Path, tmp_path: Path) -> None:
+    """Issue 28: a figure a user saved in the report folder survives the next report, and
+    an earlier report's figure that is not drawn again is removed; --out writes elsewhere."""
+    from search.report.figures import FIGURES as OWN
+
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for name in (filenames.EXPERIMENT, filenames.TRIALS_PARQUET):
+        shutil.copy(synthetic / name, bare / name)
+    (bare / REPORT_DIR).mkdir()
+    (bare / REPORT_DIR / "my_roc_for_the_paper.png").write_bytes(b"the user's figure")
+    (bare / REPORT_DIR / "learning.png").write_bytes(b"an earlier report's")  # not drawn now
+    write_report(bare)
+    assert (bare / REPORT_DIR / "my_roc_for_the_paper.png").read_bytes() == b"the user's figure"
+    assert not (bare / REPORT_DIR / "learning.png").exists()
+    assert sorted(p.name for p in (bare / REPORT_DIR).iterdir()) == sorted(
+        ["my_roc_for_the_paper.png", REPORT_FILE, "confusion.png", "search.png"])
+    assert set(FIGURES) <= set(OWN)  # every figure the page draws is one the report owns
+    elsewhere = write_report(bare, out=tmp_path / "elsewhere")
+    assert elsewhere == tmp_path / "elsewhere" / REPORT_FILE and elsewhere.is_file()
+
+
 def test_robustness_section_when_the_search_scored_it(synthetic: Path, tmp_path: Path) -> None:
     """robustness.json (the finalists' AUC clean and perturbed) becomes a section after the
     curves: one row per finalist and condition, the drop signed, a missing AUC a dash."""
