@@ -10,16 +10,21 @@ of ``--trials`` replayed trials, as many at once as the cluster holds (``--trial
 each). A trial reports to Tune only what the search needs: the epoch and the search metric
 (and the virtual clock, one more number); every other recorded figure of the epoch goes to
 its own history files (``search.train.history``, what the tables read) before the report,
-and each epoch reports a checkpoint holding the epoch's ``config.json`` (no weights),
-kept as the project keeps them: ``num_to_keep=2`` by the metric.
+and each epoch reports a checkpoint holding the epoch's ``config.json`` (with
+``--weights-kb``, dummy weights of that size and optimiser state of twice it), kept as the
+project keeps them (``tuner.checkpoint_config``; weights by ``cluster.keep_weights``, the
+project's retention callback and progress printer in the driver, as in a real search).
 
 Measured as ``bench/driver_memory.py`` measures it: a thread samples the driver's RSS every
 0.2 s beside the number of trials ended; the growth per trial is the least-squares slope
 of the highest RSS at each count, from trial ``--warmup`` on. Also: trials started per
 second, the time the project's tables (``write_tables``), leaderboard (with parameter
 importances) and HTML report take at that many trials, the Optuna database's size and the
-storage per trial. Rows are added to ``results/bench/driver_memory.md`` (its other rows
-stay).
+storage per trial; the start rate over the first and the last 100 trials; with
+``--profile N0,N1`` a cProfile of the driver over ``--profile-width`` trial starts from
+each; with ``--trace N0,N1`` tracemalloc by file and by traceback and gc's objects by type
+between them. Rows are added to ``results/bench/driver_memory.md`` (its other rows stay);
+profiles and tracebacks go to ``results/bench/driver_scale-<trials>-<loggers>.txt``.
 """
 
 from __future__ import annotations
@@ -158,7 +163,8 @@ def child(args: argparse.Namespace) -> None:
         def on_trial_start(self, iteration, trials, trial, **info):
             counter["starts"].append(time.monotonic())
             counter["running"] += 1
-            _profile_window(len(counter["starts"]), windows, profiler, profiles)
+            _profile_window(len(counter["starts"]), windows, profiler, profiles,
+                            args.profile_width)
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
             counter["results"] += 1
@@ -347,8 +353,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                         "(KB; optimiser state twice that): storage under retention")
     parser.add_argument("--keep-weights", default="1", help="cluster.keep_weights")
     parser.add_argument("--optuna", default="journal", help="search.optuna_storage")
-    parser.add_argument("--profile", default="", help="N0,N1: cProfile of the driver over 50 "
-                        "trial starts from each")
+    parser.add_argument("--profile", default="", help="N0,N1: cProfile of the driver over "
+                        "--profile-width trial starts from each")
+    parser.add_argument("--profile-width", type=int, default=50)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--storage", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
@@ -372,7 +379,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                f"--cpus={args.cpus}", f"--trial-cpus={args.trial_cpus}",
                f"--recording={args.recording}", f"--storage={storage}", f"--out={out}",
                f"--trace={args.trace}", f"--weights-kb={args.weights_kb}", f"--keep-weights={args.keep_weights}",
-               f"--optuna={args.optuna}", f"--profile={args.profile}", "--loggers", loggers]
+               f"--optuna={args.optuna}", f"--profile={args.profile}",
+               f"--profile-width={args.profile_width}", "--loggers", loggers]
         if not (args.reuse and out.is_file()):
             base.mkdir(parents=True, exist_ok=True)
             with open(base / f"scale-{loggers}.log", "w") as log:  # the progress lines
@@ -397,8 +405,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             f"Optuna DB {st['optuna_db_bytes'] / 2**20:.1f} MB, Tune's experiment state "
             f"{st['experiment_state_bytes'] / 2**20:.1f} MB; storage {per:.1f} KB per trial "
             f"(checkpoints {st['checkpoint_bytes'] / max(1, st['trials']) / 1024:.1f} KB in "
-            f"{st['checkpoints'] / max(1, st['trials']):.1f} folders: config.json only, no "
-            f"weights, num_to_keep=2; history files "
+            f"{st['checkpoints'] / max(1, st['trials']):.1f} folders: config.json, and dummy "
+            f"weights where retention kept them; history files "
             f"{st['history_bytes'] / max(1, st['trials']) / 1024:.1f} KB); whole experiment "
             f"folder {st['experiment_bytes'] / 2**20:.0f} MB.")
         notes += _scale_notes(res, args)
