@@ -82,14 +82,19 @@ BASELINE, DEFAULT = "random", "TPE (project default)"
 METHODS: dict[str, Method] = {
     BASELINE: Method(("search.algorithm=random",)),
     DEFAULT: Method(("search.algorithm=tpe",)),
-    "TPE, 20 start-up trials": Method(("search.algorithm=tpe", "search.startup_trials=20")),
-    # Costly levers (a multivariate TPE over numeric ranges takes 5-10 s a search here, the
-    # univariate one 3-4 s): on the first 20 seeds. Ranges: NAS-Bench-201 has no
-    # numeric parameter.
+    # The levers on the first seeds only: the machine was shared with three other sessions'
+    # test runs and a study (load 20-28 on 2 cores), where a multivariate TPE over numeric
+    # ranges took up to a minute a search and the univariate one 10-25 s. Ranges: HPOLib
+    # (NAS-Bench-201 has no numeric parameter; HPOBench's five are, but it was left out).
+    "TPE, 20 start-up trials": Method(("search.algorithm=tpe", "search.startup_trials=20"),
+                                      seeds=10),
+    "TPE, 5 start-up trials": Method(("search.algorithm=tpe", "search.startup_trials=5"),
+                                     seeds=10),
     "TPE, numeric parameters as ranges": Method(("search.algorithm=tpe",), ranges=True,
-                                                seeds=20, benches=("hpolib", "hpobench")),
+                                                seeds=5, benches=("hpolib",)),
     "TPE, univariate (not a project option)": Method(("search.algorithm=tpe",),
-                                                     univariate=True, seeds=20),
+                                                     univariate=True, seeds=5,
+                                                     benches=("hpolib", "nasbench201")),
 }
 SLICE_METHODS = (BASELINE, DEFAULT)
 FRACTIONS = (0.25, 1 / 3, 0.5, 1.0)
@@ -164,11 +169,15 @@ def _task(job: tuple[str, str, str, int, int, bool]) -> pd.DataFrame:
         table=table_name(bench, dataset), method=method, seed=seed, pareto=pareto)
 
 
-def run_direct(jobs: list[tuple], processes: int, store: Path) -> pd.DataFrame:
-    """Every direct search, ``processes`` at a time; the reports saved as they come."""
-    frames, t0 = [], time.monotonic()
+def run_direct(jobs: list[tuple], processes: int, store: Path,
+               done: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Every direct search, ``processes`` at a time; the reports saved (after ``done``'s)
+    as they come."""
+    frames, t0 = ([done] if done is not None and len(done) else []), time.monotonic()
+    if not jobs:
+        return pd.concat(frames, ignore_index=True)
     with multiprocessing.get_context("fork").Pool(processes) as pool:
-        for i, frame in enumerate(pool.imap_unordered(_task, jobs, chunksize=4)):
+        for i, frame in enumerate(pool.imap_unordered(_task, jobs, chunksize=2)):
             frames.append(frame)
             if (i + 1) % 50 == 0 or i + 1 == len(jobs):
                 pd.concat(frames, ignore_index=True).to_parquet(store, index=False,
@@ -178,14 +187,23 @@ def run_direct(jobs: list[tuple], processes: int, store: Path) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def run_slice(direct_reports: pd.DataFrame, seeds: int, trials: int, budget: int,
-              store: Path) -> pd.DataFrame:
+def run_slice(seeds: int, trials: int, budget: int, store: Path) -> pd.DataFrame:
     """The Tune slice: random and the default TPE on every table, and the Pareto search,
-    through ``run_replay``; each search's configurations beside the direct loop's."""
+    through ``run_replay``; each search's configurations in order (the page sets them beside
+    the direct loop's, :func:`bench.peer_report.slice_lines`), saved as each ends."""
     from bench.replay.replay import run_replay
     from search.cluster import connect
 
-    connect("local", num_cpus=2)
+    for attempt in range(3):  # a raylet may miss Ray's 30-s start on a loaded machine
+        try:
+            connect("local", num_cpus=2)
+            break
+        except Exception:
+            import ray
+
+            ray.shutdown()  # the failed start's processes, before the next
+            if attempt == 2:
+                raise
     rows = []
     jobs = [(t, m, s, False) for t in TABLES for m in SLICE_METHODS for s in range(seeds)]
     jobs += [(PARETO_TABLE, m, s, True) for m in SLICE_METHODS for s in range(seeds)]
@@ -196,20 +214,14 @@ def run_slice(direct_reports: pd.DataFrame, seeds: int, trials: int, budget: int
             out = run_replay(source, [f"seed={seed}", f"search.num_samples={budget}",
                                       *m.overrides], storage=tmp, name="slice", budget=trials)
         tune_keys = [config_index(source, k) for k in out.reports.sort_values("order")["key"]]
-        mine = direct_reports[(direct_reports.table == table_name(bench, dataset))
-                              & (direct_reports.method == method) & (direct_reports.seed == seed)
-                              & (direct_reports.pareto == pareto)].sort_values("order")
-        same = tune_keys == mine["config"].tolist()[: len(tune_keys)]
         rows.append({"table": table_name(bench, dataset), "method": method, "seed": seed,
-                     "pareto": pareto, "trials": len(tune_keys), "same": same,
+                     "pareto": pareto, "trials": len(tune_keys), "configs": tune_keys,
                      "wall_s": out.wall_s})
+        pd.DataFrame(rows).to_parquet(store, index=False)
         print(f"[{i + 1}/{len(jobs)}] Tune slice {table_name(bench, dataset)} {method} seed "
               f"{seed}{' (Pareto)' if pareto else ''}: {len(tune_keys)} trials, "
-              f"{'same configurations as the direct loop' if same else 'DIFFERENT'}, "
               f"{out.wall_s:.1f} s", flush=True)
-    frame = pd.DataFrame(rows)
-    frame.to_parquet(store, index=False)
-    return frame
+    return pd.DataFrame(rows)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -221,8 +233,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--workdir", default=str(WORKDIR))
     parser.add_argument("--replot", action="store_true")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the saved direct searches and run only the missing ones")
+    parser.add_argument("--keep-slice", action="store_true",
+                        help="with --resume: keep the saved Tune slice instead of rerunning it")
+    parser.add_argument("--slice-only", action="store_true",
+                        help="run only the Tune slice (beside a direct run in another process)")
     args = parser.parse_args(argv)
     workdir = Path(args.workdir)
+    if args.slice_only:
+        t0 = time.time()
+        run_slice(args.slice_seeds, args.slice_trials, args.trials, workdir / "tune-slice.parquet")
+        (workdir / "slice.json").write_text(json.dumps({"wall_s": time.time() - t0}))
+        return
     if not args.replot:
         run(args, workdir, list(argv if argv is not None else sys.argv[1:]))
     from bench.peer_report import write_page
@@ -230,26 +253,47 @@ def main(argv: Sequence[str] | None = None) -> None:
     write_page(workdir)
 
 
+def all_jobs(seeds: int, trials: int) -> list[tuple]:
+    """Every direct search: random and the default on every table first, then the Pareto
+    searches, then the levers (what a stopped run has done is what matters most)."""
+    jobs = [(b, d, m, s, trials, False) for m, how in METHODS.items() for b, d in TABLES
+            if not how.benches or b in how.benches
+            for s in range(min(seeds, how.seeds or seeds))]
+    jobs += [(*PARETO_TABLE, m, s, trials, True) for m in SLICE_METHODS for s in range(seeds)]
+    core = set(SLICE_METHODS)
+    return sorted(jobs, key=lambda j: (j[2] not in core, j[5] is False and j[2] not in core))
+
+
 def run(args: argparse.Namespace, workdir: Path, argv: list[str]) -> None:
-    """Both parts, from scratch: the reports of a previous run are replaced."""
+    """Both parts; without ``--resume`` from scratch (the reports of a previous run are
+    replaced), with it only the direct searches not saved yet."""
     from bench._common import machine
 
-    shutil.rmtree(workdir, ignore_errors=True)
-    workdir.mkdir(parents=True)
+    store = workdir / "reports.parquet"
+    done = pd.read_parquet(store) if args.resume and store.is_file() else pd.DataFrame()
+    before = json.loads((workdir / "run.json").read_text()) \
+        if args.resume and (workdir / "run.json").is_file() else {}
+    if not args.resume:
+        shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    jobs = [(b, d, m, s, args.trials, False) for b, d in TABLES for m, how in METHODS.items()
-            if not how.benches or b in how.benches
-            for s in range(min(args.seeds, how.seeds or args.seeds))]
-    jobs += [(*PARETO_TABLE, m, s, args.trials, True) for m in SLICE_METHODS
-             for s in range(args.seeds)]
-    reports = run_direct(jobs, args.jobs, workdir / "reports.parquet")
-    direct_s = time.time() - t0
-    run_slice(reports, args.slice_seeds, args.slice_trials, args.trials,
-              workdir / "tune-slice.parquet")
+    have = set(map(tuple, done[["table", "method", "seed", "pareto"]].drop_duplicates()
+                   .to_numpy())) if len(done) else set()
+    jobs = [j for j in all_jobs(args.seeds, args.trials)
+            if (table_name(j[0], j[1]), j[2], j[3], j[5]) not in have]
+    run_direct(jobs, args.jobs, store, done)
+    direct_s = time.time() - t0 + before.get("direct_wall_s", 0.0)
+    if not (args.resume and args.keep_slice and (workdir / "tune-slice.parquet").is_file()):
+        run_slice(args.slice_seeds, args.slice_trials, args.trials,
+                  workdir / "tune-slice.parquet")
+    command = "python -m bench.peer " + " ".join(shlex.quote(a) for a in argv)
+    commands = [*before.get("commands", [before["command"]] if "command" in before else []),
+                command]
     (workdir / "run.json").write_text(json.dumps({
-        "command": "python -m bench.peer " + " ".join(shlex.quote(a) for a in argv),
+        "command": "; then ".join(commands), "commands": commands,
         "machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "wall_s": time.time() - t0, "direct_wall_s": direct_s, "jobs": args.jobs,
+        "wall_s": time.time() - t0 + before.get("wall_s", 0.0), "direct_wall_s": direct_s,
+        "jobs": args.jobs,
         "seeds": args.seeds, "trials": args.trials, "slice_seeds": args.slice_seeds,
         "slice_trials": args.slice_trials}, indent=1))
 

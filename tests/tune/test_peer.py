@@ -92,7 +92,8 @@ def _saved_reports(workdir, seeds: int = 4, trials: int = 12) -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(rows).to_parquet(workdir / "reports.parquet")
     pd.DataFrame([{"table": "hpolib/naval_propulsion", "method": "random", "seed": 0,
-                   "pareto": False, "trials": 5, "same": True, "wall_s": 2.0}]).to_parquet(
+                   "pareto": False, "trials": 5, "configs": [0, 1, 2, 3, 4],
+                   "wall_s": 2.0}]).to_parquet(
         workdir / "tune-slice.parquet")
     (workdir / "run.json").write_text(json.dumps({
         "command": "python -m bench.peer", "machine": "test", "date": "today", "wall_s": 60.0,

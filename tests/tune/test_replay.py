@@ -207,16 +207,23 @@ def test_space_is_the_recordings(recording, tmp_path):
 
 
 @pytest.mark.ray
-def test_a_replayed_search_prints_no_expected_warning(recording, ray_cluster, tmp_path, capfd):
+def test_a_replayed_search_prints_no_expected_warning(recording, ray_cluster, tmp_path, capfd,
+                                                      caplog):
     """The replay keeps only Tune's JSON logger: the ExperimentAnalysis that ``fit`` builds
     at the end reads each trial's result.json, and without it logged "Failed to fetch
-    metrics ... FileNotFoundError" for every trial (12 lines a search of the comparison)."""
+    metrics ... FileNotFoundError" for every trial (12 lines a search of the comparison).
+    Both what reaches the console and what reaches Python's logging are read (Ray's logger
+    prints to stderr, or, once something has reset it, propagates to the root)."""
+    import logging
+
     curves = Curves.load(recording)
     capfd.readouterr()
-    out = run_replay(curves, ["search.algorithm=tpe", "search.scheduler=asha", "seed=3",
-                              "search.num_samples=4"], storage=tmp_path, name="quiet")
+    with caplog.at_level(logging.WARNING):
+        out = run_replay(curves, ["search.algorithm=tpe", "search.scheduler=asha", "seed=3",
+                                  "search.num_samples=4"], storage=tmp_path, name="quiet")
     assert out.trials == 4
     printed = capfd.readouterr()
-    text = printed.out + printed.err
+    text = printed.out + printed.err + "\n".join(r.getMessage() for r in caplog.records)
     assert "Failed to fetch metrics" not in text and "FileNotFoundError" not in text
     assert "WARNING" not in text.upper(), text
+    assert "Configuration for experiment" not in text  # Tune's banner, as search() has it
