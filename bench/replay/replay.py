@@ -160,7 +160,7 @@ class Curves:
 
 def replay_trial(config: dict[str, Any], curves: Source, metric: str, extra: Sequence[str] = (),
                  history: bool = False, checkpoints: bool = False,
-                 best_so_far: bool = False) -> None:
+                 best_so_far: bool = False, weights_bytes: int = 0) -> None:
     """Tune function trainable: the recorded curve of ``config``, one report per epoch.
 
     Reports ``epoch``, ``metric`` and ``virtual_time_s`` (the recorded cumulative time), and
@@ -188,12 +188,16 @@ def replay_trial(config: dict[str, Any], curves: Source, metric: str, extra: Seq
 
             writer.write(epoch_record({**row, **report}, time_total_s=row.get("time_total_s")))
         if checkpoints:
-            _report_with_checkpoint(report, row)
+            _report_with_checkpoint(report, row, weights_bytes)
         else:
             tune.report(report)
 
 
-def _report_with_checkpoint(report: dict[str, Any], row: Mapping[str, Any]) -> None:
+def _report_with_checkpoint(report: dict[str, Any], row: Mapping[str, Any],
+                            weights_bytes: int = 0) -> None:
+    """One epoch's report with its checkpoint: config.json, and with ``weights_bytes``
+    dummy weights of that size and optimiser state of twice it (AdamW's two moments), as
+    a real checkpoint holds (issue 29's storage measurement)."""
     import json
     import tempfile
 
@@ -204,6 +208,11 @@ def _report_with_checkpoint(report: dict[str, Any], row: Mapping[str, Any]) -> N
     with tempfile.TemporaryDirectory() as folder:
         Path(folder, CONFIG).write_text(json.dumps(
             {"epoch": report["epoch"], "metrics": {**row, **report}}))
+        if weights_bytes:
+            from search.filenames import STATE, WEIGHTS
+
+            Path(folder, WEIGHTS).write_bytes(bytes(weights_bytes))
+            Path(folder, STATE).write_bytes(bytes(2 * weights_bytes))
         tune.report(report, checkpoint=tune.Checkpoint.from_directory(folder))
 
 
@@ -286,7 +295,8 @@ def replay_config(curves: Source, overrides: Sequence[str] = (), *, storage: str
 def build_replay_tuner(cfg: Any, curves: Source, *, budget: int = 0,
                        callbacks: Sequence[Any] = (), extra: Sequence[str] = (),
                        history: bool = False, checkpoints: bool = False, cpus: float = 0.05,
-                       logs: bool = False, best_so_far: bool = False) -> Any:
+                       logs: bool = False, best_so_far: bool = False,
+                       weights_bytes: int = 0) -> Any:
     """The project's Tuner (see the module doc) over :func:`replay_trial`.
 
     ``budget``: epochs after which the experiment ends (0: ``num_samples`` trials).
@@ -316,10 +326,9 @@ def build_replay_tuner(cfg: Any, curves: Source, *, budget: int = 0,
     trainable = tune.with_resources(
         tune.with_parameters(replay_trial, curves=curves, metric=cfg.search.metric,
                              extra=tuple(extra), history=history, checkpoints=checkpoints,
-                             best_so_far=best_so_far),
+                             best_so_far=best_so_far, weights_bytes=weights_bytes),
         {"cpu": cpus})
-    keep = tune.CheckpointConfig(num_to_keep=2, checkpoint_score_attribute=cfg.search.metric,
-                                 checkpoint_score_order=mode) if checkpoints else None
+    keep = project.checkpoint_config(cfg, mode, max_epochs) if checkpoints else None
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
