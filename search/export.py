@@ -549,7 +549,7 @@ def _check_out(out: Path, *, given: bool) -> None:
     in it is kept. Asked before the model is loaded: no work is lost to the write."""
     problem = write_problem(out)
     if problem and given:
-        shown = out if len(str(out)) <= 160 else f"{str(out)[:40]}..."  # the reason stays in view
+        shown = out if len(str(out)) <= 160 else f"{out.parent}/{out.name[:8]}..."  # reason in view
         raise ValueError(f"--out {shown}: {problem}; choose another folder")
     if problem:
         raise ValueError(f"cannot write the export to {out}: {problem}; pass --out DIR, a "
