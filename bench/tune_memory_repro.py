@@ -43,34 +43,53 @@ def trainable(config: dict) -> None:
             tune.report(metrics)
 
 
+#: What the sampling callback records (module state: Tune pickles its callbacks).
+_SEEN: dict = {"rss": {}, "traced": [], "snaps": [], "trace": []}
+
+
+class Sample:
+    """A Tune callback: the driver's RSS after every ended trial, and tracemalloc's top
+    tracebacks between the two trial counts of ``--trace``."""
+
+    def __new__(cls):
+        from ray import tune
+
+        class _Sample(tune.Callback):
+            def on_trial_complete(self, iteration, trials, trial, **info):
+                _sample(sum(t.status == "TERMINATED" for t in trials))
+
+        return _Sample()
+
+
+def _sample(ended: int) -> None:
+    import tracemalloc
+
+    import psutil
+
+    seen = _SEEN
+    seen["rss"][ended] = psutil.Process().memory_info().rss
+    trace, snaps = seen["trace"], seen["snaps"]
+    if not trace or len(snaps) >= 2 or ended < trace[len(snaps)]:
+        return
+    if not snaps:
+        tracemalloc.start(10)
+    snaps.append((ended, tracemalloc.take_snapshot()))
+    if len(snaps) == 2:
+        (n0, a), (n1, b) = snaps
+        for stat in b.compare_to(a, "traceback")[:12]:
+            frames = [f"{f.filename.split('site-packages/')[-1]}:{f.lineno}"
+                      for f in reversed(stat.traceback)][:3]
+            seen["traced"].append((" < ".join(frames), stat.size_diff / 1024 / (n1 - n0)))
+
+
 def child(args: argparse.Namespace) -> dict:
     """One Tuner.fit in this process; RSS per trials ended (and tracemalloc's top lines)."""
     import numpy as np
-    import psutil
     import ray
     from ray import tune
 
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
-    me, rss, traced, snaps = psutil.Process(), {}, [], []
-    trace = [int(v) for v in args.trace.split(",")] if args.trace else []
-
-    class Sample(tune.Callback):
-        def on_trial_complete(self, iteration, trials, trial, **info):
-            ended = sum(t.status == "TERMINATED" for t in trials)
-            rss[ended] = me.memory_info().rss
-            if trace and len(snaps) < 2 and ended >= trace[len(snaps)]:
-                import tracemalloc
-
-                if not snaps:
-                    tracemalloc.start(10)
-                snaps.append((ended, tracemalloc.take_snapshot()))
-                if len(snaps) == 2:
-                    (n0, a), (n1, b) = snaps
-                    for s in b.compare_to(a, "traceback")[:12]:
-                        frames = [f"{f.filename.split('site-packages/')[-1]}:{f.lineno}"
-                                  for f in reversed(s.traceback)][:3]
-                        traced.append((" < ".join(frames), s.size_diff / 1024 / (n1 - n0)))
-
+    _SEEN["trace"] = [int(v) for v in args.trace.split(",")] if args.trace else []
     ray.init(num_cpus=16, include_dashboard=False, log_to_driver=False)
     with tempfile.TemporaryDirectory() as storage:
         tune.Tuner(
@@ -84,9 +103,10 @@ def child(args: argparse.Namespace) -> dict:
                                       checkpoint_config=tune.CheckpointConfig(num_to_keep=2)),
         ).fit()
     ray.shutdown()
+    rss = _SEEN["rss"]
     xs = np.array(sorted(n for n in rss if n >= 20), dtype=float)
     slope = float(np.polyfit(xs, [rss[int(n)] for n in xs], 1)[0]) if len(xs) > 2 else float("nan")
-    return {"keys": args.keys, "kb_per_trial": slope / 1024, "traced": traced}
+    return {"keys": args.keys, "kb_per_trial": slope / 1024, "traced": _SEEN["traced"]}
 
 
 def main() -> None:

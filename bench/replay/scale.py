@@ -48,27 +48,30 @@ RECORDING = RESULTS / "replay" / "grid-32px.parquet"
 TABLE = RESULTS / "driver_memory.md"
 
 
-def _sample(counter: dict, out: list, stop: threading.Event, trace: Sequence[int] = (),
-            traced: dict | None = None, weights: Path | None = None) -> None:
-    """RSS every 0.2 s beside trials ended; with ``trace`` (two trial counts), a tracemalloc
-    snapshot and gc's live objects by type at each, compared into ``traced`` (KB and
-    objects per trial between them, by file and by traceback); with ``weights`` (the
-    experiment folder), the bytes of weights and optimiser state on disk every 5 s."""
+def _sample(counter: dict, out: list, stop: threading.Event, weights: Path | None = None) -> None:
+    """RSS every 0.2 s beside trials ended; with ``weights`` (the experiment folder), the
+    bytes of weights and optimiser state on disk every 5 s."""
     import psutil
 
     me = psutil.Process()
-    snaps: list = []
     last_du = 0.0
     while not stop.is_set():
         out.append((counter["ended"], me.memory_info().rss))
-        if trace and len(snaps) < 2 and counter["ended"] >= trace[len(snaps)]:
-            snaps.append(_snapshot(counter["ended"], first=not snaps))
-            if len(snaps) == 2 and traced is not None:
-                traced.update(_compare(*snaps))
         if weights is not None and time.monotonic() - last_du > 5:
             last_du = time.monotonic()
             counter["weights"].append((counter["ended"], counter["running"], _weight_bytes(weights)))
         stop.wait(0.2)
+
+
+def _trace(ended: int, trace: Sequence[int], snaps: list, traced: dict) -> None:
+    """At the two trial counts of ``trace``: a tracemalloc snapshot and gc's live objects by
+    type, compared into ``traced`` (per trial between them, by file and by traceback). Run
+    in the driver's main thread (a Tune callback): gc.get_objects from another thread can
+    catch a tuple half-built and crash the interpreter's generator (seen: SystemError)."""
+    if trace and len(snaps) < 2 and ended >= trace[len(snaps)]:
+        snaps.append(_snapshot(ended, first=not snaps))
+        if len(snaps) == 2:
+            traced.update(_compare(*snaps))
 
 
 def _snapshot(ended: int, first: bool) -> tuple:
@@ -172,6 +175,7 @@ def child(args: argparse.Namespace) -> None:
         def on_trial_complete(self, iteration, trials, trial, **info):
             counter["ended"] += 1
             counter["running"] -= 1
+            _trace(counter["ended"], trace, snaps, traced)
 
         def on_trial_error(self, iteration, trials, trial, **info):
             counter["ended"] += 1
@@ -183,8 +187,9 @@ def child(args: argparse.Namespace) -> None:
     trace = [int(v) for v in args.trace.split(",")] if args.trace else []
     stop = threading.Event()
     exp_dir = Path(args.storage) / "scale"
+    snaps: list = []
     thread = threading.Thread(target=_sample, daemon=True, args=(
-        counter, samples, stop, trace, traced, exp_dir if args.weights_kb else None))
+        counter, samples, stop, exp_dir if args.weights_kb else None))
     thread.start()
     t0 = time.monotonic()
     printer = ProgressPrinter(cfg.search.metric, cfg.search.resolved_mode(), cfg.optim.epochs,
