@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from search.config import ExperimentConfig
-from search.filenames import CONFIG, RELEASED, STATE, TRIAL_PREFIX, WEIGHTS
+from search.filenames import CHECKPOINT_GLOB, CONFIG, RELEASED, STATE, TRIAL_PREFIX, WEIGHTS
 from search.model.folder import ModelFolderError, ModelInfo, build_torch_model, read_model_info
 
 if TYPE_CHECKING:
@@ -112,6 +112,19 @@ def released_error(directory: str | Path, trial_id: str) -> str | None:
             "(or cluster.keep_weights=all on the command line) and re-run")
 
 
+def resumable(directory: Path) -> Path | None:
+    """The checkpoint a restored trial resumes from: ``directory``, or, when the search
+    released its weights because a newer checkpoint had come in before the driver last saved
+    its state, the newest later sibling that kept weights and optimiser state; None when
+    there is none (the trial had ended: nothing to resume)."""
+    directory = Path(directory)
+    if released_error(directory, "") is None:
+        return directory
+    later = sorted(p for p in directory.parent.glob(CHECKPOINT_GLOB) if p.name > directory.name
+                   and (p / WEIGHTS).is_file() and (p / STATE).is_file())
+    return later[-1] if later else None
+
+
 # ------------------------------------------------------------------ reading
 def load_weights(model: nn.Module, directory: str | Path) -> nn.Module:
     """Load ``model.safetensors`` from a checkpoint folder into ``model`` (strict)."""
@@ -165,5 +178,5 @@ def load_checkpoint_model(checkpoint_dir: str | Path) -> tuple[Any, dict[str, An
 __all__ = ["KEEP_ALL", "RELEASABLE", "RETRAIN", "Predictions", "build_model",
            "checkpoint_metrics", "input_spec", "load_checkpoint", "load_checkpoint_model",
            "load_trainer_state", "load_weights", "read_predictions", "released_error",
-           "released_note", "save_checkpoint", "save_trainer_state", "unwrap",
+           "released_note", "resumable", "save_checkpoint", "save_trainer_state", "unwrap",
            "write_predictions"]

@@ -39,7 +39,7 @@ from search.model.checkpoint import (
     input_spec,
     load_trainer_state,
     load_weights,
-    released_error,
+    resumable,
     save_checkpoint,
     save_trainer_state,
     unwrap,
@@ -277,11 +277,12 @@ class Recipe:
     def resume(self) -> None:
         """Load the runtime's checkpoint, if any: weights, optimiser state, next epoch."""
         state = None
-        with self.rt.restored() as d:
-            if d is not None and released_error(d, ""):
+        with self.rt.restored() as restored:
+            d = resumable(restored) if restored is not None else None
+            if restored is not None and d is None:
                 # The trial ended (its weights released) after the driver's last save: say
                 # its last epoch again and end, as a trial past its last epoch does.
-                self.final_metrics = checkpoint_metrics(d)
+                self.final_metrics = checkpoint_metrics(restored)
                 self.start_epoch = self.cfg.optim.epochs
             elif d is not None:
                 load_weights(self.model, d)

@@ -149,3 +149,20 @@ def test_a_search_keeps_the_best_two_trials_weights(demo_shards: Path, ray_clust
     released = str(trials["trial_id"].iloc[-1])
     with pytest.raises(ValueError, match=f"trial {released}'s weights were released"):
         choose_trial(results, trial_id=released)
+
+
+def test_a_restored_trial_resumes_from_the_newest_checkpoint_that_kept_its_state(
+        tmp_path: Path) -> None:
+    """Tune's saved state can name a checkpoint retention released because a newer one had
+    come in before the driver died: the trial resumes from that newer one; a trial whose
+    every checkpoint was released had ended (None: it reports its last epoch and ends)."""
+    from search.model.checkpoint import released_note, resumable
+
+    old, new = (_checkpoint(tmp_path, "t", i, 0.5) for i in (0, 1))
+    assert resumable(old) == old  # nothing released: as Tune says
+    for name in (WEIGHTS, STATE):
+        (old / name).unlink()
+    (old / RELEASED).write_bytes(released_note([WEIGHTS, STATE], "a newer checkpoint"))
+    assert resumable(old) == new
+    (new / STATE).unlink()
+    assert resumable(old) is None
