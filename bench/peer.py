@@ -86,10 +86,10 @@ METHODS: dict[str, Method] = {
     # test runs and a study (load 20-28 on 2 cores), where a multivariate TPE over numeric
     # ranges took up to a minute a search and the univariate one 10-25 s. Ranges: HPOLib
     # (NAS-Bench-201 has no numeric parameter; HPOBench's five are, but it was left out).
-    "TPE, 20 start-up trials": Method(("search.algorithm=tpe", "search.startup_trials=20"),
-                                      seeds=10),
     "TPE, 5 start-up trials": Method(("search.algorithm=tpe", "search.startup_trials=5"),
-                                     seeds=10),
+                                     seeds=20),
+    "TPE, 20 start-up trials": Method(("search.algorithm=tpe", "search.startup_trials=20"),
+                                      seeds=5),
     "TPE, numeric parameters as ranges": Method(("search.algorithm=tpe",), ranges=True,
                                                 seeds=5, benches=("hpolib",)),
     "TPE, univariate (not a project option)": Method(("search.algorithm=tpe",),
@@ -179,7 +179,7 @@ def run_direct(jobs: list[tuple], processes: int, store: Path,
     with multiprocessing.get_context("fork").Pool(processes) as pool:
         for i, frame in enumerate(pool.imap_unordered(_task, jobs, chunksize=2)):
             frames.append(frame)
-            if (i + 1) % 50 == 0 or i + 1 == len(jobs):
+            if (i + 1) % 10 == 0 or i + 1 == len(jobs):
                 pd.concat(frames, ignore_index=True).to_parquet(store, index=False,
                                                                 compression="zstd")
                 print(f"[{i + 1}/{len(jobs)}] direct searches, {time.monotonic() - t0:.0f} s",
@@ -261,7 +261,11 @@ def all_jobs(seeds: int, trials: int) -> list[tuple]:
             for s in range(min(seeds, how.seeds or seeds))]
     jobs += [(*PARETO_TABLE, m, s, trials, True) for m in SLICE_METHODS for s in range(seeds)]
     core = set(SLICE_METHODS)
-    return sorted(jobs, key=lambda j: (j[2] not in core, j[5] is False and j[2] not in core))
+    # the start-up lever first (the default it may change), then the others; each seed by
+    # seed, so that a run stopped early has every table's first seeds
+    rank = {m: i for i, m in enumerate(["TPE, 5 start-up trials"])}
+    return sorted(jobs, key=lambda j: (j[2] not in core, rank.get(j[2], 1),
+                                       j[3] if j[2] not in core else 0))
 
 
 def run(args: argparse.Namespace, workdir: Path, argv: list[str]) -> None:

@@ -220,7 +220,10 @@ def write_page(workdir: Path) -> Path:
     notes = [
         f"Measured {run['date']} on {run['machine']}; wall {run['wall_s'] / 60:.1f} min "
         f"({run['direct_wall_s'] / 60:.1f} of it the direct searches, {run['jobs']} processes "
-        f"at nice 10 on a machine shared with other work). Command: `{run['command']}`; "
+        f"at nice 10{run.get('load', '')})"
+        + (f", and {run['slice_wall_s'] / 60:.1f} min for the Tune slice beside them"
+           if run.get("slice_wall_s") else "")
+        + f". Command: `{run['command']}`; "
         "`python -m bench.peer --replot` rebuilds this page from `results/bench/peer/`.",
         "", f"Budget: {run['trials']} trials per search, one at a time. Cells: median "
         "[25th-75th percentile] over the seeds; n.r. = not reached within the budget.",
