@@ -131,6 +131,7 @@ def main() -> None:
                    *(["--checkpoint"] if args.checkpoint else [])]
             subprocess.run(cmd, check=True)
             rows.append(json.loads(Path(out.name).read_text()))
+            print(json.dumps(rows[-1]), flush=True)  # each row as it comes
     import platform
 
     lines = [f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} CPUs, "
