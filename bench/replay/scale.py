@@ -40,6 +40,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from bench._common import REPO, RESULTS, machine
 from bench.driver_memory import growth
@@ -139,13 +140,10 @@ def _du(path: Path) -> int:
 def child(args: argparse.Namespace) -> None:
     """One search in this process; its measurements as JSON in ``args.out``."""
     import optuna
-    from ray.tune import Callback
 
     from bench.replay.replay import Curves, build_replay_tuner, replay_config
     from search import storage
     from search.cluster import connect
-    from search.filenames import TRIAL_HISTORY
-    from search.tune import study_store
     from search.tune.retention import retention
     from search.tune.tuner import ProgressPrinter
 
@@ -159,8 +157,44 @@ def child(args: argparse.Namespace) -> None:
                         storage=args.storage, name="scale")
     counter = {"ended": 0, "starts": [], "results": 0, "running": 0, "weights": []}
     profiles: dict[str, str] = {}
+    traced: dict = {}
+    count = _count(args, counter, profiles, traced)
+    connect("local", num_cpus=args.cpus)
+    samples: list = []
+    stop = threading.Event()
+    exp_dir = Path(args.storage) / "scale"
+    thread = threading.Thread(target=_sample, daemon=True, args=(
+        counter, samples, stop, exp_dir if args.weights_kb else None))
+    thread.start()
+    t0 = time.monotonic()
+    printer = ProgressPrinter(cfg.search.metric, cfg.search.resolved_mode(), cfg.optim.epochs,
+                              args.trials)
+    project = [printer.callback(), *retention(cfg, storage.experiment_dir(cfg))]
+    tuner = build_replay_tuner(cfg, curves, callbacks=[count, *project], history=True,
+                               checkpoints=True, cpus=args.trial_cpus, logs=args.loggers == "on",
+                               weights_bytes=args.weights_kb * 1024)
+    results = tuner.fit()
+    wall = time.monotonic() - t0
+    stop.set()
+    thread.join()
+    out = {"samples": samples, "wall_s": wall, "results": counter["results"], "traced": traced,
+           "starts": [s - t0 for s in counter["starts"]], "errors": 0, "timings": {},
+           "weights": counter["weights"], "profiles": profiles,
+           "checkpoint_bytes_each": 3 * args.weights_kb * 1024}
+    out["errors"] = sum(1 for r in results if r.error is not None)
+    _after_search(cfg, results, exp_dir, out)
+    Path(args.out).write_text(json.dumps(out))
+
+
+def _count(args: argparse.Namespace, counter: dict, profiles: dict, traced: dict) -> Any:
+    """The benchmark's own Tune callback: trial starts, results and ends into ``counter``;
+    the cProfile windows (``--profile``) and the memory snapshots (``--trace``)."""
+    from ray.tune import Callback
+
     windows = [int(v) for v in args.profile.split(",")] if args.profile else []
+    trace = [int(v) for v in args.trace.split(",")] if args.trace else []
     profiler: list = []
+    snaps: list = []
 
     class Count(Callback):
         def on_trial_start(self, iteration, trials, trial, **info):
@@ -181,32 +215,15 @@ def child(args: argparse.Namespace) -> None:
             counter["ended"] += 1
             counter["running"] -= 1
 
-    connect("local", num_cpus=args.cpus)
-    samples: list = []
-    traced: dict = {}
-    trace = [int(v) for v in args.trace.split(",")] if args.trace else []
-    stop = threading.Event()
-    exp_dir = Path(args.storage) / "scale"
-    snaps: list = []
-    thread = threading.Thread(target=_sample, daemon=True, args=(
-        counter, samples, stop, exp_dir if args.weights_kb else None))
-    thread.start()
-    t0 = time.monotonic()
-    printer = ProgressPrinter(cfg.search.metric, cfg.search.resolved_mode(), cfg.optim.epochs,
-                              args.trials)
-    project = [printer.callback(), *retention(cfg, storage.experiment_dir(cfg))]
-    tuner = build_replay_tuner(cfg, curves, callbacks=[Count(), *project], history=True,
-                               checkpoints=True, cpus=args.trial_cpus, logs=args.loggers == "on",
-                               weights_bytes=args.weights_kb * 1024)
-    results = tuner.fit()
-    wall = time.monotonic() - t0
-    stop.set()
-    thread.join()
-    out = {"samples": samples, "wall_s": wall, "results": counter["results"], "traced": traced,
-           "starts": [s - t0 for s in counter["starts"]], "errors": 0, "timings": {},
-           "weights": counter["weights"], "profiles": profiles,
-           "checkpoint_bytes_each": 3 * args.weights_kb * 1024}
-    out["errors"] = sum(1 for r in results if r.error is not None)
+    return Count()
+
+
+def _after_search(cfg: Any, results: Any, exp_dir: Path, out: dict) -> None:
+    """What the search's end costs at this many trials (tables, importances, leaderboard,
+    report) and what it left on disk, into ``out``."""
+    from search.filenames import TRIAL_HISTORY
+    from search.tune import study_store
+
     timings = out["timings"]
     try:
         from search.study import finish
@@ -250,7 +267,6 @@ def child(args: argparse.Namespace) -> None:
         "experiment_state_bytes": sum(p.stat().st_size
                                       for p in exp_dir.glob("experiment_state-*.json")),
     }
-    Path(args.out).write_text(json.dumps(out))
 
 
 def _profile_window(started: int, windows: Sequence[int], profiler: list,
@@ -378,18 +394,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         out = base / f"scale-{loggers}.json"
         # Tune warns at every forced experiment snapshot (a trial checkpointed num_to_keep
         # times since the last one): hundreds of lines here; the cost is measured instead.
-        env = {**os.environ, "PYTHONPATH": str(REPO),
-               "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0"}
-        cmd = [sys.executable, "-m", "bench.replay", "scale", "--child", f"--trials={args.trials}",
-               f"--cpus={args.cpus}", f"--trial-cpus={args.trial_cpus}",
-               f"--recording={args.recording}", f"--storage={storage}", f"--out={out}",
-               f"--trace={args.trace}", f"--weights-kb={args.weights_kb}", f"--keep-weights={args.keep_weights}",
-               f"--optuna={args.optuna}", f"--profile={args.profile}",
-               f"--profile-width={args.profile_width}", "--loggers", loggers]
-        if not (args.reuse and out.is_file()):
-            base.mkdir(parents=True, exist_ok=True)
-            with open(base / f"scale-{loggers}.log", "w") as log:  # the progress lines
-                subprocess.run(cmd, cwd=REPO, env=env, check=True, stdout=log)
+        cmd = _run_child(args, loggers, base, storage, out)
         res = json.loads(out.read_text())
         kb, start, end = growth(res["samples"], args.trials, args.warmup)
         starts = sorted(res["starts"])
@@ -425,6 +430,25 @@ def main(argv: Sequence[str] | None = None) -> None:
     add_rows(rows, [
         f"Replayed rows ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
         f"{machine()}): `{cmd}` ({bench_doc()})", *notes])
+
+
+def _run_child(args: argparse.Namespace, loggers: str, base: Path, storage: Path,
+               out: Path) -> list[str]:
+    """One row's search in a fresh driver process (unless ``--reuse`` finds its figures);
+    its progress lines go to ``base/scale-<loggers>.log``. Returns its command line."""
+    env = {**os.environ, "PYTHONPATH": str(REPO),
+           "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0"}
+    cmd = [sys.executable, "-m", "bench.replay", "scale", "--child", f"--trials={args.trials}",
+           f"--cpus={args.cpus}", f"--trial-cpus={args.trial_cpus}",
+           f"--recording={args.recording}", f"--storage={storage}", f"--out={out}",
+           f"--trace={args.trace}", f"--weights-kb={args.weights_kb}", f"--keep-weights={args.keep_weights}",
+           f"--optuna={args.optuna}", f"--profile={args.profile}",
+           f"--profile-width={args.profile_width}", "--loggers", loggers]
+    if not (args.reuse and out.is_file()):
+        base.mkdir(parents=True, exist_ok=True)
+        with open(base / f"scale-{loggers}.log", "w") as log:  # the progress lines
+            subprocess.run(cmd, cwd=REPO, env=env, check=True, stdout=log)
+    return cmd
 
 
 def start_rates(starts: Sequence[float], window: int = 100) -> tuple[float, float]:
