@@ -18,14 +18,12 @@ results folder written before issue 29 (``optuna.db`` only).
 
 from __future__ import annotations
 
-import posixpath
 import warnings
 from pathlib import Path
 from typing import Any
 
 import optuna
 import pyarrow.fs
-from ray.tune import Callback
 
 from search import storage
 from search.config import ExperimentConfig
@@ -125,50 +123,5 @@ def fetch(cfg: ExperimentConfig, exp_dir: Path, location: str) -> None:
                 out.write(part.read())
 
 
-class JournalUploader(Callback):
-    """Upload what the journal gained since the last upload, as trials end (URI storage):
-    a lost head node costs at most the trials still running, and every byte goes up once."""
-
-    def __init__(self, journal: str, location: str) -> None:
-        self.journal, self.location = journal, location
-        self.sent: int | None = None  # bytes of the journal already uploaded
-
-    def _uploaded(self, fs: Any, root: str) -> int:
-        """Bytes already uploaded (a resumed driver continues after the last part)."""
-        infos = fs.get_file_info(pyarrow.fs.FileSelector(root, allow_not_found=True))
-        return max((int(i.base_name) + (i.size or 0) for i in infos
-                    if i.base_name.isdigit()), default=0)
-
-    def upload(self) -> bool:
-        try:
-            fs, root = storage.filesystem(storage.join(self.location, PARTS))
-            if self.sent is None:
-                self.sent = self._uploaded(fs, root)
-            with open(self.journal, "rb") as f:
-                f.seek(self.sent)
-                data = f.read()
-            data = data[: data.rfind(b"\n") + 1]  # whole lines only: a writer may be mid-line
-            if not data:
-                return True
-            fs.create_dir(root, recursive=True)
-            with fs.open_output_stream(posixpath.join(root, f"{self.sent:015d}")) as out:
-                out.write(data)
-            self.sent += len(data)
-            return True
-        except Exception as err:  # a backup must never end the search
-            warnings.warn(f"could not upload the Optuna journal to {self.location}: {err}",
-                          stacklevel=2)
-            return False
-
-    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.upload()
-
-    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.upload()
-
-    def on_experiment_end(self, trials: list, **info: Any) -> None:
-        self.upload()
-
-
-__all__ = ["LOCAL_FILES", "PARTS", "JournalUploader", "describe", "fetch", "is_url",
+__all__ = ["LOCAL_FILES", "PARTS", "describe", "fetch", "is_url",
            "local_file", "open_file", "open_storage", "reader", "set_aside_stale"]

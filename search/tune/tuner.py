@@ -62,6 +62,7 @@ from search.train.driver import (
 )
 from search.tune import study_store, tables
 from search.tune.janitor import PlacementGroupJanitor, sweep
+from search.tune.journal_upload import JournalUploader
 from search.tune.retention import retention
 from search.tune.space import Param, check_points, describe, sample, space_for
 
@@ -526,7 +527,7 @@ def _uploaders(cfg: ExperimentConfig, exp_dir: Path, location: str) -> list[Any]
         return []
     if path.name == OPTUNA_DB:
         return [StudyUploader(str(path), location)]
-    return [study_store.JournalUploader(str(path), location)]
+    return [JournalUploader(str(path), location)]
 
 
 def _storage_root(location: str) -> str:

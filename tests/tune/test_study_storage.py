@@ -26,6 +26,7 @@ from search.config import ConfigError, load_config
 from search.filenames import OPTUNA_DB, OPTUNA_JOURNAL
 from search.tune import study_store
 from search.tune.importance import param_importances
+from search.tune.journal_upload import JournalUploader
 
 
 def _fill(storage, name: str, n: int) -> None:
@@ -73,7 +74,7 @@ def test_the_journal_goes_up_as_appends_and_comes_back_whole(tmp_path: Path) -> 
     here, remote = tmp_path / "here", f"file://{tmp_path / 'bucket' / 's'}"
     here.mkdir()
     storage = study_store.open_storage(cfg, here)
-    uploader = study_store.JournalUploader(str(here / OPTUNA_JOURNAL), remote)
+    uploader = JournalUploader(str(here / OPTUNA_JOURNAL), remote)
     for _ in range(3):  # three trials end
         _fill(storage, "s", 2)
         assert uploader.upload()
@@ -83,7 +84,7 @@ def test_the_journal_goes_up_as_appends_and_comes_back_whole(tmp_path: Path) -> 
     again = tmp_path / "there"
     study_store.fetch(cfg, again, remote)
     assert (again / OPTUNA_JOURNAL).read_bytes() == (here / OPTUNA_JOURNAL).read_bytes()
-    resumed = study_store.JournalUploader(str(again / OPTUNA_JOURNAL), remote)
+    resumed = JournalUploader(str(again / OPTUNA_JOURNAL), remote)
     _fill(study_store.open_storage(cfg, again), "s", 1)
     assert resumed.upload()  # continues after the last part, sends only the new trial
     parts = sorted((tmp_path / "bucket" / "s" / study_store.PARTS).iterdir())
