@@ -292,7 +292,7 @@ def test_example_experiments_build_their_space_and_points_fit(name):
 def test_example_experiments_load_and_their_points_fit_their_spaces():
     for path in sorted(EXAMPLES.glob("*.yaml")):
         cfg = load_config(path)
-        check_points(cfg.search.points_to_evaluate, build_space(cfg.search.space))
+        check_points(cfg.search.points_to_evaluate, space_for(cfg))
     study = load_config(EXAMPLES / "study.yaml")
     assert {p["arch"] for p in study.search.points_to_evaluate} == set(DEFAULT_SPACE["arch"].choices)
     assert study.cluster.use_gpu is True and study.model.input_size == 224
@@ -312,12 +312,16 @@ def test_study_searches_freezing_only_with_its_weights():
 
 
 def test_study_cpu_is_sized_for_two_cores():
-    """Light architectures only, one trial at a time on 2 threads, small images."""
+    """Light architectures only (the from-scratch custom CNN and the packaged, pretrained
+    Lite0), one trial at a time on 2 threads, 128 px, the fine-tuning recipe searched."""
     cfg = load_config(EXAMPLES / "study-cpu.yaml")
     space = space_for(cfg)
-    assert set(space["arch"].choices) == {"custom_cnn", "resnet10t"}
+    assert set(space["arch"].choices) == {"custom_cnn", "tf_efficientnet_lite0"}
     assert set(space["ratio"].choices) == {"1:1", "1:2"}
-    assert cfg.model.input_size <= 64 and cfg.cluster.use_gpu is False
+    assert cfg.model.input_size <= 128 and cfg.cluster.use_gpu is False
+    assert cfg.model.pretrained is True and cfg.optim.warmup_steps > 0
     assert cfg.cluster.max_concurrent_trials == 1 and cfg.cluster.threads == 2
-    assert space["frozen_stages"].fixed  # random init: nothing to freeze
-    assert {p["arch"] for p in cfg.search.points_to_evaluate} == {"custom_cnn", "resnet10t"}
+    assert not space["frozen_stages"].fixed and not space["backbone_lr_scale"].fixed
+    assert not space["frozen_stages"].applies("custom_cnn")  # from scratch: nothing frozen
+    assert {p["arch"] for p in cfg.search.points_to_evaluate} == {"custom_cnn",
+                                                                  "tf_efficientnet_lite0"}
