@@ -507,7 +507,20 @@ def _details(res: dict, cmd: list[str]) -> str:
                 for row in traced.get(key, [])]
     for window, text in (res.get("profiles") or {}).items():
         out += [f"== cProfile, trial starts {window}", text]
-    return "\n".join(out) + "\n"
+    return _portable("\n".join(out) + "\n")
+
+
+def _portable(text: str) -> str:
+    """``text`` without this machine's folders (results name no machine: the committed
+    pages are checked by tests/test_results_portable.py): site-packages, the repository and
+    the temporary folder become short names."""
+    import site
+    import tempfile
+
+    for folder, name in ([(p, "site-packages") for p in site.getsitepackages()]
+                         + [(str(REPO), "."), (tempfile.gettempdir(), "$TMPDIR")]):
+        text = text.replace(folder.rstrip("/") + "/", name + "/")
+    return text
 
 
 def bench_doc() -> str:

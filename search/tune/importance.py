@@ -31,11 +31,13 @@ def param_importances(source: str | Path | Any, study_name: str, *, arch_param: 
         path = Path(source)
         if not path.exists():
             return f"no {path.name} in the results folder"
-        source = study_store.reader(path) if path.is_dir() else study_store.open_file(path)
+        try:  # a damaged file is a sentence too, not a traceback in the report
+            source = study_store.reader(path) if path.is_dir() else study_store.open_file(path)
+        except Exception as err:
+            return f"{path.name} cannot be read: {type(err).__name__}: {str(err)[:200]}"
     if source is None:
         return f"no {' or '.join(study_store.LOCAL_FILES[::-1])} in the results folder"
     try:
-
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         study = optuna.load_study(study_name=study_name, storage=source)
         done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
