@@ -24,6 +24,7 @@ from tiny_config import tiny_search_config  # beside this file
 
 from search.filenames import TRAIN_RUNS, TRIAL_PREFIX
 from search.train import history
+from search.tune import study_store
 from search.tune.tables import read_trials_csv
 
 REPO = Path(__file__).resolve().parents[2]
@@ -113,7 +114,7 @@ def _assert_tables_hold_every_trial_once(experiment: Path, samples: int, epochs:
     history = pd.read_parquet(experiment / "history.parquet")
     per_trial = history.groupby("trial_id")["epoch"].apply(sorted)
     assert per_trial.to_dict() == {t: list(range(1, epochs + 1)) for t in trials["trial_id"]}
-    storage = f"sqlite:///{experiment / 'optuna.db'}"
+    storage = study_store.reader(experiment)  # the journal (or an older optuna.db)
     (summary,) = optuna.get_all_study_summaries(storage)
     study = optuna.load_study(study_name=summary.study_name, storage=storage)
     assert len(study.trials) == samples, [t.number for t in study.trials]
