@@ -14,9 +14,7 @@ import functools
 import json
 import logging
 import os
-import sqlite3
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Collection, Iterator, Sequence
@@ -62,9 +60,9 @@ from search.train.driver import (
 )
 from search.tune import study_store, tables
 from search.tune.janitor import PlacementGroupJanitor, sweep
-from search.tune.journal_upload import JournalUploader
 from search.tune.retention import retention
 from search.tune.space import Param, check_points, describe, sample, space_for
+from search.tune.study_upload import JournalUploader, StudyUploader
 
 
 class ProgressPrinter:
@@ -328,42 +326,6 @@ class ResumableOptunaSearch(OptunaSearch):
         ot_trial = getattr(self, "_ot_trials", {}).get(trial_id)
         cached = getattr(ot_trial, "_cached_frozen_trial", None)
         return cached is not None and result.get("training_iteration") in cached.intermediate_values
-
-
-class StudyUploader(Callback):
-    """Upload a consistent snapshot of the Optuna study to remote storage after each trial.
-
-    With a URI ``storage_path`` the study lives in the driver's local mirror; uploading it
-    as trials end means a lost head node costs at most the trials still running.
-    SQLite's backup API gives a consistent copy even while Optuna writes.
-    """
-
-    def __init__(self, db: str, location: str) -> None:
-        self.db = db
-        self.location = location
-
-    def upload(self) -> bool:
-        try:
-            with tempfile.TemporaryDirectory() as tmp:
-                snapshot = Path(tmp) / OPTUNA_DB
-                src, dst = sqlite3.connect(self.db), sqlite3.connect(snapshot)
-                try:
-                    src.backup(dst)
-                finally:
-                    src.close()
-                    dst.close()
-                storage.upload_file(snapshot, storage.join(self.location, OPTUNA_DB))
-            return True
-        except Exception as err:  # a backup must never end the search
-            warnings.warn(f"could not upload the Optuna study to {self.location}: {err}",
-                          stacklevel=2)
-            return False
-
-    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.upload()
-
-    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.upload()
 
 
 def _searcher(cfg: ExperimentConfig, space: dict[str, Param], mode: str, exp_dir: Path) -> Any:

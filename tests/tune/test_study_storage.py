@@ -26,7 +26,7 @@ from search.config import ConfigError, load_config
 from search.filenames import OPTUNA_DB, OPTUNA_JOURNAL
 from search.tune import study_store
 from search.tune.importance import param_importances
-from search.tune.journal_upload import JournalUploader
+from search.tune.study_upload import JournalUploader
 
 
 def _fill(storage, name: str, n: int) -> None:
