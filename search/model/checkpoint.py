@@ -118,11 +118,15 @@ def resumable(directory: Path) -> Path | None:
     its state, the newest later sibling that kept weights and optimiser state; None when
     there is none (the trial had ended: nothing to resume)."""
     directory = Path(directory)
-    if released_error(directory, "") is None:
+    if (directory / WEIGHTS).is_file() and (directory / STATE).is_file():
         return directory
+    # Retention keeps optimiser state in a trial's latest checkpoint only, and its weights in
+    # the best ones: a newer sibling written before the driver's last save holds both.
     later = sorted(p for p in directory.parent.glob(CHECKPOINT_GLOB) if p.name > directory.name
                    and (p / WEIGHTS).is_file() and (p / STATE).is_file())
-    return later[-1] if later else None
+    if later:
+        return later[-1]
+    return directory if released_error(directory, "") is None else None
 
 
 # ------------------------------------------------------------------ reading
@@ -134,11 +138,13 @@ def load_weights(model: nn.Module, directory: str | Path) -> nn.Module:
     return model
 
 
-def load_trainer_state(directory: str | Path) -> dict[str, Any]:
-    """``{"epoch", "optimizer"}`` saved by :func:`save_trainer_state` (tensors only)."""
+def load_trainer_state(directory: str | Path) -> dict[str, Any] | None:
+    """``{"epoch", "optimizer"}`` saved by :func:`save_trainer_state` (tensors only); None
+    when retention released it (optimiser state is kept in a trial's latest checkpoint)."""
     import torch
 
-    return torch.load(Path(directory) / STATE, weights_only=True)
+    path = Path(directory) / STATE
+    return torch.load(path, weights_only=True) if path.is_file() else None
 
 
 def checkpoint_metrics(directory: str | Path) -> dict[str, Any]:

@@ -287,8 +287,11 @@ class Recipe:
             elif d is not None:
                 load_weights(self.model, d)
                 state = load_trainer_state(d)
-                self.start_epoch = int(state["epoch"])
                 self.final_metrics = checkpoint_metrics(d)
+                # Without its optimiser state (released), the epoch is the checkpoint's own
+                # and the optimiser starts afresh from these weights.
+                self.start_epoch = int(state["epoch"] if state is not None
+                                       else (self.final_metrics or {}).get("epoch", 0))
                 before = (self.final_metrics or {}).get("time_total_s")
                 self.time_before = float(before) if isinstance(before, int | float) else 0.0
                 # A checkpoint from before warm-up steps were counted: warm-up is over.
