@@ -48,6 +48,8 @@ def source_search(tmp_path_factory, demo_shards, dff_shards, frames_source, ray_
                 "search.scheduler=none", "optim.epochs=3", "data.extra_every=2",
                 f"data.extra_sources={{dff: {dff_shards}, frames: {frames_source}}}",
                 "search.metric=val_auc@dff",
+                # every trial's weights stay: the tests re-score each trial's checkpoints
+                "cluster.keep_weights=all",
                 points]) == 0
     return storage / "xsource"
 
