@@ -63,6 +63,7 @@ from search.tune.janitor import PlacementGroupJanitor, sweep
 from search.tune.retention import retention
 from search.tune.space import Param, check_points, describe, sample, space_for
 from search.tune.study_upload import JournalUploader, StudyUploader
+from search.tune.tensorboard import tensorboard_logger
 
 
 class ProgressPrinter:
@@ -436,8 +437,8 @@ def build_tuner(cfg: ExperimentConfig, data: TrialData | None = None, *, resume:
             name=cfg.search.name, storage_path=_storage_root(location),
             failure_config=tune.FailureConfig(max_failures=cfg.search.max_failures),
             checkpoint_config=checkpoint_config(cfg, mode, max_epochs),
-            callbacks=[printer.callback(), *_janitors(cfg), *_uploaders(cfg, exp_dir, location),
-                       *retention(cfg, location)],
+            callbacks=[printer.callback(), *tensorboard_logger(), *_janitors(cfg),
+                       *_uploaders(cfg, exp_dir, location), *retention(cfg, location)],
             verbose=1 if verbose else 0,
         ),
     )

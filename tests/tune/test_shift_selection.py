@@ -48,7 +48,7 @@ def shift(tmp_path_factory, ray_cluster) -> tuple[Path, Path, Path]:
     a = _source(root / "a", "fake", seed=0)
     b = _source(root / "b", "real", seed=1)
     assert cli(["run", "--config", str(EXAMPLES / "shift-demo.yaml"), f"data.shards={a}",
-                f"data.extra_sources={{shifted: {b}}}", f"cluster.storage_path={root}",
+                f"data.extra_sources={{shifted: {b}}}", f"cluster.storage_path={root}", "cluster.keep_weights=all",
                 "search.name=shift", "--no-test"]) == 0
     return root / "shift", a, b
 

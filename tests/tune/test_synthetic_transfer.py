@@ -51,7 +51,7 @@ def test_self_blends_transfer_where_the_sets_own_fakes_teach_a_shortcut(tmp_path
              "batch_norm: true, weight_decay: 1.0e-4, synthetic: [0.0, 1.0], "
              "blend_transform: colour}")
     assert cli(["run", "--config", str(EXAMPLES / "shift-demo.yaml"), f"data.shards={a}",
-                f"data.extra_sources={{shifted: {b}}}", f"cluster.storage_path={tmp_path}",
+                f"data.extra_sources={{shifted: {b}}}", f"cluster.storage_path={tmp_path}", "cluster.keep_weights=all",
                 "search.name=sbi", "optim.epochs=6", space,
                 "search.points_to_evaluate=[{synthetic: 0.0}, {synthetic: 1.0}]",
                 "--no-test"]) == 0

@@ -32,7 +32,7 @@ def test_a_search_over_the_transfer_options_records_every_choice(tmp_path, demo_
              "synthetic: [0.0, 0.5, 1.0], downup_prob: [0.0, 0.5]}")
     points = "search.points_to_evaluate=" + json.dumps(POINTS)
     assert cli(["run", "--config", str(EXAMPLES / "tiny.yaml"), f"data.shards={demo_shards}",
-                f"cluster.storage_path={tmp_path}", "search.name=transfer",
+                f"cluster.storage_path={tmp_path}", "search.name=transfer", "cluster.keep_weights=all",
                 "search.num_samples=3", "search.scheduler=none", space, points]) == 0
     results = tmp_path / "transfer"
     trials = pd.read_parquet(results / "trials.parquet")

@@ -1,0 +1,36 @@
+"""TensorBoard gets every metric of every epoch, while Tune's driver keeps statistics of a few.
+
+A search's trial tells Tune only what the scheduler, the searcher and the progress lines read
+(:func:`search.train.runtime.search_keys`): Tune keeps running statistics of every numeric
+key of every trial in the driver, which is what made the driver grow with the trial count
+(issue 29). The rest of the epoch's record travels beside them as one JSON string
+(:data:`search.train.runtime.RECORD`), which Tune stores but keeps no statistics of. :class:`TensorBoardLogger`,
+Tune's own TensorBoard logger with that string unpacked, writes the whole record, so
+TensorBoard shows EER, AP, precision, recall, ... as before.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray.tune.logger import TBXLoggerCallback
+
+from search.train.runtime import unpack
+
+__all__ = ["TensorBoardLogger", "tensorboard_logger"]
+
+
+class TensorBoardLogger(TBXLoggerCallback):
+    """Tune's TensorBoard logger, with :data:`~search.train.runtime.RECORD` unpacked into scalars."""
+
+    def log_trial_result(self, iteration: int, trial: Any, result: dict) -> None:
+        super().log_trial_result(iteration, trial, unpack(result))
+
+
+def tensorboard_logger() -> list[Any]:
+    """The search's TensorBoard logger (it takes the place of Tune's default one); none where
+    tensorboardX is missing, as with Tune's."""
+    try:
+        return [TensorBoardLogger()]
+    except ImportError:
+        return []
