@@ -5,7 +5,8 @@
         --frames ../shared/data/ffpp_celebdf_frames
 
 A family is the input transform (rgb, npr, highpass) and whether the FAKE class was partly
-or wholly self-blended (synthetic > 0). Its row is its best trial by the search's own
+or wholly synthetic (synthetic > 0), and how: self-blends or cross-face part splices, with
+or without colour matching (data.synthetic_kind). Its row is its best trial by the search's own
 metric (``val_auc@ciplab``: CIPLAB's selection part), at that trial's best kept epoch; one
 more row is what in-source selection (``val_auc``) over the same search picks. Each row:
 in-source test AUC (deepfake_faces' test split), on CIPLAB's test part AUC, balanced
@@ -36,9 +37,12 @@ HEADER = ["family", "selected by", "trial", "epoch", "in-source test AUC", "CIPL
 
 
 def family(row: pd.Series) -> str:
-    """``rgb``, ``npr + synthetic 0.5``, ...: the option family of a trial."""
+    """``rgb``, ``npr + self_blend 0.5``, ``rgb + splice_matched 1``, ...: the option family
+    of a trial (input transform, and which synthetic FAKEs at what share)."""
     share = float(row.get("synthetic") or 0.0)
-    return row.get("input_transform", "rgb") + (f" + synthetic {share:g}" if share else "")
+    kind = row.get("synthetic_kind")
+    kind = kind if isinstance(kind, str) and kind else "self_blend"
+    return row.get("input_transform", "rgb") + (f" + {kind} {share:g}" if share else "")
 
 
 def frames_auc(checkpoint: Path, frames: Path) -> float:
