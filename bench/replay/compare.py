@@ -217,7 +217,23 @@ def plot(reports: pd.DataFrame, methods: Sequence[str], budget: int, grid_best: 
     return out
 
 
-def report(curves: Curves, reports: pd.DataFrame, run: dict, plot_path: Path) -> None:
+def reports_name(page: str) -> str:
+    """The file beside the recording that keeps a page's per-search reports."""
+    return "compare-reports.parquet" if page == "efficiency" else f"{page}-reports.parquet"
+
+
+def grid_text(curves: Curves) -> str:
+    """What the recording's grid varies, and which keys apply to which architecture."""
+    keys = ", ".join(f"{k} {curves.values(k)}" for k in curves.keys)
+    only = [f"{k} only for {'custom_cnn' if k == 'conv_blocks' else 'the timm families'}"
+            for k in ("conv_blocks", "frozen_stages") if k in curves.keys]
+    pretrained = "; timm families from their pretrained weights" \
+        if curves.meta.get("pretrained") else ""
+    return keys + "".join(f"; {o}" for o in only) + pretrained
+
+
+def report(curves: Curves, reports: pd.DataFrame, run: dict, plot_path: Path,
+           page: str = "efficiency") -> None:
     meta = curves.meta
     epochs, trials = int(meta["epochs"]), int(run["trials"])
     budget = trials * epochs
@@ -255,20 +271,20 @@ def report(curves: Curves, reports: pd.DataFrame, run: dict, plot_path: Path) ->
                       f"{fmt_q(t['best@1.00'], '{:.3f}')} against {fmt_q(d['best@1.00'], '{:.3f}')}")
     verdict = ("**met**" if med <= 1 / 3 else "**not met**")
     n_points = len(curves)
-    keys = ", ".join(f"{k} {curves.values(k)}" for k in curves.keys)
     top = finals.max().sort_values(ascending=False)
     notes = [
-        f"Recording: `{Path(run['recording']).relative_to(REPO)}`: a **reduced grid** of "
-        f"{n_points} configurations ({keys}; conv_blocks only for custom_cnn), each trained "
+        f"Recording: `{Path(run['recording']).relative_to(REPO)}`: a grid of "
+        f"{n_points} configurations ({grid_text(curves)}), each trained "
         f"{epochs} epochs, {n_points * epochs} epochs in all, on {meta['images']} deepfake_faces "
-        f"images at {meta['size']} px (the issue's full grid: 2 layer settings for both "
-        f"architectures, 12+ epochs, ~2 h here; not recorded: the machine was shared). "
-        f"Recorded {meta['date']} on {meta['machine']} by `{meta['command']}`.",
+        f"images prepared at {meta['size']} px. "
+        f"Recorded {meta['date']} on {meta['machine']} by `{meta['command']}` "
+        f"({meta.get('wall_s_this_run', 0) / 60:.0f} min).",
+        *run.get("grid_note", []),
         "",
         f"Budget: {trials} trials x {epochs} epochs = {budget} epochs per search (a third of "
         f"the grid's {n_points * epochs}), one trial at a time. Random and TPE run {trials} "
-        f"trials; with ASHA (grace period {run.get('grace_period', 1)}, reduction factor 2: "
-        "the project's defaults when it ran) "
+        f"trials; with ASHA (grace period {run.get('grace_period', 1)}, reduction factor "
+        f"{run.get('reduction_factor', 2)}: the project's defaults when it ran) "
         f"num_samples = {budget} and the search ends when the budget is spent, TPE's start-up "
         "trials then the project's default, 10. Epochs to random's best: epochs spent, all "
         "trials in order, until some epoch's val AUC reached random search's final best of "
@@ -291,12 +307,12 @@ def report(curves: Curves, reports: pd.DataFrame, run: dict, plot_path: Path) ->
         f"![best so far]({plot_path.relative_to(RESULTS)})",
         "",
         f"Command: `{run['command']}` (the reports of every search are in "
-        f"`{(plot_path.parent / 'compare-reports.parquet').relative_to(REPO)}`: "
+        f"`{(plot_path.parent / reports_name(page)).relative_to(REPO)}`: "
         "`--replot` rewrites this page from them).",
         *run.get("conclusion", []),
     ]
-    write_table("efficiency", f"Search efficiency on a replayed grid ({n_points} configurations x "
-                f"{epochs} epochs, deepfake_faces at {meta['size']} px): random, TPE, random + "
+    write_table(page, f"Search efficiency on a replayed grid ({n_points} configurations x "
+                f"{epochs} epochs, deepfake_faces prepared at {meta['size']} px): random, TPE, random + "
                 f"ASHA, TPE + ASHA, {table[table.method == BASELINE].shape[0]} seeds each",
                 header, rows, notes)
 
@@ -321,6 +337,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--workdir", default="/tmp/replay-compare")
     parser.add_argument("--replot", action="store_true")
     parser.add_argument("--conclusion", default="", help="a file of lines to add to the notes")
+    parser.add_argument("--page", default="efficiency",
+                        help="the table's name under results/bench/ (and the plot's)")
     args = parser.parse_args(argv)
     curves = Curves.load(args.recording)
     workdir = Path(args.workdir)
@@ -341,14 +359,15 @@ def main(argv: Sequence[str] | None = None) -> None:
             shlex.quote(a) for a in (argv if argv is not None else sys.argv[2:]))
         # the default ASHA grace the methods ran with (a replot keeps the measured one)
         run["grace_period"] = SearchConfig().grace_period
+        run["reduction_factor"] = SearchConfig().reduction_factor
     run.update(methods=list(methods), trials=args.trials,
                recording=str(Path(args.recording).resolve()))
     if args.conclusion:
         run["conclusion"] = ["", *Path(args.conclusion).read_text().splitlines()]
     run_file.write_text(json.dumps(run, indent=1))
     out = Path(args.recording).resolve().parent
-    reports.to_parquet(out / "compare-reports.parquet", index=False, compression="zstd")
-    report(curves, reports, run, out / "efficiency.png")
+    reports.to_parquet(out / reports_name(args.page), index=False, compression="zstd")
+    report(curves, reports, run, out / f"{args.page}.png", args.page)
 
 
 if __name__ == "__main__":

@@ -65,27 +65,42 @@ META_KEY = b"replay"
 
 
 def grid_points(archs: Sequence[str], ratios: Sequence[str], lrs: Sequence[float],
-                conv_blocks: Sequence[int]) -> list[dict[str, Any]]:
-    """Every configuration of the grid: ``conv_blocks`` only for the custom CNN (the space
-    applies it to nothing else)."""
+                conv_blocks: Sequence[int], frozen_stages: Sequence[int] = (),
+                input_sizes: Sequence[int] = ()) -> list[dict[str, Any]]:
+    """Every configuration of the grid: ``conv_blocks`` only for the custom CNN and
+    ``frozen_stages`` only for the timm (pretrained) families (the space applies each to
+    nothing else); ``input_sizes``, where given, for every architecture."""
     points = []
-    for arch, ratio, lr in itertools.product(archs, ratios, lrs):
-        depths = conv_blocks if arch == "custom_cnn" and len(conv_blocks) > 1 else [None]
-        for blocks in depths:
-            point = {"arch": arch, "ratio": ratio, "lr": float(lr)}
+    sizes = [int(v) for v in input_sizes] if len(input_sizes) > 1 else [None]
+    for arch, ratio, lr, size in itertools.product(archs, ratios, lrs, sizes):
+        custom = arch == "custom_cnn"
+        depths = conv_blocks if custom and len(conv_blocks) > 1 else [None]
+        frozen = frozen_stages if not custom and len(frozen_stages) > 1 else [None]
+        for blocks, stages in itertools.product(depths, frozen):
+            point: dict[str, Any] = {"arch": arch, "ratio": ratio, "lr": float(lr)}
+            if size is not None:
+                point["input_size"] = size
             if blocks is not None:
                 point["conv_blocks"] = int(blocks)
+            if stages is not None:
+                point["frozen_stages"] = int(stages)
             points.append(point)
     return points
 
 
 def grid_space(archs: Sequence[str], ratios: Sequence[str], lrs: Sequence[float],
-               conv_blocks: Sequence[int]) -> dict[str, Any]:
+               conv_blocks: Sequence[int], frozen_stages: Sequence[int] = (),
+               input_sizes: Sequence[int] = ()) -> dict[str, Any]:
     """``search.space`` of the grid: each searched parameter a list, the rest fixed."""
     space: dict[str, Any] = {"arch": list(archs), "ratio": list(ratios),
                              "lr": [float(v) for v in lrs], **FIXED}
     space["conv_blocks"] = [int(v) for v in conv_blocks] if len(conv_blocks) > 1 \
         else int(conv_blocks[0])
+    if frozen_stages:
+        space["frozen_stages"] = [int(v) for v in frozen_stages] if len(frozen_stages) > 1 \
+            else int(frozen_stages[0])
+    if len(input_sizes) > 1:
+        space["input_size"] = [int(v) for v in input_sizes]
     return space
 
 
@@ -117,7 +132,8 @@ def record_config(args: argparse.Namespace, points: list[dict[str, Any]],
 
     overrides = [
         f"data.shards={args.shards}", f"cluster.storage_path={args.workdir}",
-        "cluster.address=local", f"model.input_size={args.size}", "model.pretrained=false",
+        "cluster.address=local", f"model.input_size={args.size}",
+        f"model.pretrained={'true' if args.pretrained else 'false'}",
         f"optim.epochs={args.epochs}", f"optim.batch_size={args.batch_size}",
         f"cluster.max_concurrent_trials={args.concurrent}", f"search.name={args.name}",
         f"search.num_samples={len(points)}", "search.algorithm=random", "search.scheduler=none",
@@ -143,8 +159,9 @@ def extract(exp_dir: Path, keys: Sequence[str]) -> pd.DataFrame:
     params = trials.set_index("trial_id")[[k for k in keys if k in trials]]
     cols = ["trial_id", "epoch", *[c for c in (*METRICS, *TIMES) if c in history]]
     out = history[cols].join(params, on="trial_id")
-    if "conv_blocks" in out:  # only the custom CNN has it
-        out["conv_blocks"] = out["conv_blocks"].astype("Int64")
+    for key in ("conv_blocks", "frozen_stages", "input_size"):  # some archs lack them
+        if key in out:
+            out[key] = out[key].astype("Int64")
     out = out[[*params.columns, "epoch", *cols[2:]]]
     # A grid point trained twice (a resumed trial counted anew) keeps its first trial.
     first = out.drop_duplicates([*params.columns], keep="first")[list(params.columns)]
@@ -180,6 +197,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--ratios", nargs="+", default=list(RATIOS))
     parser.add_argument("--lrs", nargs="+", type=float, default=list(LRS))
     parser.add_argument("--conv-blocks", nargs="+", type=int, default=list(CONV_BLOCKS))
+    parser.add_argument("--frozen-stages", nargs="+", type=int, default=[],
+                        help="frozen stages of the timm families (pretrained weights only)")
+    parser.add_argument("--input-sizes", nargs="+", type=int, default=[],
+                        help="input sizes to grid over (the shards are resized to each)")
+    parser.add_argument("--pretrained", action="store_true",
+                        help="the timm families start from their pretrained weights")
+    parser.add_argument("--backbone-lr-scale", type=float, default=1.0,
+                        help="the timm families' backbone learning rate over the head's")
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--images", type=int, default=1000,
@@ -194,8 +219,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--extract-only", action="store_true",
                         help="only turn a finished search's tables into the curves file")
     args = parser.parse_args(argv)
-    points = grid_points(args.archs, args.ratios, args.lrs, args.conv_blocks)
-    space = grid_space(args.archs, args.ratios, args.lrs, args.conv_blocks)
+    grid = (args.archs, args.ratios, args.lrs, args.conv_blocks, args.frozen_stages,
+            args.input_sizes)
+    points, space = grid_points(*grid), grid_space(*grid)
+    if args.backbone_lr_scale != 1.0:
+        space["backbone_lr_scale"] = float(args.backbone_lr_scale)
     exp_dir = Path(args.workdir) / args.name
     t0 = time.time()
     if not args.extract_only:
@@ -211,7 +239,9 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     cfg = json.loads((exp_dir / EXPERIMENT).read_text())
     meta = {"grid": {"arch": args.archs, "ratio": args.ratios, "lr": args.lrs,
-                     "conv_blocks": args.conv_blocks},
+                     "conv_blocks": args.conv_blocks, "frozen_stages": args.frozen_stages,
+                     "input_size": args.input_sizes},
+            "pretrained": bool(args.pretrained),
             "space": space, "keys": keys_of(space), "points": len(points),
             "epochs": args.epochs, "size": args.size, "images": args.images,
             "shards": cfg["data"]["shards"], "seed": args.seed,

@@ -143,7 +143,8 @@ class Curves:
         if lr_range:
             lrs = self.values("lr")
             space["lr"] = {"low": float(min(lrs)), "high": float(max(lrs)), "log": True}
-        return [f"model.input_size={self.meta['size']}", "model.pretrained=false",
+        pretrained = "true" if self.meta.get("pretrained") else "false"
+        return [f"model.input_size={self.meta['size']}", f"model.pretrained={pretrained}",
                 f"optim.epochs={self.meta['epochs']}", "search.space=" + flow_yaml(space)]
 
     def space(self, cfg: Any) -> dict[str, Any]:

@@ -227,3 +227,23 @@ def test_a_replayed_search_prints_no_expected_warning(recording, ray_cluster, tm
     assert "Failed to fetch metrics" not in text and "FileNotFoundError" not in text
     assert "WARNING" not in text.upper(), text
     assert "Configuration for experiment" not in text  # Tune's banner, as search() has it
+
+
+def test_a_pretrained_grid_varies_frozen_stages_for_timm_only_and_size_for_all():
+    """The fine-tuning grid (issue 27 item 3): frozen stages only where a timm family has
+    pretrained weights to freeze, input sizes for every architecture; the space says the
+    same, and a replay's settings keep the weights."""
+    archs, lrs = ("custom_cnn", "tf_efficientnet_lite0"), (1e-4, 1e-3, 1e-2)
+    points = grid_points(archs, ("1:1",), lrs, (3,), (1, 3), (32, 64))
+    custom = [p for p in points if p["arch"] == "custom_cnn"]
+    lite = [p for p in points if p["arch"] != "custom_cnn"]
+    assert len(custom) == 3 * 2 and len(lite) == 3 * 2 * 2
+    assert all("frozen_stages" not in p for p in custom)
+    assert {p["frozen_stages"] for p in lite} == {1, 3}
+    assert {p["input_size"] for p in points} == {32, 64}
+    space = grid_space(archs, ("1:1",), lrs, (3,), (1, 3), (32, 64))
+    assert space["frozen_stages"] == [1, 3] and space["input_size"] == [32, 64]
+    assert set(keys_of(space)) == {"arch", "lr", "frozen_stages", "input_size"}
+    curves = Curves(tuple(keys_of(space)), {},
+                    {"space": space, "size": 64, "epochs": 2, "pretrained": True})
+    assert "model.pretrained=true" in curves.settings()
