@@ -12,7 +12,7 @@
 
 Models are rebuilt by the model layer's one loader (:mod:`search.model.folder`);
 predictions stream from the shards through the training stream (Ray Data) and are scored by
-the training loop's own inference step.
+the inference step the training loop validates with (:mod:`search.model.inference`).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from numpy.typing import ArrayLike
 from search import catalog, storage
 from search.cluster import connect
 from search.data.images import down_up, recompress_jpeg
-from search.data.prepare import manifest_hash, verify_shards
+from search.data.manifest import manifest_hash, verify_shards
 from search.data.sets import dataset_name
 from search.data.stream import Normalize, eval_dataset
 from search.display import number
@@ -45,8 +45,8 @@ from search.model.folder import (
     load_model,
     read_model_info,
 )
+from search.model.inference import predict_split, score_batch
 from search.train.metrics import ECE_BINS, detector_metrics
-from search.train.worker import predict_split, score_batch
 
 #: How format_metrics names detector_metrics' operating points.
 OPERATING_LABELS = {"TPR at FPR 1%": "tpr_at_fpr_1pct", "TPR at FPR 5%": "tpr_at_fpr_5pct",

@@ -1,7 +1,11 @@
 """The model layer: what a trained model *is*, below training, export, predict and evaluate.
 
 - :mod:`~search.model.registry`: the architectures (``create_model`` over a registry) and
-  the layer settings each one takes;
+  the layer settings each one takes; its builders beside it: :mod:`~search.model.custom_cnn`,
+  :mod:`~search.model.timm_family` (timm backbone + our head) and
+  :mod:`~search.model.pretrained_file` (a local weights file's checks);
+- :mod:`~search.model.inference`: the one scoring step (``score_batch``, ``predict_split``)
+  of validation, evaluation and the perturbed scoring;
 - :mod:`~search.model.checkpoint`: a trial's checkpoint folder, written and read;
 - :mod:`~search.model.folder`: any model folder (an export or a checkpoint) described and
   rebuilt, the one loader of every command;
@@ -30,6 +34,8 @@ _EXPORTS = {
     "load_model": "search.model.folder",
     "export_onnx": "search.model.onnx",
     "ExportError": "search.model.onnx",
+    "predict_split": "search.model.inference",
+    "score_batch": "search.model.inference",
     "model_latency": "search.model.latency",
     "onnx_latency": "search.model.latency",
 }

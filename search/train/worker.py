@@ -45,6 +45,7 @@ from search.model.checkpoint import (
     unwrap,
     write_predictions,
 )
+from search.model.inference import gather, predict_split
 from search.model.latency import IN_SEARCH, model_latency
 from search.train.history import epoch_record
 from search.train.metrics import detector_metrics
@@ -103,15 +104,6 @@ def lr_factor(cfg: OptimConfig, epoch: int) -> float:
     raise ValueError(f"optim.schedule {cfg.schedule!r}: choose cosine, step or constant")
 
 
-def _gather(values: list[Any]) -> list[Any]:
-    """Concatenate per-worker lists on every worker (identity when not distributed)."""
-    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
-        return values
-    parts: list[Any] = [None] * torch.distributed.get_world_size()
-    torch.distributed.all_gather_object(parts, values)
-    return [v for part in parts for v in part]
-
-
 class NormalizeCollate(NumpyBatchCollateFn):
     """Ray Data collate step: NHWC uint8 numpy batch -> normalised float32 NCHW tensors.
 
@@ -147,43 +139,6 @@ def training_batches(data: Any, *, batch_size: int, device: torch.device, normal
     for batch in data.iter_torch_batches(**common, device=device,
                                          dtypes={"image": torch.uint8, "label": torch.float32}):
         yield normalize(batch["image"], channels_last=channels_last), batch["label"]
-
-
-def score_batch(model: nn.Module, images: np.ndarray, *, device: torch.device,
-                normalize: Normalize, amp: bool = False, channels_last: bool = False,
-                ) -> np.ndarray:
-    """p_fake (float64) of one NHWC uint8 batch: the one inference step of validation, the
-    evaluation commands and the perturbed scoring, so that all of them score alike
-    (normalised on ``device``, bf16 autocast when ``amp``). ``model`` must be in eval mode."""
-    x = torch.from_numpy(np.ascontiguousarray(images)).to(device, non_blocking=True)
-    x = normalize(x, channels_last=channels_last)
-    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-        logits = model(x).float().reshape(-1)
-    return torch.sigmoid(logits).cpu().numpy().astype(np.float64)
-
-
-def predict_split(model: nn.Module, data: Any, *, batch_size: int, device: torch.device,
-                  normalize: Normalize, amp: bool = False, channels_last: bool = False,
-                  ) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """(ids, labels, p_fake) of every row of an evaluation split, sorted by id.
-
-    ``data`` is a worker's dataset shard (rows are then gathered from every worker) or a
-    whole ``ray.data.Dataset`` (evaluation outside training).
-    """
-    model.eval()
-    ids: list[str] = []
-    labels: list[np.ndarray] = []
-    probs: list[np.ndarray] = []
-    for batch in data.iter_batches(batch_size=batch_size, batch_format="numpy", prefetch_batches=2):
-        probs.append(score_batch(model, batch["image"], device=device, normalize=normalize,
-                                 amp=amp, channels_last=channels_last))
-        labels.append(batch["label"].astype(np.int64))
-        ids.extend(str(i) for i in batch["id"])
-    rows = _gather(list(zip(ids, np.concatenate(labels).tolist() if labels else [],
-                            np.concatenate(probs).tolist() if probs else [])))
-    rows.sort()  # a fixed order, whatever the split between workers
-    return ([r[0] for r in rows], np.asarray([r[1] for r in rows], np.int64),
-            np.asarray([r[2] for r in rows], np.float64))
 
 
 #: The dataset name of an extra source's validation split (the driver builds it by this name).
@@ -338,7 +293,7 @@ class Recipe:
             seen += len(y)
             if rt.should_stop():
                 return None
-        totals = _gather([(float(loss_sum), seen)])
+        totals = gather([(float(loss_sum), seen)])
         n_train = sum(n for _, n in totals)
         return {"epoch": epoch + 1, "train_loss": sum(s for s, _ in totals) / max(n_train, 1),
                 "train_images": n_train, "lr": self.base_lrs[0] * factor, "optim_steps": self.step,
@@ -477,5 +432,5 @@ class _timed:
 
 
 __all__ = ["SOURCE_SPLIT", "NormalizeCollate", "Recipe", "build_optimizer", "cpu_threads",
-           "lr_factor", "predict_split", "score_batch", "scores_sources", "source_metrics",
-           "train_loop", "training_batches", "warmup_factor"]
+           "lr_factor", "scores_sources", "source_metrics", "train_loop", "training_batches",
+           "warmup_factor"]
