@@ -20,7 +20,7 @@ of the wrapper (:class:`WithInputTransform`).
   fixed SRM-style filters of the field): the image without its low frequencies.
 
 All three export to ONNX at the project's opset (Slice, Resize/nearest, Pad/reflect,
-depthwise Conv): ``tests/train/test_input_transforms.py`` checks the parity.
+depthwise Conv): ``tests/model/test_input_transforms.py`` checks the parity.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from search.data.images import down_up, recompress_jpeg
 from search.evaluate import CLEAN, PERTURBATIONS, evaluate_robustness, robustness_summary
 from search.robustness_table import robustness_table, worst_drop
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def _noise(size: int = 32, seed: int = 0) -> np.ndarray:
