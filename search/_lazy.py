@@ -1,7 +1,7 @@
 """Lazy re-exports for package ``__init__`` files: names resolve on first use.
 
 Importing a package stays cheap (no torch, no Ray) while ``from search.train import
-create_model`` still works; ``__all__`` lists every public name, as Optuna's packages do.
+train_one`` still works; ``__all__`` lists every public name, as Optuna's packages do.
 """
 
 from __future__ import annotations

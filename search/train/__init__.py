@@ -1,14 +1,10 @@
-"""Training one configuration: the model registry, pure detector metrics, the per-worker loop
-and the driver that builds a ``TorchTrainer``."""
+"""Training one configuration: pure detector metrics, the per-worker loop and the driver that
+builds a ``TorchTrainer``. The architectures (``create_model``) are the model layer's:
+import them from :mod:`search.model.registry`, their one home."""
 
 from search._lazy import lazy_exports
 
 _EXPORTS = {
-    "create_model": "search.model.registry",
-    "list_models": "search.model.registry",
-    "model_params": "search.model.registry",
-    "UnknownModelError": "search.model.registry",
-    "PretrainedWeightsUnavailable": "search.model.registry",
     "detector_metrics": "search.train.metrics",
     "train_loop": "search.train.worker",
     "build_trainer": "search.train.driver",
