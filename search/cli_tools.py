@@ -133,7 +133,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from search.data.prepare import verify_shards
+    from search.data.manifest import verify_shards
     from search.data.sets import PreparedSet
     from search.data.stream import quiet_ray_data
     from search.evaluate import cross_dataset, evaluate_model, format_metrics

@@ -404,7 +404,7 @@ def test_prepare_refuses_splits_that_round_to_no_image_before_decoding(tmp_path:
     import search.data.prepare as prep
 
     src = _source(tmp_path / "src", 20)
-    monkeypatch.setattr(prep, "_decode_all", lambda *a, **k: pytest.fail("decoded first"))
+    monkeypatch.setattr(prep, "decode_all", lambda *a, **k: pytest.fail("decoded first"))
     err = _user_error(["prepare", "--layout", "folders", "--source", str(src), "--out",
                        str(tmp_path / "out"), "--size", "16", "--splits", "0.98,0.01,0.01",
                        "--quiet"], capsys)

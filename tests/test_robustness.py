@@ -75,14 +75,15 @@ def test_prepare_rerun_replaces_only_its_own_files(tmp_path: Path, frames: Path)
 
 def test_shard_hashes_are_checked_once_and_cached(tmp_path: Path, frames: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import search.data.manifest as reader
     import search.data.prepare as prep
 
     out = tmp_path / "out"
     prep.prepare(prep.PrepareOptions(layout="folders", source=str(frames), out=str(out), size=32,
                                      splits=(0.34, 0.33, 0.33)), progress=False)
     hashed: list[Path] = []
-    real = prep.file_sha256
-    monkeypatch.setattr(prep, "file_sha256", lambda p: hashed.append(p) or real(p))
+    real = reader.file_sha256  # verify_shards hashes through the reader's own name
+    monkeypatch.setattr(reader, "file_sha256", lambda p: hashed.append(p) or real(p))
     prep.verify_shards(out)
     n = len(json.loads((out / "manifest.json").read_text())["shards"])
     assert len(hashed) == n

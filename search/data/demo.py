@@ -8,7 +8,8 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from search.data.demo_painter import DEMO_SIZE, GRIDS
-from search.data.prepare import PrepareOptions, load_manifest, prepare
+from search.data.manifest import load_manifest
+from search.data.prepare import PrepareOptions, prepare
 from search.filenames import MANIFEST
 from search.paths import default_shards_dir
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from search.data.prepare import load_manifest
+from search.data.manifest import load_manifest
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ import numpy as np
 
 from search import catalog
 from search.config import ConfigError, config_from_dict
-from search.data.prepare import MAX_SIZE, load_manifest, manifest_hash
+from search.data.manifest import MAX_SIZE, load_manifest, manifest_hash
 from search.data.sets import dataset_name
 from search.filenames import CONFIG, WEIGHTS
 from search.filenames import ONNX as ONNX_FILE

@@ -28,7 +28,8 @@ from search.data.layouts import SourceError
 from search.data.prepare import LOCK, STAGING_PREFIX, PrepareOptions, prepare, verify_shards
 
 # A prepare process held at one point: it runs ``deepfake-search ARGV`` with
-# search.data.prepare.<WHERE> wrapped to write MARKER (its pid) and wait until GO exists.
+# search.data.prepare.<WHERE> wrapped to write MARKER (its pid) and wait until GO exists
+# (prepare calls its steps by the names it imports, so they are patched there).
 HELD = """
 import os, sys, time
 from pathlib import Path
@@ -95,7 +96,7 @@ def _consistent(out: Path) -> dict:
 def test_a_second_prepare_into_the_same_out_is_refused_naming_the_first(tmp_path: Path) -> None:
     src_a, src_b = _source(tmp_path / "a"), _source(tmp_path / "b", n=8)
     out = tmp_path / "out"
-    first, _, go = _held("_decode_all", _argv(src_a, out), tmp_path)
+    first, _, go = _held("decode_all", _argv(src_a, out), tmp_path)
     try:
         second = subprocess.run([sys.executable, "-c", CLI, *_argv(src_b, out)],
                                 capture_output=True, text=True, timeout=120)
@@ -142,7 +143,7 @@ def test_sigint_or_sigterm_while_writing_leaves_no_staging_folder(tmp_path: Path
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     for sig, code, ignored in ((signal.SIGINT, 130, False), (signal.SIGTERM, 143, False),
                                (signal.SIGTERM, 143, True)):
-        proc, marker, _ = _held("_write_shards", _argv(src, out), tmp_path, sigint_ignored=ignored)
+        proc, marker, _ = _held("write_shards", _argv(src, out), tmp_path, sigint_ignored=ignored)
         assert [p.name for p in out.glob(f"{STAGING_PREFIX}*")], "held before its staging exists"
         proc.send_signal(sig)
         try:
@@ -162,7 +163,7 @@ def test_a_killed_runs_staging_folder_and_lock_are_taken_over(tmp_path: Path) ->
     held: the kernel let go); the next run takes the lock and removes that folder."""
     src = _source(tmp_path / "src")
     out = tmp_path / "out"
-    proc, _, _ = _held("_write_shards", _argv(src, out), tmp_path)
+    proc, _, _ = _held("write_shards", _argv(src, out), tmp_path)
     proc.kill()
     proc.wait(timeout=60)
     assert list(out.glob(f"{STAGING_PREFIX}*")) and (out / LOCK).exists()
