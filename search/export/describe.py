@@ -15,7 +15,7 @@ import pandas as pd
 from search import catalog
 from search.config import ExperimentConfig
 from search.data.layouts import LABEL_NAMES
-from search.data.prepare import load_manifest, manifest_hash
+from search.data.manifest import load_manifest, manifest_hash
 from search.data.sets import dataset_name
 from search.filenames import ONNX as ONNX_FILE
 from search.filenames import json_safe, portable_experiment, portable_path

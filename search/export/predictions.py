@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from search.data.prepare import verify_shards
+from search.data.manifest import verify_shards
 from search.evaluate.scoring import LOCAL_CPUS, evaluate_checkpoint
 from search.export.calibration import calibrate
 from search.export.operating import operating_point

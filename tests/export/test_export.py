@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from search.config import config_from_dict
-from search.data.prepare import manifest_hash
+from search.data.manifest import manifest_hash
 from search.export import choose_trial, export_model, fetch_test_predictions
 from search.filenames import checkpoint_in
 from search.model.checkpoint import load_checkpoint_model, read_predictions
