@@ -28,7 +28,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("tune", ("search.tune",)),
     ("after-search", ("search.evaluate", "search.study")),
     ("report/CLI", ("search.report", "search.export", "search.predict", "search.cli",
-                    "search.cli_tools", "search.run", "search")),
+                    "search.cli_tools", "search.experiment", "search.run", "search")),
 )
 
 
