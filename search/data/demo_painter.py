@@ -32,10 +32,22 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 from PIL import Image
+
+from search.data._demo_brush import (
+    ellipse_r,
+    gauss_blur,
+    paint,
+    pick,
+    pixel_grid,
+    resize,
+    smooth_noise,
+    soft,
+    to_uint8,
+)
 
 __all__ = ["DEFAULT_DIFFICULTY", "DEMO_SIZE", "GRIDS", "GRID_AMPLITUDE", "Grid", "add_grid",
            "check_grid", "make_fake", "make_real", "write_demo_source"]
@@ -81,73 +93,23 @@ _HAIR = np.array(
 _IRIS = np.array([[0.30, 0.18, 0.08], [0.20, 0.35, 0.55], [0.25, 0.40, 0.25], [0.12, 0.08, 0.05]])
 
 
-# --------------------------------------------------------------------------- helpers
-
-
-def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pixel-centre coordinates in [-1, 1] (x to the right, y downwards)."""
-    cx = (np.arange(w, dtype=np.float32) + 0.5) / w * 2.0 - 1.0
-    cy = (np.arange(h, dtype=np.float32) + 0.5) / h * 2.0 - 1.0
-    return np.broadcast_to(cx[None, :], (h, w)), np.broadcast_to(cy[:, None], (h, w))
-
-
-def _smooth_noise(rng: np.random.Generator, size: int, cells: int, channels: int = 1) -> np.ndarray:
-    """Bilinearly upsampled random lattice: smooth, low-frequency noise in about [-1, 1]."""
-    lattice = rng.uniform(-1.0, 1.0, (cells + 1, cells + 1, channels)).astype(np.float32)
-    t = (np.arange(size, dtype=np.float32) + 0.5) / size * cells
-    i = np.minimum(t.astype(np.int64), cells - 1)
-    f = t - i
-    f = f * f * (3.0 - 2.0 * f)  # smoothstep so cell borders do not show
-    rows = lattice[i] * (1 - f)[:, None, None] + lattice[i + 1] * f[:, None, None]
-    out = rows[:, i] * (1 - f)[None, :, None] + rows[:, i + 1] * f[None, :, None]
-    return out
-
-
-def _ellipse_r(
-    x: np.ndarray, y: np.ndarray, cx: float, cy: float, ax: float, ay: float, theta: float = 0.0
-) -> np.ndarray:
-    """Normalised elliptical radius (1 on the ellipse boundary)."""
-    u, v = x - cx, y - cy
-    c, s = np.cos(theta), np.sin(theta)
-    return np.sqrt(((u * c + v * s) / ax) ** 2 + ((-u * s + v * c) / ay) ** 2)
-
-
-def _soft(r: np.ndarray, width: float) -> np.ndarray:
-    """Anti-aliased inside-mask of ``r <= 1`` with an edge ``width`` (in r units) wide."""
-    return np.clip((1.0 - r) / width + 0.5, 0.0, 1.0)
-
-
-def _paint(img: np.ndarray, mask: np.ndarray, color: np.ndarray | float) -> None:
-    """Alpha-composite ``color`` (RGB or HxWx3) onto ``img`` in place."""
-    m = mask[..., None]
-    img *= 1.0 - m
-    img += m * color
-
-
-def _pick(rng: np.random.Generator, palette: np.ndarray, jitter: float) -> np.ndarray:
-    """A palette colour, interpolated between neighbours and jittered."""
-    t = rng.uniform(0, len(palette) - 1)
-    i = min(int(t), len(palette) - 2)
-    c = palette[i] * (1 - (t - i)) + palette[i + 1] * (t - i)
-    return np.clip(c * rng.uniform(1 - jitter, 1 + jitter, 3), 0.0, 1.0).astype(np.float32)
-
-
-def _to_uint8(img: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint(img), 0, 255).astype(np.uint8)
-
-
-def _resize(img: np.ndarray, size: tuple[int, int], resample: int) -> np.ndarray:
-    """Resize a float HxWx3 image in [0, 255] with PIL (per channel, in float precision)."""
-    chans = [
-        np.asarray(
-            Image.fromarray(np.ascontiguousarray(img[..., k], np.float32)).resize(size, resample)
-        )
-        for k in range(3)
-    ]
-    return np.stack(chans, axis=-1)
-
-
 # --------------------------------------------------------------------------- REAL
+
+
+class _Pose(NamedTuple):
+    """Where a REAL's head sits in the crop: pixel coordinates, one pixel's width, centre,
+    half-axes, roll, and the head-local coordinates (the unit ellipse is the head)."""
+
+    x: np.ndarray
+    y: np.ndarray
+    px: float
+    cx: float
+    cy: float
+    a: float
+    b: float
+    th: float
+    ur: np.ndarray
+    vr: np.ndarray
 
 
 def make_real(rng: np.random.Generator, size: int) -> np.ndarray:
@@ -156,95 +118,19 @@ def make_real(rng: np.random.Generator, size: int) -> np.ndarray:
     Aligned face crop (like the Kaggle faces_224 crops): a shaded skin-tone head roughly centred,
     with hair, brows, eyes, nose and mouth, a gradient/textured background, random pose, scale and
     lighting, then camera optics (slight blur) and sensor noise (Gaussian + shot noise).
+
+    The steps draw from ``rng`` in this fixed order: reordering them changes every demo image.
     """
-    x, y = _grid(size, size)
-    px = 2.0 / size  # one pixel in normalised units
-
-    # Background: two-colour gradient + blotchy low-frequency texture (+ optional stripes).
-    c0, c1 = rng.uniform(0.05, 0.95, 3), rng.uniform(0.05, 0.95, 3)
-    ang = rng.uniform(0, 2 * np.pi)
-    t = np.clip(0.5 + 0.5 * (x * np.cos(ang) + y * np.sin(ang)), 0, 1)[..., None]
-    img = (c0 * (1 - t) + c1 * t).astype(np.float32)
-    img += rng.uniform(0.03, 0.12) * _smooth_noise(rng, size, int(rng.integers(2, 7)), 3)
-    if rng.random() < 0.4:
-        f = rng.uniform(4, 14)
-        a2 = rng.uniform(0, np.pi)
-        img += rng.uniform(0.02, 0.06) * np.sin(f * (x * np.cos(a2) + y * np.sin(a2)))[..., None]
-
-    # Pose: aligned crop, so only mild jitter in position, scale and roll.
-    cx, cy = rng.normal(0, 0.04), rng.normal(0.02, 0.04)
-    a = rng.uniform(0.50, 0.62)
-    b = a * rng.uniform(1.22, 1.36)
-    th = rng.normal(0, 0.10)
-    cth, sth = np.cos(th), np.sin(th)
-    u, v = x - cx, y - cy
-    ur, vr = (u * cth + v * sth) / a, (-u * sth + v * cth) / b  # head-local, unit ellipse
-    skin = _pick(rng, _SKIN, 0.06)
-    hair = _pick(rng, _HAIR, 0.1)
-
-    # Long hair behind the head.
-    if rng.random() < 0.5:
-        r_back = _ellipse_r(x, y, cx, cy - 0.05 * b, a * 1.25, b * 1.15, th)
-        _paint(img, _soft(r_back, 3 * px) * (vr < rng.uniform(0.3, 1.2)), hair * 0.8)
-
-    # Neck / shoulders.
-    neck = (np.abs(ur) < rng.uniform(0.45, 0.6)) & (vr > 0.5)
-    _paint(img, neck.astype(np.float32), skin * 0.72)
-    shoulders = _soft(_ellipse_r(x, y, cx, cy + 1.75 * b, 1.9 * a, 0.7 * b), 3 * px)
-    _paint(img, shoulders, rng.uniform(0.05, 0.9, 3).astype(np.float32))
-
-    # Head: Lambertian shading of an ellipsoid under a random light, plus skin texture.
-    r2 = ur**2 + vr**2
-    nz = np.sqrt(np.clip(1.0 - r2, 0.0, 1.0))
-    light = np.array([rng.normal(0, 0.5), rng.normal(-0.3, 0.3), 1.0])
-    light /= np.linalg.norm(light)
-    shade = 0.45 + 0.6 * np.clip(ur * light[0] + vr * light[1] + nz * light[2], 0, 1)
-    tex = 1.0 + 0.05 * _smooth_noise(rng, size, 6) + 0.025 * _smooth_noise(rng, size, size // 4)
-    face = skin * (shade[..., None] * tex)
-    _paint(img, _soft(np.sqrt(r2), 2 * px / a), face)
-    shade3 = shade[..., None]
-
-    # Hair band on top of the head (wavy hairline, strand texture); 10 % are bald.
-    if rng.random() < 0.9:
-        hl = -rng.uniform(0.45, 0.7) + 0.06 * np.sin(ur * rng.uniform(5, 12) + rng.uniform(0, 6))
-        cap = _soft(np.sqrt(ur**2 + (vr + 0.04) ** 2) / 1.08, 2 * px / a)
-        band = cap * np.clip((hl - vr) / (2 * px / b) + 0.5, 0, 1)
-        strands = 1.0 + 0.15 * np.sin(ur * rng.uniform(25, 45) + 2 * vr)
-        _paint(img, band, hair * (strands * (0.6 + 0.5 * shade))[..., None])
-
-    # Eyes with brows, nose and mouth (in head-local coordinates).
-    ex, ey = rng.uniform(0.33, 0.43), rng.uniform(-0.16, -0.02)
-    erx = rng.uniform(0.13, 0.18)
-    ery = erx * rng.uniform(0.40, 0.60) * a / b
-    iris = _pick(rng, _IRIS, 0.1)
-    gaze = rng.normal(0, 0.03, 2)
-    brow_c = hair * 0.8 if rng.random() < 0.7 else skin * 0.4
-    for sgn in (-1.0, 1.0):
-        ru = (ur - sgn * ex) / erx
-        rv = (vr - ey) / ery
-        eye = _soft(np.sqrt(ru**2 + rv**2), 0.35)
-        _paint(img, eye, np.array([0.92, 0.90, 0.87], np.float32) * shade3)
-        ri = np.sqrt(
-            ((ur - sgn * ex - gaze[0]) / (ery * 1.1 * b / a)) ** 2
-            + ((vr - ey - gaze[1]) / (ery * 1.1)) ** 2
-        )
-        _paint(img, eye * _soft(ri, 0.3), iris)
-        _paint(img, eye * _soft(ri / 0.45, 0.5), np.array([0.03, 0.03, 0.03], np.float32))
-        brow_v = ey - rng.uniform(0.16, 0.22) + 0.5 * ((ur - sgn * ex) / (erx * 1.4)) ** 2 * 0.12
-        brow = (np.abs(ur - sgn * ex) < erx * 1.3) * _soft(np.abs(vr - brow_v) / 0.04, 0.4)
-        _paint(img, brow.astype(np.float32), brow_c)
-    ny = rng.uniform(0.18, 0.28)
-    nose = _soft(np.sqrt((ur / 0.09) ** 2 + ((vr - ny) / 0.18) ** 2), 0.8)
-    _paint(img, 0.25 * nose, skin * 0.6)
-    for sgn in (-1.0, 1.0):
-        nos = _soft(np.sqrt(((ur - sgn * 0.08) / 0.045) ** 2 + ((vr - ny - 0.1) / 0.03) ** 2), 0.6)
-        _paint(img, 0.6 * nos, skin * 0.35)
-    my, mrx, mry = rng.uniform(0.46, 0.58), rng.uniform(0.22, 0.34), rng.uniform(0.04, 0.08)
-    lips = _soft(np.sqrt((ur / mrx) ** 2 + ((vr - my) / mry) ** 2), 0.4)
-    lip_c = np.clip(skin * np.array([0.95, 0.55, 0.55]) + rng.normal(0, 0.04, 3), 0, 1)
-    _paint(img, lips, (lip_c * shade3).astype(np.float32))
-    gap = _soft(np.sqrt((ur / (mrx * 0.9)) ** 2 + ((vr - my) / 0.012) ** 2), 0.6)
-    _paint(img, 0.7 * gap, skin * 0.25)
+    x, y = pixel_grid(size, size)
+    img = _background(rng, x, y, size)
+    pose = _pose(rng, x, y, 2.0 / size)  # 2 / size: one pixel in normalised units
+    skin = pick(rng, _SKIN, 0.06)
+    hair = pick(rng, _HAIR, 0.1)
+    _paint_body(img, rng, pose, skin, hair)
+    shade = _paint_head(img, rng, pose, skin, size)
+    _paint_hair_band(img, rng, pose, hair, shade)
+    _paint_eyes(img, rng, pose, skin, hair, shade[..., None])
+    _paint_nose_and_mouth(img, rng, pose, skin, shade[..., None])
 
     # Scene lighting: global exposure, colour cast, vignetting.
     img *= rng.uniform(0.75, 1.2) * rng.uniform(0.93, 1.07, 3).astype(np.float32)
@@ -253,32 +139,129 @@ def make_real(rng: np.random.Generator, size: int) -> np.ndarray:
 
     # Camera: optics blur, then shot noise (signal dependent) + read noise.
     img = _camera(img, rng)
-    return _to_uint8(img)
+    return to_uint8(img)
+
+
+def _background(rng: np.random.Generator, x: np.ndarray, y: np.ndarray, size: int) -> np.ndarray:
+    """Two-colour gradient + blotchy low-frequency texture (+ optional stripes), in [0, 1]."""
+    c0, c1 = rng.uniform(0.05, 0.95, 3), rng.uniform(0.05, 0.95, 3)
+    ang = rng.uniform(0, 2 * np.pi)
+    t = np.clip(0.5 + 0.5 * (x * np.cos(ang) + y * np.sin(ang)), 0, 1)[..., None]
+    img = (c0 * (1 - t) + c1 * t).astype(np.float32)
+    img += rng.uniform(0.03, 0.12) * smooth_noise(rng, size, int(rng.integers(2, 7)), 3)
+    if rng.random() < 0.4:
+        f = rng.uniform(4, 14)
+        a2 = rng.uniform(0, np.pi)
+        img += rng.uniform(0.02, 0.06) * np.sin(f * (x * np.cos(a2) + y * np.sin(a2)))[..., None]
+    return img
+
+
+def _pose(rng: np.random.Generator, x: np.ndarray, y: np.ndarray, px: float) -> _Pose:
+    """An aligned crop's pose: only mild jitter in position, scale and roll."""
+    cx, cy = rng.normal(0, 0.04), rng.normal(0.02, 0.04)
+    a = rng.uniform(0.50, 0.62)
+    b = a * rng.uniform(1.22, 1.36)
+    th = rng.normal(0, 0.10)
+    cth, sth = np.cos(th), np.sin(th)
+    u, v = x - cx, y - cy
+    ur, vr = (u * cth + v * sth) / a, (-u * sth + v * cth) / b  # head-local, unit ellipse
+    return _Pose(x, y, px, cx, cy, a, b, th, ur, vr)
+
+
+def _paint_body(img: np.ndarray, rng: np.random.Generator, pose: _Pose, skin: np.ndarray,
+                hair: np.ndarray) -> None:
+    """What lies behind and below the head: long hair (half of them), neck and shoulders."""
+    x, y, px, cx, cy, a, b, th, ur, vr = pose
+    if rng.random() < 0.5:
+        r_back = ellipse_r(x, y, cx, cy - 0.05 * b, a * 1.25, b * 1.15, th)
+        paint(img, soft(r_back, 3 * px) * (vr < rng.uniform(0.3, 1.2)), hair * 0.8)
+    neck = (np.abs(ur) < rng.uniform(0.45, 0.6)) & (vr > 0.5)
+    paint(img, neck.astype(np.float32), skin * 0.72)
+    shoulders = soft(ellipse_r(x, y, cx, cy + 1.75 * b, 1.9 * a, 0.7 * b), 3 * px)
+    paint(img, shoulders, rng.uniform(0.05, 0.9, 3).astype(np.float32))
+
+
+def _paint_head(img: np.ndarray, rng: np.random.Generator, pose: _Pose, skin: np.ndarray,
+                size: int) -> np.ndarray:
+    """Lambertian shading of an ellipsoid under a random light, plus skin texture; the
+    shading (HxW), which the hair, eyes and lips take on too."""
+    px, a, ur, vr = pose.px, pose.a, pose.ur, pose.vr
+    r2 = ur**2 + vr**2
+    nz = np.sqrt(np.clip(1.0 - r2, 0.0, 1.0))
+    light = np.array([rng.normal(0, 0.5), rng.normal(-0.3, 0.3), 1.0])
+    light /= np.linalg.norm(light)
+    shade = 0.45 + 0.6 * np.clip(ur * light[0] + vr * light[1] + nz * light[2], 0, 1)
+    tex = 1.0 + 0.05 * smooth_noise(rng, size, 6) + 0.025 * smooth_noise(rng, size, size // 4)
+    face = skin * (shade[..., None] * tex)
+    paint(img, soft(np.sqrt(r2), 2 * px / a), face)
+    return shade
+
+
+def _paint_hair_band(img: np.ndarray, rng: np.random.Generator, pose: _Pose, hair: np.ndarray,
+                     shade: np.ndarray) -> None:
+    """Hair band on top of the head (wavy hairline, strand texture); 10 % are bald."""
+    px, a, b, ur, vr = pose.px, pose.a, pose.b, pose.ur, pose.vr
+    if rng.random() < 0.9:
+        hl = -rng.uniform(0.45, 0.7) + 0.06 * np.sin(ur * rng.uniform(5, 12) + rng.uniform(0, 6))
+        cap = soft(np.sqrt(ur**2 + (vr + 0.04) ** 2) / 1.08, 2 * px / a)
+        band = cap * np.clip((hl - vr) / (2 * px / b) + 0.5, 0, 1)
+        strands = 1.0 + 0.15 * np.sin(ur * rng.uniform(25, 45) + 2 * vr)
+        paint(img, band, hair * (strands * (0.6 + 0.5 * shade))[..., None])
+
+
+def _paint_eyes(img: np.ndarray, rng: np.random.Generator, pose: _Pose, skin: np.ndarray,
+                hair: np.ndarray, shade3: np.ndarray) -> None:
+    """Both eyes (white, iris, pupil, one gaze) with their brows, in head-local coordinates."""
+    a, b, ur, vr = pose.a, pose.b, pose.ur, pose.vr
+    ex, ey = rng.uniform(0.33, 0.43), rng.uniform(-0.16, -0.02)
+    erx = rng.uniform(0.13, 0.18)
+    ery = erx * rng.uniform(0.40, 0.60) * a / b
+    iris = pick(rng, _IRIS, 0.1)
+    gaze = rng.normal(0, 0.03, 2)
+    brow_c = hair * 0.8 if rng.random() < 0.7 else skin * 0.4
+    for sgn in (-1.0, 1.0):
+        ru = (ur - sgn * ex) / erx
+        rv = (vr - ey) / ery
+        eye = soft(np.sqrt(ru**2 + rv**2), 0.35)
+        paint(img, eye, np.array([0.92, 0.90, 0.87], np.float32) * shade3)
+        ri = np.sqrt(
+            ((ur - sgn * ex - gaze[0]) / (ery * 1.1 * b / a)) ** 2
+            + ((vr - ey - gaze[1]) / (ery * 1.1)) ** 2
+        )
+        paint(img, eye * soft(ri, 0.3), iris)
+        paint(img, eye * soft(ri / 0.45, 0.5), np.array([0.03, 0.03, 0.03], np.float32))
+        brow_v = ey - rng.uniform(0.16, 0.22) + 0.5 * ((ur - sgn * ex) / (erx * 1.4)) ** 2 * 0.12
+        brow = (np.abs(ur - sgn * ex) < erx * 1.3) * soft(np.abs(vr - brow_v) / 0.04, 0.4)
+        paint(img, brow.astype(np.float32), brow_c)
+
+
+def _paint_nose_and_mouth(img: np.ndarray, rng: np.random.Generator, pose: _Pose,
+                          skin: np.ndarray, shade3: np.ndarray) -> None:
+    """Nose (bridge shadow, nostrils) and mouth (lips, the gap between), in head-local
+    coordinates."""
+    ur, vr = pose.ur, pose.vr
+    ny = rng.uniform(0.18, 0.28)
+    nose = soft(np.sqrt((ur / 0.09) ** 2 + ((vr - ny) / 0.18) ** 2), 0.8)
+    paint(img, 0.25 * nose, skin * 0.6)
+    for sgn in (-1.0, 1.0):
+        nos = soft(np.sqrt(((ur - sgn * 0.08) / 0.045) ** 2 + ((vr - ny - 0.1) / 0.03) ** 2), 0.6)
+        paint(img, 0.6 * nos, skin * 0.35)
+    my, mrx, mry = rng.uniform(0.46, 0.58), rng.uniform(0.22, 0.34), rng.uniform(0.04, 0.08)
+    lips = soft(np.sqrt((ur / mrx) ** 2 + ((vr - my) / mry) ** 2), 0.4)
+    lip_c = np.clip(skin * np.array([0.95, 0.55, 0.55]) + rng.normal(0, 0.04, 3), 0, 1)
+    paint(img, lips, (lip_c * shade3).astype(np.float32))
+    gap = soft(np.sqrt((ur / (mrx * 0.9)) ** 2 + ((vr - my) / 0.012) ** 2), 0.6)
+    paint(img, 0.7 * gap, skin * 0.25)
 
 
 def _camera(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Slight optical blur plus sensor noise, on a float image in [0, 255]."""
     sigma_blur = rng.uniform(0.25, 0.75)
-    img = _gauss_blur(img, sigma_blur)
+    img = gauss_blur(img, sigma_blur)
     read = rng.uniform(1.5, 5.0)
     shot = rng.uniform(0.05, 0.25)
     std = np.sqrt(read**2 + shot * img)
     return img + std * rng.standard_normal(img.shape, dtype=np.float32)
-
-
-def _gauss_blur(img: np.ndarray, sigma: float) -> np.ndarray:
-    """Separable Gaussian blur (reflect padding) of an HxWx3 float image."""
-    if sigma <= 0.05:
-        return img
-    rad = max(1, int(np.ceil(2.5 * sigma)))
-    k = np.exp(-0.5 * (np.arange(-rad, rad + 1) / sigma) ** 2).astype(np.float32)
-    k /= k.sum()
-    p = np.pad(img, ((rad, rad), (0, 0), (0, 0)), mode="reflect")
-    h = img.shape[0]
-    out = sum(k[i] * p[i : i + h] for i in range(2 * rad + 1))
-    p = np.pad(out, ((0, 0), (rad, rad), (0, 0)), mode="reflect")
-    w = img.shape[1]
-    return sum(k[i] * p[:, i : i + w] for i in range(2 * rad + 1))
 
 
 # --------------------------------------------------------------------------- FAKE
@@ -297,13 +280,13 @@ def make_fake(real: np.ndarray, rng: np.random.Generator, difficulty: float) -> 
     s = 1.0 - d  # strength of every artefact
     h, w = real.shape[:2]
     src = real.astype(np.float32)
-    x, y = _grid(h, w)
+    x, y = pixel_grid(h, w)
 
     # Region: aligned crops put the inner face near the centre; a detector's box jitters.
     cx, cy = rng.normal(0, 0.03), rng.normal(0.10, 0.03)
     ax = rng.uniform(0.38, 0.46)
     ay = ax * rng.uniform(1.15, 1.3)
-    r = _ellipse_r(x, y, cx, cy, ax, ay, rng.normal(0, 0.08))
+    r = ellipse_r(x, y, cx, cy, ax, ay, rng.normal(0, 0.08))
     feather = 0.06 + 0.35 * d * rng.uniform(0.8, 1.2)
     mask = np.clip((1.0 + feather / 2 - r) / feather, 0.0, 1.0)
     mask = mask * mask * (3 - 2 * mask)
@@ -311,13 +294,13 @@ def make_fake(real: np.ndarray, rng: np.random.Generator, difficulty: float) -> 
     # Re-synthesised face: low-resolution render, upscaled, slightly mis-warped.
     factor = max(1.0, (1.0 + 3.0 * s**1.2) * rng.uniform(0.85, 1.15))
     lw, lh = max(4, round(w / factor)), max(4, round(h / factor))
-    low = _resize(src, (lw, lh), Image.BILINEAR)
+    low = resize(src, (lw, lh), Image.BILINEAR)
     scale = 1.0 + rng.normal(0, 0.02 + 0.04 * s)
     shift = rng.normal(0, 0.3 + 1.2 * s, 2)
     swap = _warp_up(low, (w, h), scale, shift)
 
     # A donor face's blotchy skin texture.
-    swap *= 1.0 + 0.06 * s * _smooth_noise(rng, max(h, w), 5)[:h, :w]
+    swap *= 1.0 + 0.06 * s * smooth_noise(rng, max(h, w), 5)[:h, :w]
 
     # Different noise statistics: the generator's output is cleaner than the camera's. Measure
     # the camera noise outside the region (robust MAD of a high-pass residual) and re-add only a
@@ -336,7 +319,7 @@ def make_fake(real: np.ndarray, rng: np.random.Generator, difficulty: float) -> 
     gain = 1.0 + rng.normal(0, 0.01 + 0.10 * s, 3) + rng.normal(0, 0.01 + 0.06 * s)
     offset = rng.normal(0, 1.0 + 8.0 * s)
     out = out * (1.0 + m * (gain.astype(np.float32) - 1.0)) + m * np.float32(offset)
-    return _to_uint8(out)
+    return to_uint8(out)
 
 
 def _match_histograms(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
@@ -351,7 +334,7 @@ def _match_histograms(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
 def _noise_sigma(img: np.ndarray, where: np.ndarray) -> float:
     """Robust estimate of white-noise sigma from a high-pass residual over pixels ``where``."""
     sigma = 1.0
-    resid = img - _gauss_blur(img, sigma)
+    resid = img - gauss_blur(img, sigma)
     vals = resid[where] if where.any() else resid
     mad = float(np.median(np.abs(vals - np.median(vals))))
     # Residual of unit white noise under (identity - Gaussian): std = sqrt(1 - 2 K0 + sum K^2).
