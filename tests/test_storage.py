@@ -102,7 +102,8 @@ def test_search_with_uri_storage(tmp_path: Path, demo_shards: Path, ray_cluster,
 def test_study_uploader_sends_a_consistent_snapshot(tmp_path: Path) -> None:
     import sqlite3
 
-    from search.tune.tuner import OPTUNA_DB, StudyUploader
+    from search.filenames import OPTUNA_DB
+    from search.tune.study_upload import StudyUploader
 
     db = tmp_path / OPTUNA_DB
     con = sqlite3.connect(db)

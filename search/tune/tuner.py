@@ -5,19 +5,20 @@ and TensorBoard logs live there) and returns what Tune found; :func:`write_table
 that into the trials and history tables. The search ends there: what is done with its
 finalists afterwards (the test split, robustness, latency, the leaderboard) is the stage
 above it (:mod:`search.evaluate.finalists`, :mod:`search.study`).
+
+This module builds the ``Tuner`` and runs it; beside it, :mod:`~search.tune.searcher` (the
+Optuna searcher and the ASHA scheduler), :mod:`~search.tune.progress` (the console lines)
+and :mod:`~search.tune.callbacks` (the callbacks the ``Tuner`` runs).
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import logging
 import os
-import sys
 import time
-import warnings
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,20 +28,16 @@ import pandas as pd
 import ray
 import ray.data
 from ray import tune
-from ray.tune import Callback, ExperimentAnalysis
+from ray.tune import ExperimentAnalysis
 from ray.tune.execution.cluster_info import _is_ray_cluster
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-from ray.tune.search.optuna import OptunaSearch
 
-from search import catalog, storage
-from search.catalog import LATENCY_MS
+from search import storage
 from search.config import ConfigError, ExperimentConfig
 from search.data.demo import ensure_demo_shards
 from search.data.stream import quiet_ray_data
 from search.filenames import EXPERIMENT as CONFIG_FILE
 from search.filenames import (
     HISTORY,
-    OPTUNA_DB,
     SPACE,
     TRIALS_CSV,
     TRIALS_PARQUET,
@@ -59,138 +56,18 @@ from search.train.driver import (
     worker_bundles,
 )
 from search.tune import study_store, tables
-from search.tune.janitor import PlacementGroupJanitor, sweep
-from search.tune.retention import retention
-from search.tune.space import Param, check_points, describe, sample, space_for
-from search.tune.study_upload import JournalUploader, StudyUploader
-from search.tune.tensorboard import tensorboard_logger
+from search.tune.callbacks import search_callbacks
+from search.tune.janitor import sweep
+from search.tune.progress import ProgressPrinter, TuneInterruptFilter, without_tune_log_warning
+from search.tune.searcher import ResumableOptunaSearch
 
-
-class ProgressPrinter:
-    """One concise line per trial event, instead of Tune's full status tables.
-
-    Every line starts with where the search stands: time since this driver started, trials
-    ended out of the total, and the best value of the metric so far, so that a long search
-    can be read from any line of its log. Both are kept up to date per event (read from
-    every trial once per driver, then O(1) a line: issue 29's flat start rate).
-    """
-    ENDED = ("TERMINATED", "ERROR")
-
-    def __init__(self, metric: str, mode: str, max_epochs: int, total: int):
-        # No stream or class object kept: the Tuner pickles its callbacks with the experiment.
-        self.metric, self.mode = metric, mode
-        self.max_epochs, self.total = max_epochs, total
-        self.t0 = time.monotonic()
-        self.resumed = False
-        self._forget()
-
-    def _forget(self) -> None:
-        self.synced, self.done, self.best_value = False, set(), None
-
-    def __getstate__(self) -> dict[str, Any]:
-        # A monotonic clock means nothing in another process: a resumed driver restarts it.
-        return {k: v for k, v in self.__dict__.items() if k != "t0"}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self.t0, self.resumed = time.monotonic(), True
-        self._forget()  # read again from the restored trials
-
-    def _sync(self, trials: Sequence[Any]) -> None:
-        """Trials ended and the best value so far, from every trial: once per driver."""
-        if self.synced:
-            return
-        self.synced = True
-        self.done = {t.trial_id for t in trials if t.status in self.ENDED}
-        self.best_value = self.best(trials)
-
-    def _offer(self, value: Any) -> None:
-        """Take a newly reported value of the metric into the best so far."""
-        if not isinstance(value, int | float) or value != value:
-            return
-        old = self.best_value
-        if old is None or (value > old if self.mode == "max" else value < old):
-            self.best_value = float(value)
-
-    def callback(self) -> Any:
-        """A real ``ray.tune.Callback`` bound to this printer."""
-        printer = self
-
-        class _Callback(Callback):
-            def setup(self, **info):
-                if printer.resumed:
-                    print("resumed: the clock restarts at 0; trials ended before the "
-                          "interruption count in 'done'", flush=True)
-
-            def on_trial_start(self, iteration, trials, trial, **info):
-                printer.line(trials, trial, "started " + printer.params(trial.config))
-
-            def on_trial_result(self, iteration, trials, trial, result, **info):
-                printer.line(trials, trial,
-                             f"epoch {result.get('epoch', '?')}/{printer.budget(trial)}  "
-                             f"{printer.metric} {printer.num(result.get(printer.metric))}  "
-                             f"f1 {printer.num(result.get(catalog.val('f1')))}  "
-                             f"loss {printer.num(result.get('train_loss'))}"
-                             + printer.cost(result), latest=result.get(printer.metric))
-
-            def on_trial_complete(self, iteration, trials, trial, **info):
-                last = trial.last_result or {}
-                epochs = last.get("epoch", 0)
-                how = "finished" if epochs >= printer.budget(trial) else "stopped early (ASHA)"
-                printer.line(trials, trial, f"{how} after {epochs} epoch(s), "
-                             f"{printer.metric} {printer.num(last.get(printer.metric))}",
-                             ended=trial)
-
-            def on_trial_error(self, iteration, trials, trial, **info):
-                printer.line(trials, trial, f"FAILED: see {trial.local_path}/error.txt",
-                             ended=trial)
-
-        return _Callback()
-
-    def budget(self, trial: Any) -> int:
-        """The trial's own epoch budget when the space searches ``epochs``, else the search's."""
-        return trial.config.get("epochs", self.max_epochs)
-
-    def best(self, trials: Sequence[Any], latest: Any = None) -> float | None:
-        """The best value of the metric any trial has reported (Tune keeps each one's)."""
-        values = [t.metric_analysis.get(self.metric, {}).get(self.mode) for t in trials]
-        values = [float(v) for v in [*values, latest] if isinstance(v, int | float) and v == v]
-        if not values:
-            return None
-        return max(values) if self.mode == "max" else min(values)
-
-    def status(self, trials: Sequence[Any], ended: Any = None, latest: Any = None) -> str:
-        """``h:mm:ss  done/total  best value``: where the whole search stands."""
-        self._sync(trials)
-        if ended is not None:
-            self.done.add(ended.trial_id)
-        self._offer(latest)
-        elapsed = int(time.monotonic() - self.t0)
-        clock = f"{elapsed // 3600}:{elapsed // 60 % 60:02d}:{elapsed % 60:02d}"
-        best = self.best_value
-        return (f"{clock}  {len(self.done)}/{self.total} done  "
-                f"best {'-' if best is None else f'{best:.4f}'}")
-
-    def line(self, trials: Sequence[Any], trial: Any, text: str, *, ended: Any = None,
-             latest: Any = None) -> None:
-        print(f"[{self.status(trials, ended, latest)}] {trial.trial_id}  {text}",
-              file=sys.stdout, flush=True)
-
-    @staticmethod
-    def cost(result: dict[str, Any]) -> str:
-        """``  latency 0.12 ms`` when the trial measured it (an objective), else ``""``."""
-        value = result.get(LATENCY_MS)
-        return f"  latency {value:.3g} ms" if isinstance(value, int | float) else ""
-
-    @staticmethod
-    def num(value: Any) -> str:
-        return f"{value:.4f}" if isinstance(value, float) else str(value)
-
-    @staticmethod
-    def params(config: dict[str, Any]) -> str:
-        keys = ("arch", "ratio", "lr", "batch_size")
-        return ", ".join(f"{k}={ProgressPrinter.num(config[k]) if k != 'lr' else f'{config[k]:.2e}'}"
-                         for k in keys if k in config)
+# Under their names from before the split: bench/ (replay, peer) and the tests build the
+# project's searcher, sampler and scheduler through this module.
+from search.tune.searcher import build_sampler as _sampler  # noqa: F401 - bench.peer calls it
+from search.tune.searcher import build_scheduler as _scheduler
+from search.tune.searcher import build_searcher as _searcher
+from search.tune.searcher import epoch_budget as _max_epochs
+from search.tune.space import check_points, describe, space_for
 
 
 def max_concurrent(cfg: ExperimentConfig) -> int | None:
@@ -272,122 +149,6 @@ def keep_data_coordinator_on_driver_node() -> None:
     get_or_create_autoscaling_coordinator()
 
 
-class ResumableOptunaSearch(OptunaSearch):
-    """OptunaSearch that survives a driver killed between Optuna's commit and Tune's.
-
-    The study lives in SQLite and commits each trial as it ends; Tune's experiment state is
-    saved every few seconds. A crash in between leaves a trial finished in the study but
-    unfinished for Tune, which re-runs it on ``--resume``: its results are then already in
-    the study, so they are not written twice (Optuna would refuse: UpdateFinishedTrialError),
-    neither its epochs nor (single- or multi-objective) its end.
-    """
-
-    def on_trial_result(self, trial_id: str, result: dict) -> None:
-        if self._already_reported(trial_id, result):
-            return
-        try:
-            super().on_trial_result(trial_id, result)
-        except optuna.exceptions.UpdateFinishedTrialError:
-            self._completed_trials.add(trial_id)
-
-    def on_trial_complete(self, trial_id: str, result: dict | None = None,
-                          error: bool = False) -> None:
-        if self._finished_in_study(trial_id):
-            # Told before the crash: the study keeps those values (the rerun reports the
-            # same last epoch again); telling it again would only log "Cannot tell a
-            # COMPLETE trial" (with several objectives, nothing else catches the rerun).
-            self._completed_trials.add(trial_id)
-            return
-        super().on_trial_complete(trial_id, result=result, error=error)
-
-    def _finished_in_study(self, trial_id: str) -> bool:
-        """Whether the study already holds this trial as ended, though this searcher (as
-        restored from Tune's last save) has not seen it end."""
-        ot_trial = self._ot_trials.get(trial_id)
-        if ot_trial is None or trial_id in self._completed_trials:
-            return False
-        # One trial read from the storage, not the study's every trial (O(n) per ended trial;
-        # issue 29): Optuna has no public read of one trial by number.
-        try:
-            stored = ot_trial.storage.get_trial(ot_trial._trial_id)
-        except (AttributeError, KeyError):
-            stored = next((t for t in self._ot_study.get_trials(deepcopy=False)
-                           if t.number == ot_trial.number), None)
-        return stored is not None and stored.state.is_finished()
-
-    def _already_reported(self, trial_id: str, result: dict) -> bool:
-        """Whether Optuna holds this step of the trial already.
-
-        A trial resumed from its checkpoint repeats the epochs it ran after that checkpoint,
-        with the same ``training_iteration``; Optuna would warn "step already reported" for
-        each and keep the first value. The first value stands either way (it is what the
-        pruner saw), so the repeat is not sent. Optuna exposes a trial's reported steps
-        only through its cached frozen trial, hence the guarded private read.
-        """
-        ot_trial = getattr(self, "_ot_trials", {}).get(trial_id)
-        cached = getattr(ot_trial, "_cached_frozen_trial", None)
-        return cached is not None and result.get("training_iteration") in cached.intermediate_values
-
-
-def _searcher(cfg: ExperimentConfig, space: dict[str, Param], mode: str, exp_dir: Path) -> Any:
-    """OptunaSearch over the space, its study in SQLite beside the results.
-
-    With ``search.objectives`` the study has one direction per objective and OptunaSearch
-    gets them as lists: it then ignores the per-epoch results and tells the study each
-    trial's final result (every objective's value at the last epoch it reported). TPE
-    handles several objectives itself (Optuna 4+: MOTPE, same settings), and so does random
-    sampling; NSGA-II was not chosen: it samples at random until a whole generation (50
-    trials by default) has finished, i.e. for the whole of a search of this size.
-    Tune's own metric and mode (TuneConfig) stay the first objective's, for ASHA and
-    the checkpoints: with the space given here Tune never hands them to the searcher.
-    """
-    storage = study_store.open_storage(cfg, exp_dir)
-    objectives = cfg.search.objectives
-    return ResumableOptunaSearch(
-        space=functools.partial(sample, space=space),
-        metric=list(objectives) if objectives else cfg.search.metric,
-        mode=list(cfg.search.objective_modes()) if objectives else mode,
-        points_to_evaluate=[dict(p) for p in cfg.search.points_to_evaluate] or None,
-        sampler=_sampler(cfg), study_name=cfg.search.name, storage=storage)
-
-
-def _sampler(cfg: ExperimentConfig) -> optuna.samplers.BaseSampler:
-    """The search's Optuna sampler, seeded by the experiment (also what the peer benchmark,
-    ``bench.peer``, drives outside Tune to show the same draws at 50 seeds)."""
-    if cfg.search.algorithm == "tpe":
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            # multivariate + group: TPE's recommended setting for conditional spaces.
-            return optuna.samplers.TPESampler(
-                seed=cfg.seed, n_startup_trials=cfg.search.resolved_startup_trials(),
-                multivariate=True, group=True, constant_liar=True)
-    if cfg.search.algorithm == "random":
-        return optuna.samplers.RandomSampler(seed=cfg.seed)
-    raise ConfigError(f"search.algorithm {cfg.search.algorithm!r}: choose tpe or random")
-
-
-def _scheduler(cfg: ExperimentConfig, max_epochs: int) -> Any:
-    if cfg.search.scheduler == "none":
-        return FIFOScheduler()
-    if cfg.search.scheduler != "asha":
-        raise ConfigError(f"search.scheduler {cfg.search.scheduler!r}: choose asha or none")
-    # "epoch" rather than training_iteration: a resumed trial continues its epoch count.
-    # max_t is one past the last epoch: a trial that reaches its last epoch ends by itself
-    # (fit() returns and Train releases its workers) instead of being killed by the scheduler.
-    return ASHAScheduler(time_attr="epoch", max_t=max(max_epochs, 1) + 1,
-                         grace_period=min(cfg.search.grace_period, max_epochs),
-                         reduction_factor=cfg.search.reduction_factor)
-
-
-def _max_epochs(space: dict[str, Param], cfg: ExperimentConfig) -> int:
-    p = space.get("epochs")
-    if p is None:
-        return cfg.optim.epochs
-    if p.fixed:
-        return int(p.value)
-    return int(max(p.choices) if p.choices is not None else p.high)
-
-
 def _trial_dirname(trial: Any) -> str:
     return trial_dirname(trial.trial_id)
 
@@ -437,8 +198,7 @@ def build_tuner(cfg: ExperimentConfig, data: TrialData | None = None, *, resume:
             name=cfg.search.name, storage_path=_storage_root(location),
             failure_config=tune.FailureConfig(max_failures=cfg.search.max_failures),
             checkpoint_config=checkpoint_config(cfg, mode, max_epochs),
-            callbacks=[printer.callback(), *tensorboard_logger(), *_janitors(cfg),
-                       *_uploaders(cfg, exp_dir, location), *retention(cfg, location)],
+            callbacks=search_callbacks(cfg, printer, exp_dir, location),
             verbose=1 if verbose else 0,
         ),
     )
@@ -477,22 +237,6 @@ def _set_aside_stale_study(cfg: ExperimentConfig, exp_dir: Path) -> Path | None:
     return stale
 
 
-def _janitors(cfg: ExperimentConfig) -> list[Any]:
-    """Only DDP trials make placement groups of their own that a stopped trial can leave."""
-    return [PlacementGroupJanitor()] if cfg.cluster.num_workers > 1 else []
-
-
-def _uploaders(cfg: ExperimentConfig, exp_dir: Path, location: str) -> list[Any]:
-    """The study's upload to a URI storage path: the journal's new bytes, or the whole
-    SQLite file (``search.optuna_storage: sqlite``); nothing for a database URL."""
-    path = study_store.local_file(cfg, exp_dir)
-    if not storage.is_uri(location) or path is None:
-        return []
-    if path.name == OPTUNA_DB:
-        return [StudyUploader(str(path), location)]
-    return [JournalUploader(str(path), location)]
-
-
 def _storage_root(location: str) -> str:
     """The storage path that holds the experiment folder ``location``."""
     if storage.is_uri(location):
@@ -529,7 +273,7 @@ def search(cfg: ExperimentConfig, *, resume: bool = False, verbose: bool = False
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         # The finalists' evaluation streams in this process: no Ray Data progress tables.
         quiet_ray_data()
-    with _interruption() as interrupted, _without_tune_log_warning():
+    with _interruption() as interrupted, without_tune_log_warning():
         tuner = build_tuner(cfg, data, resume=resume, verbose=verbose)
         results = tuner.fit()
         if cfg.cluster.num_workers > 1:  # DDP trials' worker groups, whatever stopped them
@@ -584,28 +328,12 @@ def write_tables(cfg: ExperimentConfig, results: Any, *,
     return Tables(exp_dir, trials, history, finalists)
 
 
-class _TuneInterruptFilter(logging.Filter):
-    """Swallows Tune's "Resume experiment with: Tuner.restore(...)" (this project resumes
-    with ``deepfake-search run ... --resume``, which the CLI prints) and remembers it."""
-    PREFIX = "Experiment has been interrupted"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.seen: list[bool] = []
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if str(record.msg).startswith(self.PREFIX):
-            self.seen.append(True)
-            return False
-        return True
-
-
 @contextlib.contextmanager
 def _interruption() -> Iterator[list[bool]]:
     """Within: Tune's interruption notice is caught; the list is non-empty after a Ctrl-C.
     The signal handlers ``Tuner.fit`` leaves installed are put back (:func:`tune_signals_restored`)."""
     log = logging.getLogger("ray.tune.tune")
-    notice = _TuneInterruptFilter()
+    notice = TuneInterruptFilter()
     log.addFilter(notice)
     try:
         with tune_signals_restored():
@@ -614,31 +342,12 @@ def _interruption() -> Iterator[list[bool]]:
         log.removeFilter(notice)
 
 
-class _TuneLogFilter(logging.Filter):
-    """Drops Tune's "Failed to fetch metrics for N trial(s)" (no result.json/progress.csv):
-    the tables read each trial's own history files, and name any epoch missing there."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("Failed to fetch metrics")
-
-
-@contextlib.contextmanager
-def _without_tune_log_warning() -> Iterator[None]:
-    log = logging.getLogger("ray.tune.analysis.experiment_analysis")
-    quiet = _TuneLogFilter()
-    log.addFilter(quiet)
-    try:
-        yield
-    finally:
-        log.removeFilter(quiet)
-
-
 def unfinished_trials(experiment_path: str) -> set[str]:
     """Trials Tune had not ended when the search was interrupted (they resume with it)."""
     trials = ExperimentAnalysis(experiment_path).trials
     return {t.trial_id for t in trials if t.status not in ProgressPrinter.ENDED}
 
 
-__all__ = ["ProgressPrinter", "ResumableOptunaSearch", "SearchRun", "StudyUploader", "Tables",
+__all__ = ["ProgressPrinter", "ResumableOptunaSearch", "SearchRun", "Tables",
            "build_tuner", "check_fits", "max_concurrent", "search", "trials_that_fit",
            "unfinished_trials", "write_tables"]
