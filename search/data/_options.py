@@ -91,7 +91,8 @@ class PrepareOptions:
         if len(self.splits) != 3:
             raise SourceError(f"--splits {shown} must be three fractions; {fix}")
         for word, f in zip(SPLIT_WORDS, self.splits, strict=True):
-            if isinstance(f, bool) or not isinstance(f, (int, float)) or not math.isfinite(f) or f < 0:
+            if (isinstance(f, bool) or not isinstance(f, (int, float)) or not math.isfinite(f)
+                    or f < 0):
                 raise SourceError(f"--splits {shown}: the {word} fraction must be a finite number "
                                   f"of 0 or more, not {f}; {fix}")
         empty = [w for w, f in zip(SPLIT_WORDS[1:], self.splits[1:], strict=True) if f == 0]

@@ -55,7 +55,8 @@ def load_manifest(shards: str | Path) -> dict:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
-        raise SourceError(f"{path} cannot be read ({err}): re-run prepare into that folder") from None
+        raise SourceError(f"{path} cannot be read ({err}): re-run prepare into that "
+                          "folder") from None
     return _parse_manifest(text, path)
 
 
@@ -65,7 +66,8 @@ def _parse_manifest(text: str, where: str | Path) -> dict:
     try:
         manifest = json.loads(text)
     except json.JSONDecodeError as err:
-        raise SourceError(f"{where} is not valid JSON (line {err.lineno}: {err.msg}); {fix}") from None
+        raise SourceError(f"{where} is not valid JSON (line {err.lineno}: {err.msg}); "
+                          f"{fix}") from None
     if not isinstance(manifest, dict):
         raise SourceError(f"{where} is not a prepare manifest (not a JSON object); {fix}")
     missing = [k for k in ("shards", "counts") if k not in manifest]
@@ -112,8 +114,8 @@ def verify_shards(shards: str | Path, *, hashes: bool = True) -> dict:
             raise SourceError(f"{path} is listed in {folder / MANIFEST} but missing; {fix}")
         info = path.stat()
         if "bytes" in entry and info.st_size != entry["bytes"]:
-            raise SourceError(f"{path} is {info.st_size} bytes, the manifest says {entry['bytes']}: "
-                              f"truncated or replaced after prepare; {fix}")
+            raise SourceError(f"{path} is {info.st_size} bytes, the manifest says "
+                              f"{entry['bytes']}: truncated or replaced after prepare; {fix}")
         try:
             n = pq.read_metadata(path).num_rows
         except Exception as err:  # pyarrow raises ArrowInvalid/OSError on a broken footer

@@ -53,9 +53,9 @@ from search.data.manifest import (
 from search.data.splits import assign_splits, check_split_sizes, select
 from search.filenames import MANIFEST
 
-__all__ = ["INSTALLING", "LOCK", "MANIFEST", "MAX_SIZE", "SCHEMA", "STAGING_PREFIX", "PrepareOptions",
-           "PrepareResult", "SourceError", "assign_splits", "check_split_sizes", "load_manifest",
-           "manifest_hash", "prepare", "select", "verify_shards"]
+__all__ = ["INSTALLING", "LOCK", "MANIFEST", "MAX_SIZE", "SCHEMA", "STAGING_PREFIX",
+           "PrepareOptions", "PrepareResult", "SourceError", "assign_splits", "check_split_sizes",
+           "load_manifest", "manifest_hash", "prepare", "select", "verify_shards"]
 
 
 @dataclass
