@@ -28,6 +28,23 @@ from sklearn.metrics import (
     roc_curve,
 )
 
+from search import catalog
+from search.catalog import (
+    AP,
+    AUC,
+    ECE,
+    EER,
+    FN,
+    FP,
+    FPR_AT_TPR_95PCT,
+    LOG_LOSS,
+    THRESHOLD,
+    TN,
+    TP,
+    TPR_AT_FPR_1PCT,
+    TPR_AT_FPR_5PCT,
+)
+
 __all__ = [
     "DEFAULT_THRESHOLD",
     "calibration",
@@ -51,9 +68,9 @@ __all__ = [
 DEFAULT_THRESHOLD = 0.5
 #: Probabilities are clipped to [EPS, 1 - EPS] for log loss so 0/1 predictions stay finite.
 EPS = 1e-7
-#: ``detector_metrics``' operating points: key -> (function, target rate).
-OPERATING_POINTS = {"tpr_at_fpr_1pct": ("tpr_at_fpr", 0.01), "tpr_at_fpr_5pct": ("tpr_at_fpr", 0.05),
-                    "fpr_at_tpr_95pct": ("fpr_at_tpr", 0.95)}
+#: ``detector_metrics``' operating points: key (named in search.catalog) -> (function, rate).
+OPERATING_POINTS = {TPR_AT_FPR_1PCT: ("tpr_at_fpr", 0.01), TPR_AT_FPR_5PCT: ("tpr_at_fpr", 0.05),
+                    FPR_AT_TPR_95PCT: ("fpr_at_tpr", 0.95)}
 ECE_BINS = 15
 #: Temperatures ``fit_temperature`` searches between (a separable split pushes T to a bound).
 TEMPERATURE_BOUNDS = (0.01, 100.0)
@@ -109,28 +126,28 @@ def confusion(y_true: ArrayLike, y_pred: ArrayLike) -> dict[str, int]:
     if pred.size != y.size:
         raise ValueError(f"y_pred has {pred.size} values but y_true has {y.size}")
     return {
-        "tp": int(np.sum((y == 1) & (pred == 1))),
-        "tn": int(np.sum((y == 0) & (pred == 0))),
-        "fp": int(np.sum((y == 0) & (pred == 1))),
-        "fn": int(np.sum((y == 1) & (pred == 0))),
+        TP: int(np.sum((y == 1) & (pred == 1))),
+        TN: int(np.sum((y == 0) & (pred == 0))),
+        FP: int(np.sum((y == 0) & (pred == 1))),
+        FN: int(np.sum((y == 1) & (pred == 0))),
     }
 
 
-def _from_counts(c: dict[str, int]) -> dict[str, float]:
+def _from_counts(counts: dict[str, int]) -> dict[str, float]:
     """Accuracy, precision, recall, F1, specificity, balanced accuracy from counts."""
-    tp, tn, fp, fn = c["tp"], c["tn"], c["fp"], c["fn"]
+    tp, tn, fp, fn = (counts[k] for k in catalog.CONFUSION)
     precision = _div(tp, tp + fp)
     recall = _div(tp, tp + fn)
     specificity = _div(tn, tn + fp)
     # Mean recall over the classes present (scikit-learn's rule for a single-class y_true).
     per_class = [r for r, support in ((recall, tp + fn), (specificity, tn + fp)) if support]
     return {
-        "accuracy": _div(tp + tn, tp + tn + fp + fn),
-        "precision": precision,
-        "recall": recall,
-        "f1": _div(2 * tp, 2 * tp + fp + fn),
-        "specificity": specificity,
-        "balanced_accuracy": float(sum(per_class) / len(per_class)),
+        catalog.ACCURACY: _div(tp + tn, tp + tn + fp + fn),
+        catalog.PRECISION: precision,
+        catalog.RECALL: recall,
+        catalog.F1: _div(2 * tp, 2 * tp + fp + fn),
+        catalog.SPECIFICITY: specificity,
+        catalog.BALANCED_ACCURACY: float(sum(per_class) / len(per_class)),
     }
 
 
@@ -188,7 +205,7 @@ def majority_baseline(y_true: ArrayLike) -> dict[str, float]:
     y = _labels(y_true, "y_true")
     majority = int(2 * int(y.sum()) > y.size)
     m = _from_counts(confusion(y, np.full_like(y, majority)))
-    return {k: m[k] for k in ("accuracy", "precision", "recall", "f1")}
+    return {k: m[k] for k in catalog.BASELINE_METRICS}
 
 
 # ------------------------------------------------------------------ operating points
@@ -340,8 +357,8 @@ def calibration(y_true: ArrayLike, p_fake: ArrayLike) -> dict[str, float]:
     """How well ``p_fake`` reads as a probability: ``log_loss`` (mean NLL, ``p`` clipped to
     [EPS, 1 - EPS]) and ``ece`` (:func:`expected_calibration_error`)."""
     y, p = _inputs(y_true, p_fake)
-    return {"log_loss": float(log_loss(y, np.clip(p, EPS, 1.0 - EPS), labels=[0, 1])),
-            "ece": expected_calibration_error(y, p)}
+    return {LOG_LOSS: float(log_loss(y, np.clip(p, EPS, 1.0 - EPS), labels=[0, 1])),
+            ECE: expected_calibration_error(y, p)}
 
 
 def detector_metrics(
@@ -362,18 +379,18 @@ def detector_metrics(
     """
     y, p = _inputs(y_true, p_fake)
     both = _two_classes(y)
-    out: dict[str, float] = {"n": int(y.size), "positive_rate": float(y.mean())}
+    out: dict[str, float] = {catalog.N: int(y.size), catalog.POSITIVE_RATE: float(y.mean())}
     out.update(threshold_metrics(y, p, DEFAULT_THRESHOLD))
-    out["auc"] = float(roc_auc_score(y, p)) if both else math.nan
-    out["ap"] = float(average_precision_score(y, p)) if both else math.nan
-    out["eer"] = eer(y, p)
+    out[AUC] = float(roc_auc_score(y, p)) if both else math.nan
+    out[AP] = float(average_precision_score(y, p)) if both else math.nan
+    out[EER] = eer(y, p)
     out.update(calibration(y, p))
     rates = {"tpr_at_fpr": tpr_at_fpr, "fpr_at_tpr": fpr_at_tpr}
     out.update({key: rates[name](y, p, target) for key, (name, target) in OPERATING_POINTS.items()})
     thr = best_f1_threshold(y, p) if threshold is None else float(threshold)
     if math.isnan(thr):
         thr = DEFAULT_THRESHOLD
-    out["threshold"] = thr
-    out.update({f"{k}_at_threshold": v for k, v in threshold_metrics(y, p, thr).items()})
-    out.update({f"baseline_{k}": v for k, v in majority_baseline(y).items()})
+    out[THRESHOLD] = thr
+    out.update({catalog.at_threshold(k): v for k, v in threshold_metrics(y, p, thr).items()})
+    out.update({catalog.baseline(k): v for k, v in majority_baseline(y).items()})
     return out
