@@ -29,6 +29,7 @@ from search.filenames import (
     TEST_PREDICTIONS,
     json_safe,
 )
+from search.leaderboard import leaderboard
 from search.storage import experiment_dir
 from search.train.driver import TrialData
 from search.tune import study_store, tables, tuner
@@ -89,13 +90,12 @@ def finish(cfg: ExperimentConfig, results: Any, *, evaluate_test: bool = True,
         test, robust = evaluate_finalists(cfg, exp_dir, finalists, data)
     latency = finalist_latency(finalists) if len(trials) else {}
     (exp_dir / LATENCY).write_text(json.dumps(json_safe(latency), indent=1))
-    board = tables.leaderboard(trials, metric=cfg.search.metric, mode=cfg.search.resolved_mode(),
-                               test=test,
-                               importances=param_importances(study_store.reader(exp_dir, cfg),
-                                                            cfg.search.name),
-                               title=cfg.search.name, robustness=robust, latency=latency,
-                               objectives=cfg.search.objectives,
-                               modes=cfg.search.objective_modes())
+    board = leaderboard(trials, metric=cfg.search.metric, mode=cfg.search.resolved_mode(),
+                        test=test,
+                        importances=param_importances(study_store.reader(exp_dir, cfg),
+                                                      cfg.search.name),
+                        title=cfg.search.name, robustness=robust, latency=latency,
+                        objectives=cfg.search.objectives, modes=cfg.search.objective_modes())
     (exp_dir / LEADERBOARD).write_text(board + "\n")
     outcome = SearchOutcome(exp_dir, trials, written.history, board, test,
                             study=study_store.describe(cfg, exp_dir))

@@ -26,7 +26,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("model", ("search.model",)),
     ("train", ("search.train",)),
     ("tune", ("search.tune",)),
-    ("after-search", ("search.evaluate", "search.study")),
+    ("after-search", ("search.evaluate", "search.study", "search.leaderboard")),
     ("report/CLI", ("search.report", "search.export", "search.predict", "search.cli",
                     "search.cli_tools", "search.experiment", "search.run", "search")),
 )

@@ -19,6 +19,7 @@ from PIL import Image
 
 HEAVY = ("torch", "ray")
 LIGHT = ("search", "search.display", "search.filenames", "search.storage", "search.tune.tables",
+         "search.leaderboard",
          "search.report", "search.report.page",  # page imports every other module of the report
          "search.predict", "search.cli")
 

@@ -226,8 +226,9 @@ def _after_search(cfg: Any, results: Any, exp_dir: Path, out: dict) -> None:
 
     timings = out["timings"]
     try:
+        from search.leaderboard import leaderboard
         from search.study import finish
-        from search.tune import tables, tuner
+        from search.tune import tuner
         from search.tune.importance import param_importances
 
         t = time.monotonic()
@@ -237,9 +238,9 @@ def _after_search(cfg: Any, results: Any, exp_dir: Path, out: dict) -> None:
         imp = param_importances(study_store.reader(exp_dir, cfg), cfg.search.name)
         timings["importances"] = time.monotonic() - t
         t = time.monotonic()
-        tables.leaderboard(written.trials, metric=cfg.search.metric,
-                           mode=cfg.search.resolved_mode(), test={}, importances=imp,
-                           title=cfg.search.name)
+        leaderboard(written.trials, metric=cfg.search.metric,
+                    mode=cfg.search.resolved_mode(), test={}, importances=imp,
+                    title=cfg.search.name)
         timings["leaderboard"] = time.monotonic() - t
         t = time.monotonic()
         finish(cfg, results, evaluate_test=False)  # tables + leaderboard.md, as a search ends

@@ -15,9 +15,10 @@ import pandas as pd
 
 from search import catalog, filenames
 from search.config import ConfigError, ExperimentConfig, config_from_dict, trial_param_section
+from search.leaderboard import with_latency
 from search.tune import study_store
 from search.tune.importance import param_importances
-from search.tune.tables import finalists, read_trials_table, trials_table_path, with_latency
+from search.tune.tables import finalists, read_trials_table, trials_table_path
 
 Metrics = dict[str, dict[str, Any]]
 

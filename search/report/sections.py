@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from search import catalog, filenames
+from search import leaderboard as board
 from search import robustness_table as robust_tables
 from search.display import compact, missing, number
 from search.evaluate import matrix as cross_tables
@@ -33,7 +34,7 @@ from search.report.markup import (
     table,
 )
 from search.report.results import Results, checkpoint_dir
-from search.tune import study_store, tables
+from search.tune import study_store
 
 TOP_TRIALS = 8  # trials drawn in the learning curves
 FOLD_TRIALS = 50  # past this many trials the full table folds away ...
@@ -52,9 +53,9 @@ def _card(label: str, value: str, sub: str) -> str:
 
 
 def _whole(col: str, value: Any) -> str:
-    """The leaderboard's number format (:func:`search.tune.tables.markdown`): epochs and
+    """The leaderboard's number format (:func:`search.leaderboard.markdown`): epochs and
     counts, stored as floats beside trials that have none, as whole numbers."""
-    if col in tables.WHOLE and not missing(value) and isinstance(value, numbers.Real) \
+    if col in board.WHOLE and not missing(value) and isinstance(value, numbers.Real) \
             and float(value).is_integer():
         return str(int(value))
     return compact(value)
@@ -62,7 +63,7 @@ def _whole(col: str, value: Any) -> str:
 
 def overview(r: Results) -> Section:
     """Cards: how many trials, the best one, its validation and test scores."""
-    cards = [_card("trials", str(len(r.trials)), tables.status_counts(r.trials))]
+    cards = [_card("trials", str(len(r.trials)), board.status_counts(r.trials))]
     if len(r.finals):
         top = r.finals.iloc[0]
         tid = str(top["trial_id"])
@@ -87,10 +88,10 @@ def _best_overall(r: Results) -> list[str]:
     """The best trial on validation and test, then the other finalists' test split."""
     top = r.finals.iloc[0]
     out = [heading(3, f"Best overall: trial {top['trial_id']} ({top.get('arch')})"),
-           table(tables.split_table(top, r.test), cell=_whole)]
+           table(board.split_table(top, r.test), cell=_whole)]
     if r.test.get(str(top["trial_id"])):
-        out.append(para(tables.TEST_NOTE))
-    others = tables.others_test_table(top, r.test)
+        out.append(para(board.TEST_NOTE))
+    others = board.others_test_table(top, r.test)
     if len(others):
         out += [para("Test split of the other finalists:"), table(others, cell=_whole)]
     return out
@@ -99,9 +100,9 @@ def _best_overall(r: Results) -> list[str]:
 def _importance_tables(r: Results) -> list[str]:
     out = [heading(3, "Parameter importances (Optuna, fANOVA)")]
     if isinstance(r.importances, dict) and r.importances:
-        out.append(para(tables.IMPORTANCE_NOTE))
+        out.append(para(board.IMPORTANCE_NOTE))
         for group, scores in r.importances.items():
-            out += [heading(4, group), table(tables.importance_table(scores))]
+            out += [heading(4, group), table(board.importance_table(scores))]
     else:
         out.append(para(f"Not available: {r.importances or 'too few finished trials'}"))
     return out
@@ -110,9 +111,9 @@ def _importance_tables(r: Results) -> list[str]:
 def leaderboard(r: Results) -> Section:
     """The study's table (as in leaderboard.md), the best trial, importances, every trial."""
     s = Section("leaderboard", "Leaderboard").add(
-        para(tables.BOARD_NOTE.format(metric=r.metric, mode=r.cfg.search.resolved_mode())),
-        table(tables.board_table(r.trials, r.metric), cell=_whole),
-        para(f"Trials: {tables.status_counts(r.trials)}"))
+        para(board.BOARD_NOTE.format(metric=r.metric, mode=r.cfg.search.resolved_mode())),
+        table(board.board_table(r.trials, r.metric), cell=_whole),
+        para(f"Trials: {board.status_counts(r.trials)}"))
     if len(r.finals):
         s.add(*_best_overall(r))
     return s.add(*_importance_tables(r), heading(3, "All trials"), *all_trials(r))
@@ -169,11 +170,11 @@ def confusion(r: Results) -> Section:
     items: list[figures.ConfusionItem] = []
     for _, row in r.finals.iterrows():
         tid = str(row["trial_id"])
-        val = {k: row.get(catalog.best(catalog.val(f"{k}_at_threshold"))) for k in tables.CONFUSION}
+        val = {k: row.get(catalog.best(catalog.val(f"{k}_at_threshold"))) for k in catalog.CONFUSION}
         val["threshold"] = row.get(catalog.best(catalog.val("threshold")))
         val_ok = all(v is not None and not pd.isna(v) for v in val.values())
         t = r.test.get(tid)
-        tm = ({k: t[f"{k}_at_threshold"] for k in tables.CONFUSION}
+        tm = ({k: t[f"{k}_at_threshold"] for k in catalog.CONFUSION}
               | {"threshold": t["threshold"]}) if t else None
         items.append((f"{row.get('arch')} · trial {tid}", val if val_ok else None, tm))
     s = Section("confusion", "Confusion matrices")
@@ -232,19 +233,19 @@ def robustness(r: Results) -> Section | None:
 
 def pareto(r: Results) -> Section | None:
     """With ``search.objectives``: every trial by its objectives, the Pareto front ringed in
-    the figure and listed in a table (:func:`search.tune.tables.pareto_table`)."""
+    the figure and listed in a table (:func:`search.leaderboard.pareto_table`)."""
     objectives = r.cfg.search.objectives
     if not objectives or not len(r.trials):
         return None
     modes = r.cfg.search.objective_modes()
-    points = tables.objective_points(r.trials, objectives, modes)
+    points = board.objective_points(r.trials, objectives, modes)
     s = Section("pareto", "Pareto front").add(
-        para(tables.pareto_note(objectives, modes)),
+        para(board.pareto_note(objectives, modes)),
         img(figures.pareto(points, objectives, modes, _colours(r), r.out), "Pareto front"))
     if len(objectives) > 2:
         s.add(note(f"the figure shows the first two objectives; the table weighs all "
                    f"{len(objectives)}"))
-    return s.add(table(tables.pareto_table(r.trials, objectives, modes),
+    return s.add(table(board.pareto_table(r.trials, objectives, modes),
                        cell=lambda col, v: number(v, ".4g" if col in objectives else ".0f")))
 
 

@@ -1,4 +1,4 @@
-"""The search: the define-by-run space, the Tuner (Tune + Optuna + ASHA) and the result tables."""
+"""The search: the define-by-run space, the Tuner (Tune + Optuna + ASHA) and its tables."""
 
 from search._lazy import lazy_exports
 
@@ -11,7 +11,6 @@ _EXPORTS = {
     "search": "search.tune.tuner",
     "write_tables": "search.tune.tuner",
     "collect": "search.tune.tables",
-    "leaderboard": "search.tune.tables",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

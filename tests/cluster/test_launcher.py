@@ -338,7 +338,7 @@ def test_ray_up_submit_down_on_an_ssh_head(demo_shards: Path, tmp_path: Path):
         history = pd.read_parquet(experiment / "history.parquet")
         assert set(history["trial_id"]) == set(trials["trial_id"])
         board = (experiment / "leaderboard.md").read_text()
-        from search.tune.tables import status_counts
+        from search.leaderboard import status_counts
 
         assert f"Trials: {status_counts(trials)}" in board  # the board counted every trial
         assert any(f"## Best overall: trial {tid} " in board for tid in trials["trial_id"])

@@ -75,7 +75,7 @@ def test_the_table_rounds_like_its_neighbours() -> None:
     """Every figure at three decimals, as the leaderboard prints its metrics: a drop of
     -0.0001413 (the perturbation helped, by noise) reads 0.000, never -0.0001413 or -0.000;
     a missing figure stays missing."""
-    from search.tune.tables import markdown
+    from search.leaderboard import markdown
 
     conditions = {"clean": {"auc": 0.8402587, "auc_drop": 0.0, "balanced_accuracy": 0.70561,
                             "tpr_at_fpr_5pct": 0.4231},

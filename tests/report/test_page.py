@@ -21,12 +21,12 @@ import pandas as pd
 import pytest
 
 from search import filenames
+from search import leaderboard as lb
 from search.config import DataConfig, ExperimentConfig, SearchConfig
 from search.display import DASH, compact
 from search.report import REPORT_DIR, REPORT_FILE, write_report
 from search.report.markup import table
 from search.report.page import stylesheet
-from search.tune import tables
 from search.tune.importance import param_importances
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -147,9 +147,9 @@ def test_every_section_and_figure(synthetic: Path, synthetic_page: str) -> None:
 
 def test_tables_come_from_the_dataframes(synthetic: Path, synthetic_page: str) -> None:
     trials = pd.read_parquet(synthetic / filenames.TRIALS_PARQUET)
-    board = tables.board_table(trials, "val_auc")
+    board = lb.board_table(trials, "val_auc")
     assert list(board["trial"]) == ["a1", "b2"]  # the best trial of each architecture
-    whole = set(tables.WHOLE)  # epochs and counts as whole numbers, as in leaderboard.md
+    whole = set(lb.WHOLE)  # epochs and counts as whole numbers, as in leaderboard.md
 
     def shown(col: str, v) -> str:
         return str(int(v)) if col in whole and isinstance(v, float) and v.is_integer() \

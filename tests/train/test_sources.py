@@ -13,10 +13,10 @@ import pytest
 import torch
 from torch import nn
 
+from search import leaderboard as lb
 from search.config import ConfigError, load_config
 from search.data.stream import Normalize
 from search.train.worker import Recipe, scores_sources, source_metrics
-from search.tune import tables
 
 SOURCES = ["data.extra_sources={b: /nowhere/b, c2: /nowhere/c}"]
 
@@ -155,16 +155,16 @@ def test_the_leaderboard_shows_cross_source_auc_beside_in_source():
         {"trial_id": "t2", "status": "COMPLETED", "arch": "resnet10t", "checkpoint": "/c2",
          "best_epoch": 1, "best_val_auc": 0.9, "best_val_auc@b": 0.8, "best_val_auc@mean": 0.85,
          "best_val_auc@worst": 0.8}])
-    board = tables.board_table(trials, "val_auc")
+    board = lb.board_table(trials, "val_auc")
     cols = list(board.columns)
     assert cols[cols.index("auc"):cols.index("auc") + 4] == ["auc", "auc@b", "auc@mean",
                                                               "auc@worst"]
     assert board["auc@b"].tolist() == [0.61, 0.8]
-    text = tables.leaderboard(trials, metric="val_auc@b", mode="max")
-    assert tables.SOURCES_NOTE in text and "auc@b" in text
+    text = lb.leaderboard(trials, metric="val_auc@b", mode="max")
+    assert lb.SOURCES_NOTE in text and "auc@b" in text
     plain = trials.drop(columns=[c for c in trials if "@" in c])
-    assert "auc@" not in "".join(tables.board_table(plain, "val_auc").columns)
-    assert tables.SOURCES_NOTE not in tables.leaderboard(plain, metric="val_auc", mode="max")
+    assert "auc@" not in "".join(lb.board_table(plain, "val_auc").columns)
+    assert lb.SOURCES_NOTE not in lb.leaderboard(plain, metric="val_auc", mode="max")
 
 
 def test_extra_sources_are_split_like_evaluation_sets():

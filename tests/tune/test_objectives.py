@@ -14,6 +14,7 @@ import optuna
 import pandas as pd
 import pytest
 
+from search import leaderboard as lb
 from search.config import ConfigError, load_config
 from search.tune import study_store, tables
 
@@ -62,14 +63,14 @@ def test_pareto_front_against_a_hand_computation():
     # f has no AUC; g (0.95, 9.0) is the most accurate of all.
     points = [[0.90, 2.0], [0.80, 1.0], [0.85, 3.0], [0.90, 2.0], [0.70, 1.0], [np.nan, 0.5],
               [0.95, 9.0]]
-    front = tables.pareto_front(points, ["max", "min"])
+    front = lb.pareto_front(points, ["max", "min"])
     assert front.tolist() == [True, True, False, True, False, False, True]
     # The same points with both directions flipped: the front is the other corner.
-    assert tables.pareto_front(points, ["min", "max"]).tolist() == [
+    assert lb.pareto_front(points, ["min", "max"]).tolist() == [
         False, False, True, False, True, False, True]
-    assert tables.pareto_front(np.empty((0, 2)), ["max", "min"]).tolist() == []
+    assert lb.pareto_front(np.empty((0, 2)), ["max", "min"]).tolist() == []
     with pytest.raises(ValueError, match="'max' or 'min'"):
-        tables.pareto_front(points, ["max", "down"])
+        lb.pareto_front(points, ["max", "down"])
 
 
 def _trials() -> pd.DataFrame:
@@ -82,18 +83,18 @@ def _trials() -> pd.DataFrame:
 
 def test_the_leaderboard_lists_the_front_and_the_latency():
     trials = _trials()
-    table = tables.pareto_table(trials, ["val_auc", "latency_ms"], ["max", "min"])
+    table = lb.pareto_table(trials, ["val_auc", "latency_ms"], ["max", "min"])
     # c is beaten by a; e failed (never on the front, though nothing beats its figures).
     assert table["trial"].tolist() == ["a", "b"]
     assert table["val_auc"].tolist() == [0.9, 0.8] and table["latency_ms"].tolist() == [2.0, 1.0]
-    board = tables.leaderboard(trials, metric="val_auc", mode="max", title="t",
+    board = lb.leaderboard(trials, metric="val_auc", mode="max", title="t",
                                latency={"a": {"median_ms": 1.5}},
                                objectives=("val_auc", "latency_ms"), modes=("max", "min"))
-    assert "## Pareto front" in board and tables.LATENCY_NOTE in board
-    shown = tables.board_table(tables.with_latency(trials, {"a": {"median_ms": 1.5}}), "val_auc")
+    assert "## Pareto front" in board and lb.LATENCY_NOTE in board
+    shown = lb.board_table(lb.with_latency(trials, {"a": {"median_ms": 1.5}}), "val_auc")
     # The finalist's clean figure (latency.json) wins over its in-search one.
     assert shown.set_index("trial")["latency ms"].to_dict() == {"a": 1.5}
-    plain = tables.leaderboard(trials.drop(columns="latency_ms"), metric="val_auc", mode="max")
+    plain = lb.leaderboard(trials.drop(columns="latency_ms"), metric="val_auc", mode="max")
     assert "latency ms" not in plain and "Pareto" not in plain
 
 
@@ -125,8 +126,8 @@ def test_a_finalist_that_cannot_be_timed_is_recorded_not_fatal(tmp_path):
     with pytest.warns(UserWarning, match="no latency for trial gone"):
         out = finalist_latency(finalists)
     assert set(out) == {"gone"} and out["gone"]["error"]
-    trials = tables.with_latency(finalists, out)
-    assert trials[tables.FINAL_LATENCY].isna().all()
+    trials = lb.with_latency(finalists, out)
+    assert trials[lb.FINAL_LATENCY].isna().all()
 
 
 # ------------------------------------------------------------------ one real search

@@ -130,7 +130,7 @@ def test_counts_print_as_whole_numbers_even_in_float_columns():
     """Counts share float columns with trials that have none (NaN): 2723, not 2723.000."""
     import numpy as np
 
-    from search.tune.tables import markdown
+    from search.leaderboard import markdown
 
     frame = pd.DataFrame({"model": ["a", "b"], "tp": [2723.0, np.nan], "epoch": [16.0, 6.0],
                           "auc": [0.8, 0.7], "lr": [6.07e-4, 1e-3]})
