@@ -125,6 +125,14 @@ def lookup(name: str) -> Metric | None:
     return METRICS.get(base_of(name))
 
 
+def label(name: str) -> str:
+    """How a table heads a metric in any form (``f1_at_threshold``: ``F1``)."""
+    metric = lookup(name)
+    if metric is None:
+        raise KeyError(f"{name!r} is no metric of search.catalog")
+    return metric.label
+
+
 F1_AT_THRESHOLD = at_threshold(F1)
 ACCURACY_AT_THRESHOLD = at_threshold(ACCURACY)
 BALANCED_ACCURACY_AT_THRESHOLD = at_threshold(BALANCED_ACCURACY)
@@ -280,5 +288,6 @@ __all__ = ["ACCURACY", "ACCURACY_AT_THRESHOLD", "AP", "AUC", "AUC_DROP", "BALANC
            "SPLIT_COLUMNS", "STUDY_COLUMNS", "TEST", "THRESHOLD", "THRESHOLDED", "THRESHOLD_FREE",
            "TN", "TP", "TPR_AT_FPR_1PCT", "TPR_AT_FPR_5PCT", "TRAIN_LOSS", "VAL", "Metric",
            "MetricName", "at_threshold", "base_of", "baseline", "best", "is_cost",
-           "is_validation", "lookup", "metric_columns", "mode", "parse", "source_metric_names",
-           "sources_in", "split_metrics", "strip_split", "test", "val", "with_val"]
+           "is_validation", "label", "lookup", "metric_columns", "mode", "parse",
+           "source_metric_names", "sources_in", "split_metrics", "strip_split", "test", "val",
+           "with_val"]

@@ -31,15 +31,16 @@ BOARD_NOTE = ("Best trial per architecture by validation `{metric}` ({mode}). FA
               "positive class; metrics at threshold 0.5, `threshold` is the F1-optimal one on "
               "validation and `f1_at_threshold` the F1 there; `baseline_*` is always answering "
               "the majority class on the same split.")
-TEST_NOTE = ("The test split was evaluated once, after the search, for the finalists only, at "
-             "the threshold chosen on validation; it was never used to choose.")
+TEST_NOTE = ("The test split was evaluated once, after the search, for the finalists only, "
+             "at the threshold chosen on validation; it was never used to choose.")
 SOURCES_NOTE = ("`auc@NAME`: the validation AUC of the extra source NAME (data.extra_sources) "
                 "at the same epoch; `auc@mean` and `auc@worst`: the mean and the lowest AUC "
                 "over the training source and every extra one.")
 LATENCY_NOTE = ("`latency ms`: the model's median ONNX Runtime latency per image on CPU (batch "
-                "1, one thread, at its input size; search.model.latency), measured for each finalist "
-                "after the search on the machine that ran it (latency.json), else the trial's "
-                "own figure from during the search (noisier: other trials shared the machine).")
+                "1, one thread, at its input size; search.model.latency), measured for each "
+                "finalist after the search on the machine that ran it (latency.json), else the "
+                "trial's own figure from during the search (noisier: other trials shared the "
+                "machine).")
 PARETO_NOTE = ("The trials no other trial beats on every objective ({objectives}), best "
                "`{first}` first. Values are each trial's best epoch by `{first}` (the checkpoint "
                "export takes) and its in-search latency (measured while other trials shared "

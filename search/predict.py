@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from search import catalog
 from search.data.images import ImageError, prepare_image, read_regular, safe_name
 from search.data.layouts import FAKE, LABEL_NAMES, SYMLINK_LOOP
 from search.data.stream import DecodeBatch
@@ -54,7 +55,7 @@ from search.model.folder import (
 )
 
 #: The columns of a predictions table (and of predict's CSV), in order.
-COLUMNS = ("path", "p_fake", "p_calibrated", "label", "threshold", "threshold_rule", "error")
+COLUMNS = ("path", "p_fake", "p_calibrated", "label", catalog.THRESHOLD, "threshold_rule", "error")
 
 
 def choose_threshold(info: ModelInfo, threshold: float | None = None,
@@ -291,7 +292,7 @@ def iter_predictions(model: str | Path | ModelInfo, paths: Iterable[str | Path],
                     p, c = scored.get(i, (math.nan, math.nan))
                     yield {"path": safe_name(path), "p_fake": p, "p_calibrated": c,
                            "label": LABEL_NAMES[int(p >= thr)] if i in scored else None,
-                           "threshold": thr, "threshold_rule": rule,
+                           catalog.THRESHOLD: thr, "threshold_rule": rule,
                            "error": None if i in scored else loaded[i][1]}
                 bar.update(len(chunk))
         finally:
@@ -316,7 +317,7 @@ def predict_paths(model_dir: str | Path, paths: Iterable[str | Path], *,
     rows = list(iter_predictions(info, paths, threshold=threshold, target_fpr=target_fpr,
                                  batch_size=batch_size, backend=backend, progress=progress))
     frame = pd.DataFrame(rows, columns=list(COLUMNS))
-    frame.attrs["threshold"] = thr
+    frame.attrs[catalog.THRESHOLD] = thr
     frame.attrs["threshold_rule"] = rule
     return frame
 
@@ -392,7 +393,7 @@ def format_predictions(frame: pd.DataFrame) -> str:
                      + f"{label:<5}  {error}".rstrip())
     ok = frame["error"].isna()
     fake = int((frame["label"] == LABEL_NAMES[FAKE]).sum())
-    thr, rule = frame.attrs.get("threshold"), frame.attrs.get("threshold_rule")
+    thr, rule = frame.attrs.get(catalog.THRESHOLD), frame.attrs.get("threshold_rule")
     lines.append(f"{int(ok.sum())} scored ({fake} FAKE, {int(ok.sum()) - fake} REAL"
                  + (f" at threshold {thr:.4g}" if thr is not None else "")
                  + (f", {rule}" if rule else "") + f"), {int((~ok).sum())} failed")

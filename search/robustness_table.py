@@ -15,6 +15,8 @@ from typing import Any
 
 import pandas as pd
 
+from search import catalog
+
 NOTE = ("Each finalist's {split} split, scored clean and after perturbing the decoded images "
         "before normalisation: JPEG re-compression at quality 75 and 50, and a downscale by 2 "
         "and back (bilinear). `drop` is the clean AUC minus the perturbed one: a detector whose "
@@ -23,7 +25,7 @@ NOTE = ("Each finalist's {split} split, scored clean and after perturbing the de
 #: Readable names of the conditions :data:`search.evaluate.PERTURBATIONS` defines.
 CONDITIONS = {"clean": "clean", "jpeg_q75": "JPEG quality 75", "jpeg_q50": "JPEG quality 50",
               "downup_x2": "downscale x2 and back"}
-COLUMNS = ("trial", "condition", "AUC", "drop", "balanced accuracy", "TPR at FPR 5%")
+COLUMNS = ("trial", "condition", *(catalog.label(k) for k in catalog.ROBUSTNESS_METRICS))
 
 DECIMALS = 3  # every figure of the table, as the leaderboard prints its metrics
 
@@ -47,8 +49,7 @@ def robustness_table(robustness: Robustness,
     rows = []
     for tid, result in robustness.items():
         for name, m in (result.get("conditions") or {}).items():
-            figures = (m.get(k) for k in ("auc", "auc_drop", "balanced_accuracy",
-                                          "tpr_at_fpr_5pct"))
+            figures = (m.get(k) for k in catalog.ROBUSTNESS_METRICS)
             rows.append([(labels or {}).get(tid, tid), CONDITIONS.get(name, name),
                          *(_rounded(v) for v in figures)])
     return pd.DataFrame(rows, columns=list(COLUMNS), dtype=object)
@@ -57,7 +58,7 @@ def robustness_table(robustness: Robustness,
 def worst_drop(result: Mapping[str, Any]) -> float | None:
     """The largest AUC drop over a finalist's perturbations (None when none was measured):
     one number for a leaderboard column."""
-    drops = [m.get("auc_drop") for name, m in (result.get("conditions") or {}).items()
+    drops = [m.get(catalog.AUC_DROP) for name, m in (result.get("conditions") or {}).items()
              if name != "clean"]
     drops = [float(d) for d in drops if d is not None and not math.isnan(float(d))]
     return max(drops) if drops else None

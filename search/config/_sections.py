@@ -161,7 +161,7 @@ class SearchConfig(_Validated):
     _SECTION: ClassVar[str] = "search"
 
     name: str = "demo"
-    metric: str = "val_auc"
+    metric: str = catalog.val(catalog.AUC)
     mode: Literal["", "max", "min"] = ""  # "" = inferred from the metric (max, except losses and error rates)
     num_samples: int = 8
     algorithm: Literal["tpe", "random"] = "tpe"

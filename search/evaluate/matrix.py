@@ -10,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 
+from search import catalog
 from search.display import number
 
 CORNER = "trained on \\ tested on"
@@ -17,8 +18,11 @@ NOTE = ("Rows: the data set a model was trained on; columns: the set it was test
         "`{split}`). Cells: accuracy / AUC at the model's threshold (F1-optimal on its own "
         "validation split). `*` marks the model's own data set (its held-out split); the other "
         "columns measure generalisation to data it never saw.")
-DETAIL_COLUMNS = ["trained on", "tested on", "n", "FAKE share", "accuracy", "AUC", "F1",
-                  "majority accuracy", "threshold"]
+#: The detail table's figures, at the model's threshold (F1-optimal on its own validation).
+DETAIL_METRICS = (catalog.N, catalog.POSITIVE_RATE, catalog.ACCURACY_AT_THRESHOLD, catalog.AUC,
+                  catalog.F1_AT_THRESHOLD, catalog.BASELINE_ACCURACY, catalog.THRESHOLD)
+DETAIL_COLUMNS = ["trained on", "tested on", *(catalog.label(k) for k in DETAIL_METRICS[:5]),
+                  "majority accuracy", catalog.label(catalog.THRESHOLD)]
 
 
 def tested_on(matrix: dict[str, Any]) -> list[str]:
@@ -39,15 +43,15 @@ def matrix_table(matrix: dict[str, Any]) -> pd.DataFrame:
     rows = []
     for train, row in matrix.get("rows", {}).items():
         cells = [row["cells"].get(col) for col in columns]
-        rows.append([train, *("" if m is None else f"{number(m['accuracy_at_threshold'])} / "
-                              f"{number(m['auc'])}{_own(m)}" for m in cells)])
+        rows.append([train, *("" if m is None else
+                              f"{number(m[catalog.ACCURACY_AT_THRESHOLD])} / "
+                              f"{number(m[catalog.AUC])}{_own(m)}" for m in cells)])
     return pd.DataFrame(rows, columns=[CORNER, *columns], dtype=object)
 
 
 def detail_table(matrix: dict[str, Any]) -> pd.DataFrame:
     """One row per (training set, tested set): size, FAKE share and the metrics."""
-    rows = [[train, f"{col}{_own(m)}", m["n"], m["positive_rate"], m["accuracy_at_threshold"],
-             m["auc"], m["f1_at_threshold"], m["baseline_accuracy"], m["threshold"]]
+    rows = [[train, f"{col}{_own(m)}", *(m[k] for k in DETAIL_METRICS)]
             for train, row in matrix.get("rows", {}).items() for col, m in row["cells"].items()]
     return pd.DataFrame(rows, columns=DETAIL_COLUMNS, dtype=object)
 
@@ -57,4 +61,5 @@ def models(matrix: dict[str, Any]) -> dict[str, str]:
     return {train: row["model"] for train, row in matrix.get("rows", {}).items()}
 
 
-__all__ = ["CORNER", "DETAIL_COLUMNS", "NOTE", "detail_table", "matrix_table", "models", "tested_on"]
+__all__ = ["CORNER", "DETAIL_COLUMNS", "DETAIL_METRICS", "NOTE", "detail_table", "matrix_table",
+           "models", "tested_on"]

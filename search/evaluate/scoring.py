@@ -49,8 +49,7 @@ from search.model.inference import predict_split, score_batch
 from search.train.metrics import ECE_BINS, detector_metrics
 
 #: How format_metrics names detector_metrics' operating points.
-OPERATING_LABELS = {"TPR at FPR 1%": "tpr_at_fpr_1pct", "TPR at FPR 5%": "tpr_at_fpr_5pct",
-                    "FPR at TPR 95%": "fpr_at_tpr_95pct"}
+OPERATING_LABELS = {catalog.METRICS[k].label: k for k in catalog.OPERATING_POINTS}
 #: Logical CPUs of a new local cluster: Ray Data's read tasks and decode actors each need
 #: whole CPUs, so a small machine gets at least four.
 LOCAL_CPUS = max(4, os.cpu_count() or 1)
@@ -64,7 +63,7 @@ def _input(info: ModelInfo) -> dict[str, Any]:
 
 def _test_threshold(meta: dict[str, Any]) -> float | None:
     """The threshold a checkpoint's test metrics are read at: its validation one, if saved."""
-    return meta.get("metrics", {}).get(catalog.val("threshold"))
+    return meta.get("metrics", {}).get(catalog.val(catalog.THRESHOLD))
 
 
 def predict_shards(model: Any, meta: dict[str, Any], shards: str | Path, split: str,
@@ -139,9 +138,10 @@ def format_metrics(metrics: dict[str, Any], info: ModelInfo) -> str:
     def f(v: Any) -> str:
         return number(v, ".4f")
 
-    n, pos = int(metrics["n"]), float(metrics["positive_rate"])
+    n, pos = int(metrics[catalog.N]), float(metrics[catalog.POSITIVE_RATE])
     fake = round(n * pos)
-    thr = metrics["threshold"]
+    thr = metrics[catalog.THRESHOLD]
+    tp, tn, fp, fn = (metrics[catalog.at_threshold(k)] for k in catalog.CONFUSION)
     rule = metrics.get("threshold_rule") or (
         info.threshold_rule if math.isclose(thr, info.threshold) else GIVEN_RULE)
     lines = [
@@ -150,19 +150,20 @@ def format_metrics(metrics: dict[str, Any], info: ModelInfo) -> str:
         f"threshold {thr:.4g} ({rule})", "",
         f"{'metric':<18} {'at 0.5':>8} {'at thr':>8} {'majority':>9}",
     ]
-    for name in ("accuracy", "precision", "recall", "f1", "specificity", "balanced_accuracy"):
-        base = metrics.get(f"baseline_{name}")
-        lines.append(f"{name:<18} {f(metrics[name]):>8} {f(metrics[f'{name}_at_threshold']):>8} "
+    for name in catalog.DECISION:
+        base = metrics.get(catalog.baseline(name))
+        at_thr = metrics[catalog.at_threshold(name)]
+        lines.append(f"{name:<18} {f(metrics[name]):>8} {f(at_thr):>8} "
                      f"{f(base) if base is not None else '':>9}")
     lines += ["", "threshold-free: " + ", ".join(
-        f"{k} {f(metrics[k])}" for k in ("auc", "ap", "eer", "log_loss")),
+        f"{k} {f(metrics[k])}" for k in catalog.THRESHOLD_FREE),
         "operating points: " + ", ".join(
             f"{label} {f(metrics.get(k))}" for label, k in OPERATING_LABELS.items()),
-        f"calibration: ece {f(metrics.get('ece'))} (p_fake, {ECE_BINS} equal-width bins)", "",
+        f"calibration: ece {f(metrics.get(catalog.ECE))} (p_fake, {ECE_BINS} equal-width bins)", "",
         f"confusion matrix at threshold {thr:.4g} (FAKE = positive):",
         f"{'':>12} {'pred REAL':>10} {'pred FAKE':>10}",
-        f"{'true REAL':>12} {metrics['tn_at_threshold']:>10} {metrics['fp_at_threshold']:>10}",
-        f"{'true FAKE':>12} {metrics['fn_at_threshold']:>10} {metrics['tp_at_threshold']:>10}"]
+        *(f"{row:>12} {counts[0]:>10} {counts[1]:>10}"
+          for row, counts in (("true REAL", (tn, fp)), ("true FAKE", (fn, tp))))]
     return "\n".join(lines)
 
 
@@ -219,10 +220,12 @@ def robustness_summary(y_true: ArrayLike, scores: Mapping[str, ArrayLike],
     out: dict[str, dict[str, float]] = {}
     for name, p in scores.items():
         m = detector_metrics(y_true, p, threshold=threshold)
-        out[name] = {"auc": m["auc"], "balanced_accuracy": m["balanced_accuracy_at_threshold"],
-                     "tpr_at_fpr_5pct": m["tpr_at_fpr_5pct"]}
+        # Balanced accuracy at the model's own threshold (as deployed), not at 0.5.
+        out[name] = {catalog.AUC: m[catalog.AUC],
+                     catalog.BALANCED_ACCURACY: m[catalog.BALANCED_ACCURACY_AT_THRESHOLD],
+                     catalog.TPR_AT_FPR_5PCT: m[catalog.TPR_AT_FPR_5PCT]}
     for m in out.values():
-        m["auc_drop"] = out[CLEAN]["auc"] - m["auc"]
+        m[catalog.AUC_DROP] = out[CLEAN][catalog.AUC] - m[catalog.AUC]
     return out
 
 
@@ -251,8 +254,8 @@ def _robustness(preds: pd.DataFrame, conditions: Collection[str], threshold: flo
     summary = robustness_summary(preds["label"].to_numpy(),
                                  {name: preds[name].to_numpy() for name in (CLEAN, *conditions)},
                                  threshold)
-    return {"split": split, "data": dataset_name(shards), "n": len(preds),
-            "threshold": threshold, "conditions": summary}
+    return {"split": split, "data": dataset_name(shards), catalog.N: len(preds),
+            catalog.THRESHOLD: threshold, "conditions": summary}
 
 
 # ------------------------------------------------------------------ a search's finalist

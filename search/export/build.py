@@ -58,7 +58,7 @@ def export_model(results_dir: str | Path, *, trial_id: str | None = None,
     test = test_metrics(results_dir, str(row["trial_id"]), checkpoint, str(row["checkpoint"]),
                         threshold)
     metrics = {"validation": catalog.strip_split(epoch_metrics), "test": test,
-               "threshold": threshold,
+               catalog.THRESHOLD: threshold,
                "threshold_rule": rule, "calibration": calibration, "operating_points": points}
     size = int(meta["input"]["input_size"])
 

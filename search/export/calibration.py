@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from search import catalog
 from search.model.checkpoint import Predictions
 from search.model.folder import sigmoid
 from search.train.metrics import calibration, fit_temperature, logit
@@ -23,8 +24,9 @@ def _calibration_figures(preds: Predictions, temperature: float) -> dict[str, fl
     after ``T``."""
     y, p = preds
     before, after = calibration(y, p), calibration(y, sigmoid(logit(p), temperature))
-    return {"n": int(y.size), "ece_before": before["ece"], "ece_after": after["ece"],
-            "nll_before": before["log_loss"], "nll_after": after["log_loss"]}
+    return {catalog.N: int(y.size),
+            "ece_before": before[catalog.ECE], "ece_after": after[catalog.ECE],
+            "nll_before": before[catalog.LOG_LOSS], "nll_after": after[catalog.LOG_LOSS]}
 
 
 def calibrate(val: Predictions | None, test: Predictions | None) -> dict[str, Any] | None:

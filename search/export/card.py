@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from search import catalog
 from search.display import number
 from search.export.operating import rate_percent
 from search.filenames import ONNX as ONNX_FILE
@@ -21,29 +22,30 @@ def _fmt(value: Any, digits: int = 3) -> str:
 
 
 def _metrics_table(splits: dict[str, dict[str, Any]]) -> list[str]:
-    names = ["accuracy", "precision", "recall", "f1", "balanced_accuracy"]
+    names = [*catalog.BASELINE_METRICS, catalog.BALANCED_ACCURACY]  # the baseline has 4
+    ranking = (catalog.AUC, catalog.AP, catalog.EER)
     lines = ["| split | rule | " + " | ".join(names) + " | AUC | AP | EER |",
              "|---|---|" + "---|" * (len(names) + 3)]
     for split, m in splits.items():
-        lines.append(f"| {split} | model threshold {_fmt(m.get('threshold'))} | "
-                     + " | ".join(_fmt(m.get(f"{n}_at_threshold")) for n in names)
-                     + f" | {_fmt(m.get('auc'))} | {_fmt(m.get('ap'))} | {_fmt(m.get('eer'))} |")
+        lines.append(f"| {split} | model threshold {_fmt(m.get(catalog.THRESHOLD))} | "
+                     + " | ".join(_fmt(m.get(catalog.at_threshold(n))) for n in names)
+                     + "".join(f" | {_fmt(m.get(k))}" for k in ranking) + " |")
         lines.append(f"| {split} | threshold 0.5 | "
                      + " | ".join(_fmt(m.get(n)) for n in names) + " | | | |")
         lines.append(f"| {split} | majority class (baseline) | "
-                     + " | ".join(_fmt(m.get(f"baseline_{n}")) for n in names[:4])
-                     + f" | 0.500 | 0.500 | {_fmt(m.get('positive_rate'))} | 0.500 |")
+                     + " | ".join(_fmt(m.get(catalog.baseline(n))) for n in names[:4])
+                     + f" | 0.500 | 0.500 | {_fmt(m.get(catalog.POSITIVE_RATE))} | 0.500 |")
     return lines
 
 
 def _confusion(split: str, m: dict[str, Any]) -> list[str]:
-    return [f"{split.capitalize()} at threshold {_fmt(m.get('threshold'))} "
-            f"(n = {m.get('n')}, FAKE share {_fmt(m.get('positive_rate'))}):", "",
+    return [f"{split.capitalize()} at threshold {_fmt(m.get(catalog.THRESHOLD))} "
+            f"(n = {m.get(catalog.N)}, FAKE share {_fmt(m.get(catalog.POSITIVE_RATE))}):", "",
             "| | predicted REAL | predicted FAKE |", "|---|---|---|",
-            f"| **true REAL** | {m.get('tn_at_threshold')} (TN) | "
-            f"{m.get('fp_at_threshold')} (FP) |",
-            f"| **true FAKE** | {m.get('fn_at_threshold')} (FN) | "
-            f"{m.get('tp_at_threshold')} (TP) |",
+            f"| **true REAL** | {m.get(catalog.at_threshold(catalog.TN))} (TN) | "
+            f"{m.get(catalog.at_threshold(catalog.FP))} (FP) |",
+            f"| **true FAKE** | {m.get(catalog.at_threshold(catalog.FN))} (FN) | "
+            f"{m.get(catalog.at_threshold(catalog.TP))} (TP) |",
             ""]
 
 
@@ -56,7 +58,7 @@ def _card_intro(config: dict[str, Any]) -> list[str]:
         f"`{config['experiment']}`)", "",
         "A binary image classifier that scores a face image as REAL (0) or DEEPFAKE (1, the "
         "positive class). It outputs one logit; `p_fake = sigmoid(logit)`, and an image is "
-        f"called FAKE when `p_fake >= {config['threshold']:.4g}` (the threshold, "
+        f"called FAKE when `p_fake >= {config[catalog.THRESHOLD]:.4g}` (the threshold, "
         f"{config['threshold_rule']})"
         + (f"; the probability to read is `p_calibrated = sigmoid(logit / {temperature:.4g})` "
            "(temperature scaling, see Calibration)." if temperature else ".")
@@ -131,9 +133,8 @@ def _card_latency(latency: dict[str, Any] | None) -> list[str]:
 
 def _ranking_table(splits: dict[str, dict[str, Any]]) -> list[str]:
     """Per split: AUC, balanced accuracy at the model threshold, the operating points, ECE."""
-    cols = [("AUC", "auc"), ("balanced accuracy", "balanced_accuracy_at_threshold"),
-            ("TPR at FPR 1%", "tpr_at_fpr_1pct"), ("TPR at FPR 5%", "tpr_at_fpr_5pct"),
-            ("FPR at TPR 95%", "fpr_at_tpr_95pct"), ("ECE (uncalibrated)", "ece")]
+    labels = {catalog.ECE: "ECE (uncalibrated)"}  # the raw p_fake's, before temperature
+    cols = [(labels.get(k) or catalog.label(k), k) for k in catalog.RANKING_COLUMNS]
     return ["| split | " + " | ".join(c for c, _ in cols) + " |", "|---|" + "---|" * len(cols),
             *[f"| {split} | " + " | ".join(_fmt(m.get(k)) for _, k in cols) + " |"
               for split, m in splits.items()]]
@@ -176,7 +177,7 @@ def _card_calibration(calibration: dict[str, Any] | None) -> list[str]:
         f"taken at its word: the raw scores were {confidence}.", "",
         "| split | n | ECE before | ECE after | NLL before | NLL after |",
         "|---|---|---|---|---|---|",
-        *[f"| {split} | {m['n']} | {_fmt(m['ece_before'])} | {_fmt(m['ece_after'])} | "
+        *[f"| {split} | {m[catalog.N]} | {_fmt(m['ece_before'])} | {_fmt(m['ece_after'])} | "
           f"{_fmt(m['nll_before'])} | {_fmt(m['nll_after'])} |" for split, m in rows if m], ""]
 
 
@@ -194,10 +195,10 @@ def _card_operating_points(points: list[dict[str, Any]]) -> list[str]:
     for point in points:
         for split in ("validation", "test"):
             m = point.get(split)
-            out.append(f"| {rate_percent(point['target_fpr'])} | {point['threshold']:.6g} | "
+            out.append(f"| {rate_percent(point['target_fpr'])} | {point[catalog.THRESHOLD]:.6g} | "
                        f"{split} | " + (" | ".join([_fmt(m['fpr']), _fmt(m['tpr']),
-                                                    _fmt(m['precision']), str(m['fp']),
-                                                    str(m['tp'])]) if m else
+                                                    _fmt(m[catalog.PRECISION]), str(m[catalog.FP]),
+                                                    str(m[catalog.TP])]) if m else
                                          "not available | | | |") + " |")
     return out + [""]
 
@@ -214,8 +215,8 @@ def _card_limits(config: dict[str, Any], validation: dict[str, Any]) -> list[str
         "on data like the training set; measure on yours with `deepfake-search evaluate "
         "--cross`.",
         "- **Threshold and prevalence.** The threshold was tuned on a validation split with a "
-        f"FAKE share of {_fmt(validation.get('positive_rate'))}; precision and the best threshold "
-        "change with the share of fakes in the data it is used on.",
+        f"FAKE share of {_fmt(validation.get(catalog.POSITIVE_RATE))}; precision and the best "
+        "threshold change with the share of fakes in the data it is used on.",
         "- **Resolution and compression.** Images are resized to "
         f"{config['input']['input_size']} px; artefacts finer than that, heavy re-compression, "
         "filters or adversarial edits can hide a manipulation or fake one.",

@@ -50,7 +50,7 @@ def _training_data(cfg: ExperimentConfig) -> dict[str, Any]:
 
 def saved_threshold(epoch_metrics: dict[str, Any]) -> tuple[float, str]:
     """The checkpoint's validation threshold and its rule (0.5 when there was none)."""
-    threshold = epoch_metrics.get(catalog.val("threshold"))
+    threshold = epoch_metrics.get(catalog.val(catalog.THRESHOLD))
     if threshold is None or not math.isfinite(float(threshold)):
         return 0.5, "default 0.5 (validation had no FAKE image to tune on)"
     return float(threshold), THRESHOLD_RULE
@@ -75,7 +75,7 @@ def folder_config(cfg: ExperimentConfig, meta: dict[str, Any], row: pd.Series, *
         "output": "one logit per image; p_fake = sigmoid(logit); FAKE when p_fake >= threshold; "
                   "p_calibrated = sigmoid(logit / calibration.temperature)",
         "labels": {str(k): v for k, v in LABEL_NAMES.items()},
-        "threshold": threshold,
+        catalog.THRESHOLD: threshold,
         "threshold_rule": rule,
         "calibration": calibration,
         "operating_points": operating_points or [],

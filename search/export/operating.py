@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from search import catalog
 from search.model.checkpoint import Predictions
 from search.model.folder import sigmoid
 from search.train.metrics import logit, threshold_at_fpr, threshold_metrics
@@ -22,10 +23,12 @@ def rate_percent(rate: float) -> str:
 def _at_threshold(preds: Predictions, threshold: float) -> dict[str, Any]:
     """The operating point a threshold gives on one split: FPR, TPR and the counts."""
     m = threshold_metrics(*preds, threshold)
-    return {"fpr": m["fp"] / (m["fp"] + m["tn"]) if m["tn"] + m["fp"] else math.nan,
-            "tpr": m["recall"], "precision": m["precision"], "f1": m["f1"],
-            "balanced_accuracy": m["balanced_accuracy"],
-            **{k: m[k] for k in ("tp", "fp", "tn", "fn")}}
+    fp, tn = m[catalog.FP], m[catalog.TN]
+    return {"fpr": fp / (fp + tn) if tn + fp else math.nan,
+            "tpr": m[catalog.RECALL], catalog.PRECISION: m[catalog.PRECISION],
+            catalog.F1: m[catalog.F1],
+            catalog.BALANCED_ACCURACY: m[catalog.BALANCED_ACCURACY],
+            **{k: m[k] for k in (catalog.TP, catalog.FP, catalog.TN, catalog.FN)}}
 
 
 def operating_point(target_fpr: float, val: Predictions, test: Predictions | None,
@@ -43,7 +46,7 @@ def operating_point(target_fpr: float, val: Predictions, test: Predictions | Non
                          f"catches no FAKE image (the validation split has {n_real} REAL "
                          "images, and its top-scored ones are REAL): choose a larger "
                          "--target-fpr")
-    return {"target_fpr": target_fpr, "threshold": threshold,
+    return {"target_fpr": target_fpr, catalog.THRESHOLD: threshold,
             "rule": f"FPR <= {rate_percent(target_fpr)} on validation (highest TPR)",
             "p_calibrated": float(sigmoid(logit(threshold), temperature)) if temperature else None,
             "validation": at_val, "test": _at_threshold(test, threshold) if test else None}

@@ -170,7 +170,7 @@ def _fpr_thresholds(meta: dict[str, Any], where: Path,
         if target is None or not 0.0 <= target <= 1.0:
             raise ModelFolderError(f"{where} operating_points: every entry needs target_fpr "
                                    f"between 0 and 1, not {point!r}: {fix}")
-        threshold = _threshold(point.get("threshold"), f"{where} operating_points threshold")
+        threshold = _threshold(point.get(catalog.THRESHOLD), f"{where} operating_points threshold")
         if threshold is not None:
             out[target] = (threshold, str(point.get("rule") or f"FPR <= {target:g} on validation"))
     return out
@@ -207,7 +207,7 @@ def _export_info(directory: Path, meta: dict[str, Any], fix: str) -> ModelInfo:
         raise ModelFolderError(f"{cfg_path} needs 'arch' (a name) and 'layers' (a mapping): "
                                f"{fix}")
     train = meta.get("training_data") if isinstance(meta.get("training_data"), dict) else {}
-    threshold = _threshold(meta.get("threshold"), f"{cfg_path} 'threshold'")
+    threshold = _threshold(meta.get(catalog.THRESHOLD), f"{cfg_path} {catalog.THRESHOLD!r}")
     return ModelInfo(
         directory=directory, kind="export", arch=meta["arch"], layers=dict(meta["layers"]),
         input_size=size, mean=mean, std=std,
@@ -230,7 +230,7 @@ def _checkpoint_info(directory: Path, meta: dict[str, Any], fix: str) -> ModelIn
     except ConfigError as err:
         raise ModelFolderError(f"{cfg_path} 'experiment': {err}") from None
     metrics = meta.get("metrics") if isinstance(meta.get("metrics"), dict) else {}
-    key = catalog.val("threshold")
+    key = catalog.val(catalog.THRESHOLD)
     threshold = _threshold(metrics.get(key), f"{cfg_path} metrics.{key}")
     image_size, name, digest = _training_set(cfg.data.shards)
     return ModelInfo(

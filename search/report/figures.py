@@ -73,7 +73,8 @@ def confusion(items: Sequence[ConfusionItem], out: Path) -> str:
                 ax.text(0.5, 0.5, f"{label}\nno {split} metrics", ha="center", va="center",
                         color="#666")
                 continue
-            grid = np.array([[m["tn"], m["fp"]], [m["fn"], m["tp"]]], dtype=float)
+            grid = np.array([[m[catalog.TN], m[catalog.FP]], [m[catalog.FN], m[catalog.TP]]],
+                            dtype=float)
             share = grid / np.maximum(grid.sum(axis=1, keepdims=True), 1)
             ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
             for (y, x), count in np.ndenumerate(grid):
@@ -83,7 +84,7 @@ def confusion(items: Sequence[ConfusionItem], out: Path) -> str:
             ax.set_yticks([0, 1], CLASSES)
             ax.set_xlabel("predicted")
             ax.set_ylabel("true")
-            ax.set_title(f"{label}\n{split}, threshold {m['threshold']:.3g}", fontsize=10)
+            ax.set_title(f"{label}\n{split}, threshold {m[catalog.THRESHOLD]:.3g}", fontsize=10)
     return _save(fig, out, "confusion.png")
 
 
@@ -112,7 +113,7 @@ def curves(by_split: dict[str, list[Curve]], out: Path) -> str:
         roc_ax.set(title=f"ROC, {split}", xlabel="false positive rate (REAL called FAKE)",
                    ylabel="true positive rate (FAKE caught)", xlim=(0, 1), ylim=(0, 1.01))
         pr_ax.set(title=f"Precision-recall, {split}", xlabel="recall (FAKE caught)",
-                  ylabel="precision", xlim=(0, 1), ylim=(0, 1.01))
+                  ylabel=catalog.PRECISION, xlim=(0, 1), ylim=(0, 1.01))
         for ax in (roc_ax, pr_ax):
             ax.grid(alpha=0.3)
             ax.legend(loc="lower right" if ax is roc_ax else "lower left", fontsize=8)
@@ -122,9 +123,9 @@ def curves(by_split: dict[str, list[Curve]], out: Path) -> str:
 def learning(history: pd.DataFrame, top: pd.DataFrame, colours: dict[str, str], metric: str,
              out: Path) -> str:
     """Validation AUC (and the search metric) and training loss per epoch of the top trials."""
-    auc = catalog.val("auc")
+    auc = catalog.val(catalog.AUC)
     panels = [auc, *([metric] if metric != auc and metric in history else []),
-              "train_loss"]
+              catalog.TRAIN_LOSS]
     panels = [p for p in panels if p in history]
     fig = _figure(4.6 * len(panels) + 0.5, 3.8)
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
@@ -210,7 +211,8 @@ def cross(matrix: dict[str, Any], out: Path) -> str | None:
         return None
     fig = _figure(max(5.0, 2.3 * len(cols) * 2 + 1.5), 1.1 * len(rows) + 2.0)
     axes = fig.subplots(1, 2, squeeze=False)[0]
-    for ax, (key, title) in zip(axes, [("accuracy_at_threshold", "accuracy"), ("auc", "AUC")]):
+    for ax, key in zip(axes, (catalog.ACCURACY_AT_THRESHOLD, catalog.AUC)):
+        title = catalog.label(key)
         grid = np.full((len(rows), len(cols)), np.nan)
         for i, r in enumerate(rows):
             for j, c in enumerate(cols):

@@ -71,12 +71,14 @@ def overview(r: Results) -> Section:
                         f"trial {tid}, epoch {_whole('epoch', top.get('best_epoch'))}"),
                   _card(f"validation {catalog.parse(r.metric).base}",
                         number(top.get(r.best_column)), "majority-class accuracy "
-                        f"{number(top.get('best_val_baseline_accuracy'))}")]
+                        f"{number(top.get(catalog.best(catalog.val(catalog.BASELINE_ACCURACY))))}")]
         t = r.test.get(tid)
         if t:
             cards.append(_card("test AUC / accuracy",
-                               f"{number(t.get('auc'))} / {number(t.get('accuracy_at_threshold'))}",
-                               f"at threshold {number(t.get('threshold'))}, n = {t.get('n')}"))
+                               f"{number(t.get(catalog.AUC))} / "
+                               f"{number(t.get(catalog.ACCURACY_AT_THRESHOLD))}",
+                               f"at threshold {number(t.get(catalog.THRESHOLD))}, "
+                               f"n = {t.get(catalog.N)}"))
     data = filenames.portable_path(r.cfg.data.shards) or "embedded demo set"
     meta = (f'<p class="meta">Search metric <code>{esc(r.metric)}</code> '
             f"({esc(r.cfg.search.resolved_mode())}), data <code>{esc(data)}</code>, results "
@@ -139,8 +141,10 @@ def trials_table(r: Results) -> str:
     """Every trial: status, the parameters that varied, epochs and its best scores."""
     short = str(catalog.MetricName(catalog.parse(r.metric).base,
                                    source=catalog.parse(r.metric).source))
-    names = {r.best_column: short, catalog.best(catalog.val("f1_at_threshold")): "F1 at thr",
-             catalog.best(catalog.val("baseline_accuracy")): "majority acc", "trial_id": "trial"}
+    names = {r.best_column: short,
+             catalog.best(catalog.val(catalog.F1_AT_THRESHOLD)): "F1 at thr",
+             catalog.best(catalog.val(catalog.BASELINE_ACCURACY)): "majority acc",
+             "trial_id": "trial"}
     metric_cols = set(names) - {"trial_id"}  # ints stored as floats (NaN elsewhere) print as ints
     cols = ["trial_id", "status", *r.params, "epochs", "best_epoch", *names]
     frame = r.trials[list(dict.fromkeys(c for c in cols if c in r.trials))]
@@ -170,12 +174,13 @@ def confusion(r: Results) -> Section:
     items: list[figures.ConfusionItem] = []
     for _, row in r.finals.iterrows():
         tid = str(row["trial_id"])
-        val = {k: row.get(catalog.best(catalog.val(f"{k}_at_threshold"))) for k in catalog.CONFUSION}
-        val["threshold"] = row.get(catalog.best(catalog.val("threshold")))
+        val = {k: row.get(catalog.best(catalog.val(catalog.at_threshold(k))))
+               for k in catalog.CONFUSION}
+        val[catalog.THRESHOLD] = row.get(catalog.best(catalog.val(catalog.THRESHOLD)))
         val_ok = all(v is not None and not pd.isna(v) for v in val.values())
         t = r.test.get(tid)
-        tm = ({k: t[f"{k}_at_threshold"] for k in catalog.CONFUSION}
-              | {"threshold": t["threshold"]}) if t else None
+        tm = ({k: t[catalog.at_threshold(k)] for k in catalog.CONFUSION}
+              | {catalog.THRESHOLD: t[catalog.THRESHOLD]}) if t else None
         items.append((f"{row.get('arch')} · trial {tid}", val if val_ok else None, tm))
     s = Section("confusion", "Confusion matrices")
     if not items:

@@ -21,7 +21,7 @@ NOTE = ("Each row: a selection rule (the validation AUC it maximises), the trial
         "makes may have no weights left.")
 
 
-def rule_columns(history: pd.DataFrame, metric: str = "val_auc") -> list[str]:
+def rule_columns(history: pd.DataFrame, metric: str = catalog.val(catalog.AUC)) -> list[str]:
     """The in-source column of the metric's family, then each extra source's, then the
     aggregates: the rules a search with extra sources can select by."""
     name = catalog.parse(metric)
@@ -44,7 +44,7 @@ def pick(history: pd.DataFrame, column: str) -> pd.Series | None:
 
 
 def selection_table(history: pd.DataFrame, trials: pd.DataFrame,
-                    metric: str = "val_auc") -> pd.DataFrame:
+                    metric: str = catalog.val(catalog.AUC)) -> pd.DataFrame:
     """One row per selection rule: what it picks and that epoch's value on every source."""
     rules = rule_columns(history, metric)
     arch = dict(zip(trials.get("trial_id", []), trials.get("arch", []), strict=False))

@@ -66,8 +66,8 @@ class Runtime(Protocol):
 def search_keys(metric: str, objectives: Sequence[str] = ()) -> tuple[str, ...]:
     """What a search's trial reports to Tune: what ASHA (``epoch``), Optuna (the metric and
     objectives) and the progress lines read; the tables read the trials' history files."""
-    return ("epoch", metric, *objectives, catalog.val("f1"), "train_loss", "time_total_s",
-            *(COSTS if LATENCY_MS in objectives else ()))
+    return ("epoch", metric, *objectives, catalog.val(catalog.F1), catalog.TRAIN_LOSS,
+            "time_total_s", *(COSTS if LATENCY_MS in objectives else ()))
 
 
 #: The reported key that carries the rest of an epoch's record, as a JSON object.

@@ -154,12 +154,12 @@ def source_metrics(in_source: Mapping[str, Any], scored: Mapping[str, Mapping[st
     makes both undefined (NaN): a worst case that skips a source would flatter it."""
     out = {catalog.val(m, name): float(metrics.get(m, math.nan))
            for name, metrics in scored.items() for m in SOURCE_METRICS}
-    aucs = [float(in_source.get(catalog.val("auc"), math.nan)),
-            *(out[catalog.val("auc", name)] for name in scored)]
+    aucs = [float(in_source.get(catalog.val(catalog.AUC), math.nan)),
+            *(out[catalog.val(catalog.AUC, name)] for name in scored)]
     defined = not any(math.isnan(a) for a in aucs)
     mean, worst = catalog.SOURCE_AGGREGATES
-    out[catalog.val("auc", mean)] = sum(aucs) / len(aucs) if defined else math.nan
-    out[catalog.val("auc", worst)] = min(aucs) if defined else math.nan
+    out[catalog.val(catalog.AUC, mean)] = sum(aucs) / len(aucs) if defined else math.nan
+    out[catalog.val(catalog.AUC, worst)] = min(aucs) if defined else math.nan
     return out
 
 
@@ -295,7 +295,7 @@ class Recipe:
                 return None
         totals = gather([(float(loss_sum), seen)])
         n_train = sum(n for _, n in totals)
-        return {"epoch": epoch + 1, "train_loss": sum(s for s, _ in totals) / max(n_train, 1),
+        return {"epoch": epoch + 1, catalog.TRAIN_LOSS: sum(s for s, _ in totals) / max(n_train, 1),
                 "train_images": n_train, "lr": self.base_lrs[0] * factor, "optim_steps": self.step,
                 "train_time_s": time.perf_counter() - t0,
                 # Where an epoch's time goes: waiting on the data stream (first batch = the

@@ -82,8 +82,8 @@ class ProgressPrinter:
                 printer.line(trials, trial,
                              f"epoch {result.get('epoch', '?')}/{printer.budget(trial)}  "
                              f"{printer.metric} {printer.num(result.get(printer.metric))}  "
-                             f"f1 {printer.num(result.get(catalog.val('f1')))}  "
-                             f"loss {printer.num(result.get('train_loss'))}"
+                             f"f1 {printer.num(result.get(catalog.val(catalog.F1)))}  "
+                             f"loss {printer.num(result.get(catalog.TRAIN_LOSS))}"
                              + printer.cost(result), latest=result.get(printer.metric))
 
             def on_trial_complete(self, iteration, trials, trial, **info):

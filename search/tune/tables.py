@@ -112,9 +112,9 @@ def collect(results: Sequence[Any], *, experiment_dir: str | Path, metric: str, 
         trials = trials.sort_values(catalog.best(metric), ascending=(mode == "min"),
                                     na_position="last", ignore_index=True)
     hist = pd.concat(history, ignore_index=True) if history else pd.DataFrame()
-    keep = ["trial_id", "epoch", "seen_by_tune", catalog.TRAIN_LOSS, "lr", "train_images", "epoch_time_s",
-            "train_time_s", "data_wait_s", "data_first_batch_s", "eval_time_s", "sources_epoch",
-            "sources_time_s", "time_total_s", "timestamp", *PLACEMENT, *COST,
+    keep = ["trial_id", "epoch", "seen_by_tune", catalog.TRAIN_LOSS, "lr", "train_images",
+            "epoch_time_s", "train_time_s", "data_wait_s", "data_first_batch_s", "eval_time_s",
+            "sources_epoch", "sources_time_s", "time_total_s", "timestamp", *PLACEMENT, *COST,
             *sorted(catalog.metric_columns(hist.columns))]
     hist = hist[[c for c in keep if c in hist.columns]] if len(hist) else hist
     return trials, hist
