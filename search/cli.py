@@ -179,8 +179,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     with _sigterm_as_sigint(ray=True):
         init_ray(cfg)
         result = train_one(cfg, name=name)
-    cols = ["epoch", "train_loss", *(catalog.val(m) for m in (
-        "accuracy", "precision", "recall", "f1", "auc", "eer", "tp", "tn", "fp", "fn")),
+    cols = ["epoch", catalog.TRAIN_LOSS, *(catalog.val(m) for m in catalog.EPOCH_COLUMNS),
             "epoch_time_s"]
     frame = result.metrics_dataframe
     print(frame[[c for c in cols if c in frame]].to_string(index=False, float_format="%.4f"))

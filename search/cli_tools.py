@@ -14,6 +14,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from search import catalog
+
 
 def _rate(text: str) -> float:
     """A ``--target-fpr`` value: a rate strictly between 0 and 1 (0.01 is 1%)."""
@@ -175,7 +177,7 @@ def _print_robustness(model: Path, shards: str, split: str, threshold: float) ->
 
     result = evaluate_robustness(model, shards, split, threshold=threshold)
     frame = robustness_table({"model": result})
-    print(f"\nrobustness ({result['data']} [{split}], n={result['n']}):\n")
+    print(f"\nrobustness ({result['data']} [{split}], n={result[catalog.N]}):\n")
     print(markdown_table(list(frame.columns), frame.to_numpy().tolist(), number))
     print("\n" + NOTE.format(split=split))
 
