@@ -16,12 +16,9 @@ single-worker trial runs under ray.tune in its own process and never needs it.
 from __future__ import annotations
 
 import contextlib
-import json
-import math
 import os
 import socket
 from collections.abc import Collection, Iterator, Mapping, Sequence
-from numbers import Number
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -32,6 +29,7 @@ from search import catalog
 from search.catalog import COSTS, LATENCY_MS
 from search.filenames import TRIAL_HISTORY
 from search.train.history import HistoryWriter
+from search.train.record import pack
 
 
 class Runtime(Protocol):
@@ -71,34 +69,6 @@ def search_keys(metric: str, objectives: Sequence[str] = ()) -> tuple[str, ...]:
 
 
 #: The reported key that carries the rest of an epoch's record, as a JSON object.
-#: The reported key carrying the rest of an epoch's record as one JSON object: Tune stores a
-#: string but keeps no running statistics of it (issue 29), and TensorBoard still gets every
-#: metric (:class:`search.tune.tensorboard.TensorBoardLogger`).
-RECORD = "record_json"
-
-
-def pack(metrics: Mapping[str, Any], keys: frozenset[str]) -> dict[str, Any]:
-    """What a trial reports to Tune: ``keys`` as they are, every other finite number in
-    :data:`RECORD` (strings, lists and NaNs are not TensorBoard scalars)."""
-    told = {k: v for k, v in metrics.items() if k in keys}
-    rest = {k: float(v) for k, v in metrics.items()
-            if k not in keys and isinstance(v, Number) and not isinstance(v, bool)
-            and math.isfinite(float(v))}
-    if rest:
-        told[RECORD] = json.dumps(rest, sort_keys=True)
-    return told
-
-
-def unpack(result: Mapping[str, Any]) -> dict[str, Any]:
-    """A reported result with :data:`RECORD` unpacked into its keys (reported keys win)."""
-    out = dict(result)
-    packed = out.pop(RECORD, None)
-    if isinstance(packed, str):
-        for key, value in json.loads(packed).items():
-            out.setdefault(key, value)
-    return out
-
-
 def placement() -> dict[str, Any]:
     """Where this process runs: node id, hostname and pid (recorded with every epoch)."""
     import ray
@@ -122,7 +92,7 @@ class TuneRuntime:
     ``datasets`` are the trial's own Ray datasets, built in this process (their tasks run in
     the trial's placement group, see :func:`search.train.driver.pin_data_to_trial`).
     ``keys``: the only metrics Tune keeps statistics of (a search's: :func:`search_keys`);
-    the rest of the record travels as one string for TensorBoard (:data:`RECORD`, unpacked
+    the rest of the record travels as one string for TensorBoard (:data:`~search.train.record.RECORD`, unpacked
     by :mod:`search.tune.tensorboard`), and the whole record goes to the trial's history
     files and checkpoint anyway. Tune keeps statistics of every numeric key of every trial in the
     driver (issue 29).

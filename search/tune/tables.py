@@ -35,6 +35,7 @@ from search.filenames import (
 )
 from search.model.checkpoint import checkpoint_metrics
 from search.train.history import missing_epochs, read_history, spans
+from search.train.record import RECORD, unpack
 
 #: Where each epoch ran (reported by the training loop): a trial's node, host and process.
 PLACEMENT = ("node_id", "hostname", "pid")
@@ -165,7 +166,12 @@ def _tune_log(result: Any) -> pd.DataFrame:
     if frame is None or not len(frame) or "epoch" not in frame:
         return pd.DataFrame()
     # A resumed trial can repeat epochs in Tune's log: keep each epoch's last report.
-    return frame.drop_duplicates("epoch", keep="last").sort_values("epoch", ignore_index=True)
+    frame = frame.drop_duplicates("epoch", keep="last").sort_values("epoch", ignore_index=True)
+    if RECORD not in frame:
+        return frame
+    # A search's trial packed what Tune keeps no statistics of into one JSON string.
+    rows = [unpack(r) for r in frame.to_dict("records")]
+    return pd.DataFrame(rows)
 
 
 def tune_epochs(result: Any) -> int:

@@ -4,7 +4,7 @@ A search's trial tells Tune only what the scheduler, the searcher and the progre
 (:func:`search.train.runtime.search_keys`): Tune keeps running statistics of every numeric
 key of every trial in the driver, which is what made the driver grow with the trial count
 (issue 29). The rest of the epoch's record travels beside them as one JSON string
-(:data:`search.train.runtime.RECORD`), which Tune stores but keeps no statistics of. :class:`TensorBoardLogger`,
+(:data:`search.train.record.RECORD`), which Tune stores but keeps no statistics of. :class:`TensorBoardLogger`,
 Tune's own TensorBoard logger with that string unpacked, writes the whole record, so
 TensorBoard shows EER, AP, precision, recall, ... as before.
 """
@@ -15,13 +15,13 @@ from typing import Any
 
 from ray.tune.logger import TBXLoggerCallback
 
-from search.train.runtime import unpack
+from search.train.record import unpack
 
 __all__ = ["TensorBoardLogger", "tensorboard_logger"]
 
 
 class TensorBoardLogger(TBXLoggerCallback):
-    """Tune's TensorBoard logger, with :data:`~search.train.runtime.RECORD` unpacked into scalars."""
+    """Tune's TensorBoard logger, with :data:`~search.train.record.RECORD` unpacked into scalars."""
 
     def log_trial_result(self, iteration: int, trial: Any, result: dict) -> None:
         super().log_trial_result(iteration, trial, unpack(result))

@@ -149,3 +149,20 @@ def test_trial_ids_that_look_like_numbers_stay_text(tmp_path):
         tmp_path / "trials.csv", index=False)
     assert tables.read_trials_csv(tmp_path / "trials.csv")["trial_id"].tolist() == ids
     assert read_trials(tmp_path)["trial_id"].tolist() == ids
+
+
+def test_tunes_own_log_is_read_with_the_packed_record_unpacked():
+    """The tables' fallback (a trial without history files) reads Tune's log, where a
+    search's trial packed all but a few keys into one string: they come back as columns."""
+    from types import SimpleNamespace
+
+    from search.train.record import pack
+    from search.tune.tables import _tune_log
+
+    keys = frozenset({"epoch", "val_auc"})
+    reports = [pack({"epoch": e, "val_auc": 0.5 + e / 10, "val_eer": 0.4 - e / 10}, keys)
+               for e in (1, 2, 2)]
+    frame = _tune_log(SimpleNamespace(metrics_dataframe=pd.DataFrame(reports)))
+    assert frame["epoch"].tolist() == [1, 2]
+    assert frame["val_eer"].round(3).tolist() == [0.3, 0.2]
+    assert "record_json" not in frame

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import math
 
-from search.train.runtime import RECORD, pack, unpack
+from search.train.record import RECORD, pack, unpack
 
 
 def test_pack_keeps_the_keys_and_packs_every_other_number():
