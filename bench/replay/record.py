@@ -132,13 +132,15 @@ def record_config(args: argparse.Namespace, points: list[dict[str, Any]],
 
     overrides = [
         f"data.shards={args.shards}", f"cluster.storage_path={args.workdir}",
-        "cluster.address=local", f"model.input_size={args.size}",
+        "cluster.address=local",
         f"model.pretrained={'true' if args.pretrained else 'false'}",
         f"optim.epochs={args.epochs}", f"optim.batch_size={args.batch_size}",
         f"cluster.max_concurrent_trials={args.concurrent}", f"search.name={args.name}",
         f"search.num_samples={len(points)}", "search.algorithm=random", "search.scheduler=none",
         f"seed={args.seed}", "search.space=" + flow_yaml(space),
         "search.points_to_evaluate=" + flow_yaml(points)]
+    if "input_size" not in space:  # a searched size must not be set beside it
+        overrides.append(f"model.input_size={args.size}")
     if args.gpu:
         overrides += ["cluster.use_gpu=true"]
     else:

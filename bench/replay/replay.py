@@ -144,7 +144,8 @@ class Curves:
             lrs = self.values("lr")
             space["lr"] = {"low": float(min(lrs)), "high": float(max(lrs)), "log": True}
         pretrained = "true" if self.meta.get("pretrained") else "false"
-        return [f"model.input_size={self.meta['size']}", f"model.pretrained={pretrained}",
+        size = [] if "input_size" in space else [f"model.input_size={self.meta['size']}"]
+        return [*size, f"model.pretrained={pretrained}",
                 f"optim.epochs={self.meta['epochs']}", "search.space=" + flow_yaml(space)]
 
     def space(self, cfg: Any) -> dict[str, Any]:

@@ -247,3 +247,4 @@ def test_a_pretrained_grid_varies_frozen_stages_for_timm_only_and_size_for_all()
     curves = Curves(tuple(keys_of(space)), {},
                     {"space": space, "size": 64, "epochs": 2, "pretrained": True})
     assert "model.pretrained=true" in curves.settings()
+    assert not any(s.startswith("model.input_size=") for s in curves.settings())
