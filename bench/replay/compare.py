@@ -9,7 +9,7 @@ project's samplers, ASHA) over the recorded curves, one trial at a time, and spe
 budget: ``--trials`` x the recording's epochs, counted in epochs reported, all trials
 together. Random and TPE without a scheduler run ``--trials`` trials to the end; with ASHA
 ``num_samples`` is the budget itself (so TPE's start-up trials are the project's default for
-such a search, ``max(2, min(10, num_samples // 4))`` = 10) and the search ends when the
+such a search, ``max(2, min(5, num_samples // 4))``) and the search ends when the
 budget is spent. Per seed, every method gets the same experiment seed (TPE's start-up trials
 are random search's first draws: a paired comparison).
 
@@ -286,7 +286,8 @@ def report(curves: Curves, reports: pd.DataFrame, run: dict, plot_path: Path,
         f"trials; with ASHA (grace period {run.get('grace_period', 1)}, reduction factor "
         f"{run.get('reduction_factor', 2)}: the project's defaults when it ran) "
         f"num_samples = {budget} and the search ends when the budget is spent, TPE's start-up "
-        "trials then the project's default, 10. Epochs to random's best: epochs spent, all "
+        f"trials then the project's default, {run.get('startup_trials', 10)}. Epochs to "
+        "random's best: epochs spent, all "
         "trials in order, until some epoch's val AUC reached random search's final best of "
         "the same seed; ÷ random's epochs: that over random search's own (per seed, then the "
         "median); n.r. = not reached within the budget (infinite in the quartiles). Cells: "
@@ -360,6 +361,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         # the default ASHA grace the methods ran with (a replot keeps the measured one)
         run["grace_period"] = SearchConfig().grace_period
         run["reduction_factor"] = SearchConfig().reduction_factor
+        run["startup_trials"] = SearchConfig(
+            num_samples=args.trials * int(curves.meta["epochs"])).resolved_startup_trials()
     run.update(methods=list(methods), trials=args.trials,
                recording=str(Path(args.recording).resolve()))
     if args.conclusion:
