@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import os
 import platform
+import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
 RESULTS = REPO / "results" / "bench"
+
+
+def scratch_free(text: str) -> str:
+    """``text`` with this machine's temporary folder written as ``$TMPDIR``: a committed
+    result names the scratch folders of the command that made it, never the machine's own
+    paths (tests/test_results_portable.py)."""
+    for tmp in {tempfile.gettempdir(), "/tmp"}:
+        text = text.replace(tmp.rstrip("/") + "/", "$TMPDIR/")
+    return text
 
 
 def machine() -> str:

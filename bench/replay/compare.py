@@ -49,7 +49,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench._common import REPO, RESULTS, write_table
+from bench._common import REPO, RESULTS, scratch_free, write_table
 from bench.replay.replay import Curves, run_replay
 from search.config import SearchConfig
 
@@ -356,8 +356,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     else:
         reports = run_all(curves, methods, seeds, args.trials, workdir)
         run["wall_s"] = run.get("wall_s", 0.0) + time.time() - t0
-        run["command"] = "python -m bench.replay compare " + " ".join(
-            shlex.quote(a) for a in (argv if argv is not None else sys.argv[2:]))
+        run["command"] = scratch_free("python -m bench.replay compare " + " ".join(
+            shlex.quote(a) for a in (argv if argv is not None else sys.argv[2:])))
         # the default ASHA grace the methods ran with (a replot keeps the measured one)
         run["grace_period"] = SearchConfig().grace_period
         run["reduction_factor"] = SearchConfig().reduction_factor

@@ -46,7 +46,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from bench._common import REPO, machine
+from bench._common import REPO, machine, scratch_free
 
 #: The grid of issue 20, reduced (see ``main``'s defaults): 2 architectures, both ratios,
 #: 6 learning rates, and for the custom CNN 2 depths.
@@ -246,12 +246,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             "pretrained": bool(args.pretrained),
             "space": space, "keys": keys_of(space), "points": len(points),
             "epochs": args.epochs, "size": args.size, "images": args.images,
-            "shards": cfg["data"]["shards"], "seed": args.seed,
+            "shards": scratch_free(cfg["data"]["shards"]), "seed": args.seed,
             "machine": machine(), "python": platform.python_version(),
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "wall_s_this_run": round(time.time() - t0, 1),
-            "command": "python -m bench.replay record "
-                       + " ".join(shlex.quote(a) for a in (argv or sys.argv[2:]))}
+            "command": scratch_free("python -m bench.replay record " + " ".join(
+                shlex.quote(a) for a in (argv or sys.argv[2:])))}
     out = write_recording(frame, Path(args.out), meta)
     done = frame.groupby(keys_of(space), dropna=False).size()
     print(f"wrote {out}: {len(done)} of {len(points)} grid points, {len(frame)} epochs, "

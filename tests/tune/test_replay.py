@@ -248,3 +248,13 @@ def test_a_pretrained_grid_varies_frozen_stages_for_timm_only_and_size_for_all()
                     {"space": space, "size": 64, "epochs": 2, "pretrained": True})
     assert "model.pretrained=true" in curves.settings()
     assert not any(s.startswith("model.input_size=") for s in curves.settings())
+
+
+def test_a_recorded_command_names_scratch_folders_as_tmpdir():
+    """What the bench writers record passes the results' portability check."""
+    import tempfile
+
+    from bench._common import scratch_free
+
+    text = scratch_free(f"record --shards {tempfile.gettempdir()}/s --workdir /tmp/w --out results/x")
+    assert text == "record --shards $TMPDIR/s --workdir $TMPDIR/w --out results/x"
