@@ -68,7 +68,6 @@ def search_keys(metric: str, objectives: Sequence[str] = ()) -> tuple[str, ...]:
             "time_total_s", *(COSTS if LATENCY_MS in objectives else ()))
 
 
-#: The reported key that carries the rest of an epoch's record, as a JSON object.
 def placement() -> dict[str, Any]:
     """Where this process runs: node id, hostname and pid (recorded with every epoch)."""
     import ray
@@ -92,10 +91,8 @@ class TuneRuntime:
     ``datasets`` are the trial's own Ray datasets, built in this process (their tasks run in
     the trial's placement group, see :func:`search.train.driver.pin_data_to_trial`).
     ``keys``: the only metrics Tune keeps statistics of (a search's: :func:`search_keys`);
-    the rest of the record travels as one string for TensorBoard (:data:`~search.train.record.RECORD`, unpacked
-    by :mod:`search.tune.tensorboard`), and the whole record goes to the trial's history
-    files and checkpoint anyway. Tune keeps statistics of every numeric key of every trial in the
-    driver (issue 29).
+    the rest of the record travels packed as one string (:mod:`search.train.record`), and
+    the whole record goes to the trial's history files and checkpoint anyway.
     """
 
     rank = 0

@@ -1,12 +1,9 @@
 """TensorBoard gets every metric of every epoch, while Tune's driver keeps statistics of a few.
 
-A search's trial tells Tune only what the scheduler, the searcher and the progress lines read
-(:func:`search.train.runtime.search_keys`): Tune keeps running statistics of every numeric
-key of every trial in the driver, which is what made the driver grow with the trial count
-(issue 29). The rest of the epoch's record travels beside them as one JSON string
-(:data:`search.train.record.RECORD`), which Tune stores but keeps no statistics of. :class:`TensorBoardLogger`,
-Tune's own TensorBoard logger with that string unpacked, writes the whole record, so
-TensorBoard shows EER, AP, precision, recall, ... as before.
+A search's trial reports most of its epoch packed into one string
+(:mod:`search.train.record`); :class:`TensorBoardLogger`, Tune's own TensorBoard logger with
+that string unpacked, writes the whole record, so TensorBoard shows EER, AP, precision,
+recall, ... as before.
 """
 
 from __future__ import annotations
@@ -21,7 +18,7 @@ __all__ = ["TensorBoardLogger", "tensorboard_logger"]
 
 
 class TensorBoardLogger(TBXLoggerCallback):
-    """Tune's TensorBoard logger, with :data:`~search.train.record.RECORD` unpacked into scalars."""
+    """Tune's TensorBoard logger, with the packed record unpacked into scalars."""
 
     def log_trial_result(self, iteration: int, trial: Any, result: dict) -> None:
         super().log_trial_result(iteration, trial, unpack(result))
