@@ -6,7 +6,7 @@
 
 Every search is the project's: its space (:class:`bench.replay.tables.TableSource` gives
 the table's parameters as the project's ``Param`` objects, drawn by its define-by-run
-``sample``), its sampler (``search.tune.tuner._sampler``: TPE multivariate + grouped,
+``sample``), its sampler (``search.tune.searcher.build_sampler``: TPE multivariate + grouped,
 start-up trials a quarter of ``num_samples`` capped at 10, or random), its config defaults;
 only training is replaced by a table look-up whose ``train_time`` is the virtual clock.
 
@@ -116,10 +116,10 @@ def search_config(source: TableSource, method: Method, seed: int, trials: int) -
 def _sampler(cfg: Any, method: Method) -> Any:
     import optuna
 
-    from search.tune import tuner
+    from search.tune import searcher
 
     if not method.univariate:
-        return tuner._sampler(cfg)
+        return searcher.build_sampler(cfg)
     return optuna.samplers.TPESampler(seed=cfg.seed, multivariate=False,
                                       n_startup_trials=cfg.search.resolved_startup_trials())
 

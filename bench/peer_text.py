@@ -54,7 +54,7 @@ COMMENTARY: list[str] = [
     "- **The search.** The project's space objects (`search.tune.space.Param`: every "
     "tabulated parameter a list of choices, as a project YAML lists `base_width: [16, 32, "
     "64]`; `arch` fixed), drawn by the project's define-by-run `sample`, with the project's "
-    "sampler (`search.tune.tuner._sampler`, the one `run` uses) and config defaults "
+    "sampler (`search.tune.searcher.build_sampler`, the one `run` uses) and config defaults "
     "(`search.startup_trials: 0`: when this ran, a quarter of `num_samples` capped at 10, "
     "so 10 here; see Defaults below). "
     "One value per configuration and no learning curve: ASHA has nothing to stop, so it is "
@@ -74,7 +74,7 @@ COMMENTARY: list[str] = [
     "",
     "Installed: Optuna 5.1. `optuna.samplers.TPESampler()` there is multivariate for one "
     "objective and independent (univariate) for several, not grouped, with the constant liar "
-    "on and 10 start-up trials. The project's sampler (`search.tune.tuner._sampler`):",
+    "on and 10 start-up trials. The project's sampler (`search.tune.searcher.build_sampler`):",
     "",
     "- `multivariate=True` **also for the Pareto search** (plain Optuna 5 samples each "
     "parameter on its own there): the architecture and its layer settings interact;",

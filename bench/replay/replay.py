@@ -3,13 +3,13 @@
 :func:`build_replay_tuner` assembles the ``Tuner`` the way ``search.tune.tuner.build_tuner``
 does, from the project's own parts: the space (``search.tune.space.space_for``: the
 recording's discrete space, conditional parameters and all), the searcher
-(``tuner._searcher``: OptunaSearch with the project's TPE or random sampler, its seed and
-start-up trials, the study in SQLite beside the results), the scheduler
-(``tuner._scheduler``: ASHA on ``epoch``, ``max_t`` one past the last epoch), the metric and
-mode, ``reuse_actors`` and the trial folder names. The trainable is :func:`replay_trial`: it
-looks up the sampled configuration's recorded curve and reports it epoch by epoch with
-``ray.tune.report``, on a virtual clock (the recorded cumulative time is reported as
-``virtual_time_s``; nothing sleeps), so ASHA stops it exactly where it would have stopped
+(``searcher.build_searcher``: OptunaSearch with the project's TPE or random sampler, its
+seed and start-up trials, the study in SQLite beside the results), the scheduler
+(``searcher.build_scheduler``: ASHA on ``epoch``, ``max_t`` one past the last epoch), the
+metric and mode, ``reuse_actors`` and the trial folder names. The trainable is
+:func:`replay_trial`: it looks up the sampled configuration's recorded curve and reports it
+epoch by epoch with ``ray.tune.report``, on a virtual clock (the recorded cumulative time is
+reported as ``virtual_time_s``; nothing sleeps), so ASHA stops it exactly where it would have stopped
 the real trial.
 
 The space is the recording's (each searched parameter a list of the grid's values), so a
@@ -312,6 +312,7 @@ def build_replay_tuner(cfg: Any, curves: Source, *, budget: int = 0,
 
     from search.filenames import EXPERIMENT, SPACE
     from search.storage import local_experiment_dir
+    from search.tune import searcher
     from search.tune import tuner as project
     from search.tune.space import describe
 
@@ -324,7 +325,7 @@ def build_replay_tuner(cfg: Any, curves: Source, *, budget: int = 0,
     # the folder for a search's.
     (exp_dir / EXPERIMENT).write_text(json.dumps(cfg.to_dict(), indent=1))
     (exp_dir / SPACE).write_text(describe(space) + "\n")
-    max_epochs = project._max_epochs(space, cfg)
+    max_epochs = searcher.epoch_budget(space, cfg)
     trainable = tune.with_resources(
         tune.with_parameters(replay_trial, curves=curves, metric=cfg.search.metric,
                              extra=tuple(extra), history=history, checkpoints=checkpoints,
@@ -335,8 +336,8 @@ def build_replay_tuner(cfg: Any, curves: Source, *, budget: int = 0,
         trainable,
         tune_config=tune.TuneConfig(
             metric=cfg.search.metric, mode=mode, num_samples=cfg.search.num_samples,
-            search_alg=project._searcher(cfg, space, mode, exp_dir),
-            scheduler=project._scheduler(cfg, max_epochs),
+            search_alg=searcher.build_searcher(cfg, space, mode, exp_dir),
+            scheduler=searcher.build_scheduler(cfg, max_epochs),
             max_concurrent_trials=cfg.cluster.max_concurrent_trials or None,
             trial_dirname_creator=project._trial_dirname,
             reuse_actors=cfg.cluster.reuse_actors),

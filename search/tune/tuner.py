@@ -59,14 +59,12 @@ from search.tune import study_store, tables
 from search.tune.callbacks import search_callbacks
 from search.tune.janitor import sweep
 from search.tune.progress import ProgressPrinter, TuneInterruptFilter, without_tune_log_warning
-from search.tune.searcher import ResumableOptunaSearch
-
-# Under their names from before the split: bench/ (replay, peer) and the tests build the
-# project's searcher, sampler and scheduler through this module.
-from search.tune.searcher import build_sampler as _sampler  # noqa: F401 - bench.peer calls it
-from search.tune.searcher import build_scheduler as _scheduler
-from search.tune.searcher import build_searcher as _searcher
-from search.tune.searcher import epoch_budget as _max_epochs
+from search.tune.searcher import (
+    ResumableOptunaSearch,
+    build_scheduler,
+    build_searcher,
+    epoch_budget,
+)
 from search.tune.space import check_points, describe, space_for
 
 
@@ -161,7 +159,7 @@ def build_tuner(cfg: ExperimentConfig, data: TrialData | None = None, *, resume:
     space = space_for(cfg)
     location = experiment_dir(cfg)  # where Tune and Train write: a path or a URI
     exp_dir = local_experiment_dir(cfg)  # where the driver writes (the same, when local)
-    max_epochs = _max_epochs(space, cfg)
+    max_epochs = epoch_budget(space, cfg)
     trainable = trial_trainable(cfg, data or resolve_data(cfg),
                                 storage_path=storage.join(location, tables.TRAIN_RUNS),
                                 metric=cfg.search.metric, mode=mode)
@@ -186,7 +184,8 @@ def build_tuner(cfg: ExperimentConfig, data: TrialData | None = None, *, resume:
         trainable,
         tune_config=tune.TuneConfig(
             metric=cfg.search.metric, mode=mode, num_samples=cfg.search.num_samples,
-            search_alg=_searcher(cfg, space, mode, exp_dir), scheduler=_scheduler(cfg, max_epochs),
+            search_alg=build_searcher(cfg, space, mode, exp_dir),
+            scheduler=build_scheduler(cfg, max_epochs),
             max_concurrent_trials=max_concurrent(cfg),
             trial_dirname_creator=_trial_dirname,  # short names: TensorBoard shows them
             # A finished trial's process (torch, timm, Ray Data already imported) serves the
@@ -310,7 +309,7 @@ def write_tables(cfg: ExperimentConfig, results: Any, *,
     # storage path or URI): Tune's result.json is needed only for results from before them.
     trials, history = tables.collect(
         list(results), experiment_dir=exp_dir, metric=cfg.search.metric, mode=mode,
-        max_epochs=_max_epochs(space, cfg), param_names=list(space), unfinished=unfinished,
+        max_epochs=epoch_budget(space, cfg), param_names=list(space), unfinished=unfinished,
         location=location)
     for line in tables.history_notes(trials):  # epochs Tune counted that no file holds
         print(line, flush=True)

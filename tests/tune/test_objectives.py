@@ -99,8 +99,8 @@ def test_the_leaderboard_lists_the_front_and_the_latency():
 
 
 def test_the_searcher_has_one_direction_per_objective(tmp_path):
+    from search.tune.searcher import build_searcher as _searcher
     from search.tune.space import space_for
-    from search.tune.tuner import _searcher
 
     cfg = load_config(EXAMPLES / "tiny.yaml", ["search.objectives=[val_auc, latency_ms]",
                                                "search.name=mo"])
@@ -204,8 +204,8 @@ def test_a_trial_the_study_has_finished_is_not_told_again(tmp_path, monkeypatch)
     the study: kept as it was (first values), nothing told twice, no warning."""
     from ray.tune.search.optuna import optuna_search
 
+    from search.tune.searcher import build_searcher as _searcher
     from search.tune.space import space_for
-    from search.tune.tuner import _searcher
 
     cfg = load_config(EXAMPLES / "tiny.yaml", ["search.objectives=[val_auc, latency_ms]",
                                                "search.name=mo"])

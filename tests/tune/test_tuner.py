@@ -87,8 +87,8 @@ def test_run_search_rejects_a_bad_point_before_starting_ray(demo_shards, tmp_pat
     (["search.num_samples=100", "search.startup_trials=3"], 3),  # as configured
 ])
 def test_tpe_startup_trials(tmp_path, overrides, startup):
+    from search.tune.searcher import build_searcher as _searcher
     from search.tune.space import space_for
-    from search.tune.tuner import _searcher
 
     cfg = load_config(EXAMPLES / "tiny.yaml", ["search.num_samples=8", *overrides])
     sampler = _searcher(cfg, space_for(cfg), "max", tmp_path)._sampler
