@@ -9,8 +9,8 @@ seed and start-up trials, the study in SQLite beside the results), the scheduler
 metric and mode, ``reuse_actors`` and the trial folder names. The trainable is
 :func:`replay_trial`: it looks up the sampled configuration's recorded curve and reports it
 epoch by epoch with ``ray.tune.report``, on a virtual clock (the recorded cumulative time is
-reported as ``virtual_time_s``; nothing sleeps), so ASHA stops it exactly where it would have stopped
-the real trial.
+reported as ``virtual_time_s``; nothing sleeps), so ASHA stops it exactly where it would
+have stopped the real trial.
 
 The space is the recording's (each searched parameter a list of the grid's values), so a
 sampled configuration is always a recorded one; :meth:`Curves.key` still maps a value that
